@@ -1,0 +1,429 @@
+"""The dispatch layer: everything between a user's call and a kernel.
+
+Array-likes become arrays; dtypes are promoted (bool/int -> float64, float16
+computed in float32 and returned as float16, byte-swapped made native);
+axes are normalized; ``out=`` is checked before anything is written; and any
+shape, axis and memory layout is mapped onto the canonical layout the
+kernels see (see ``fastact._registry``):
+
+* elementwise kernels get 1-D contiguous arrays (C- or F-ordered inputs are
+  viewed, never copied);
+* row kernels get a C-contiguous ``(outer, n, inner)`` view reduced over
+  ``n``.  When the reduced axes are adjacent in the array's memory order
+  (last axis of a C array, first axis of an F array, any axis of a C array
+  as ``inner > 1``, ``axis=None``...) this is a view; otherwise (strided
+  input, reduced axes not adjacent) one copy is made with the reduced axes
+  last.  Results come back in the layout the input had.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from . import _config
+
+try:  # numpy >= 1.25
+    from numpy.exceptions import AxisError
+except ImportError:  # pragma: no cover
+    from numpy import AxisError
+
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_NATIVE = (_F32, _F64)
+
+_numpy_table = None
+
+
+def reference_table():
+    global _numpy_table
+    if _numpy_table is None:
+        _numpy_table = _config._load("numpy")
+    return _numpy_table
+
+
+# ---------------------------------------------------------------------------
+# arrays and dtypes
+
+
+def asarray(x, name: str = "x") -> np.ndarray:
+    """``x`` as an ndarray of a real numeric dtype, else TypeError."""
+    a = x if type(x) is np.ndarray else np.asarray(x)
+    kind = a.dtype.kind
+    if kind in "fbiu":
+        return a
+    if kind == "c":
+        raise TypeError(
+            f"{name} is complex ({a.dtype}); fastact kernels are real-valued "
+            "(fastact.special accepts complex input as SciPy does)"
+        )
+    raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+
+
+def _float_of(dt: np.dtype) -> np.dtype:
+    if dt.kind != "f":
+        return _F64
+    return dt if dt.isnative else dt.newbyteorder("=")
+
+
+def result_dtype(*arrays) -> np.dtype:
+    """dtype of the result: float inputs keep theirs, bool/int give float64."""
+    if len(arrays) == 1:
+        return _float_of(arrays[0].dtype)
+    return np.result_type(*(_float_of(a.dtype) for a in arrays))
+
+
+def compute_dtype(rdt: np.dtype) -> np.dtype:
+    return _F32 if rdt == _F16 else rdt
+
+
+def table_for(cdt: np.dtype):
+    """Kernel table for a compute dtype: the current backend for float32 and
+    float64; the NumPy reference for any other float (long double)."""
+    if cdt is _F32 or cdt is _F64 or cdt in _NATIVE:
+        return _config.current()
+    return reference_table()
+
+
+def cast(a: np.ndarray, dt: np.dtype) -> np.ndarray:
+    return a if a.dtype is dt else a.astype(dt)
+
+
+def check_out(out, shape, rdt, name="out"):
+    """Validate ``out`` before anything is computed or written."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {out.shape}, but the result has shape {tuple(shape)}")
+    if out.dtype != rdt:
+        raise ValueError(f"{name} has dtype {out.dtype}, but the result has dtype {rdt}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+
+
+def check_same_shape(a, b, an, bn):
+    if a.shape != b.shape:
+        raise ValueError(f"{an} has shape {a.shape} but {bn} has shape {b.shape}; they must match")
+
+
+def check_scalar(v, name, integer=False):
+    try:
+        return operator.index(v) if integer else float(v)
+    except (TypeError, ValueError):
+        kind = "an integer" if integer else "a real number"
+        raise TypeError(f"{name} must be {kind}, got {v!r}") from None
+
+
+# ---------------------------------------------------------------------------
+# axes and the canonical (outer, n, inner) layout
+
+
+def normalize_axes(axis, ndim: int) -> tuple:
+    """Sorted tuple of non-negative axes; ``None`` means all axes.
+
+    A 0-d array accepts ``axis`` in (None, 0, -1, ()) and is treated as a
+    single row of length 1, as PyTorch does.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    many = isinstance(axis, (tuple, list))
+    axes = tuple(_one_axis(a, ndim) for a in (axis if many else (axis,)))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"duplicate value in axis: {axis!r}")
+    return () if ndim == 0 else tuple(sorted(axes))
+
+
+def _one_axis(a, ndim):
+    try:
+        a = operator.index(a)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, a tuple of integers or None, got {a!r}") from None
+    lim = max(ndim, 1)  # a 0-d array is one row of length 1: axis 0 or -1
+    if not -lim <= a < lim:
+        raise AxisError(a, ndim)
+    return a % lim
+
+
+class Plan:
+    """How arrays of one shape map onto the canonical layout for given axes.
+
+    ``perm`` orders the axes so that the reduced ones are adjacent, starting
+    at position ``p0``; ``copy`` says whether the main array needs a copy to
+    be C-contiguous in that order.
+    """
+
+    __slots__ = ("shape", "ndim", "axes", "perm", "p0", "outer", "n", "inner", "rest")
+
+    def __init__(self, a: np.ndarray, axes: tuple):
+        nd = a.ndim
+        self.shape = a.shape
+        self.ndim = nd
+        self.axes = axes
+        k = len(axes)
+        perm = None
+        if a.flags.c_contiguous:
+            perm = tuple(range(nd))
+        elif a.flags.f_contiguous:
+            perm = tuple(range(nd - 1, -1, -1))
+        if perm is not None and k:
+            pos = sorted(perm.index(ax) for ax in axes)
+            if pos[-1] - pos[0] != k - 1:
+                perm = None  # reduced axes not adjacent in memory
+        if perm is None:
+            rest = tuple(i for i in range(nd) if i not in axes)
+            perm = rest + axes
+            p0 = nd - k
+        elif k:
+            p0 = min(perm.index(ax) for ax in axes)
+        else:
+            p0 = nd
+        self.perm = perm
+        self.p0 = p0
+        shp = [a.shape[i] for i in perm]
+        self.outer = _prod(shp[:p0])
+        self.n = _prod(shp[p0 : p0 + k])
+        self.inner = _prod(shp[p0 + k :])
+        self.rest = perm[:p0] + perm[p0 + k :]  # non-reduced axes, memory order
+
+    # full-shaped arrays -------------------------------------------------
+    def canon(self, a: np.ndarray) -> np.ndarray:
+        """Canonical (outer, n, inner) array of ``a`` (a view if possible)."""
+        v = a.transpose(self.perm)
+        if not v.flags.c_contiguous:
+            v = np.ascontiguousarray(v)
+        return v.reshape(self.outer, self.n, self.inner)
+
+    def canon_view(self, a: np.ndarray):
+        """Canonical view of ``a``, or None if that would need a copy."""
+        v = a.transpose(self.perm)
+        if not v.flags.c_contiguous:
+            return None
+        return v.reshape(self.outer, self.n, self.inner)
+
+    def new(self, dtype):
+        """(canonical, result) for a fresh full-shaped array; ``result`` has
+        the input's shape and the memory order of the plan."""
+        c = np.empty((self.outer, self.n, self.inner), dtype)
+        return c, self.uncanon(c)
+
+    def uncanon(self, c: np.ndarray) -> np.ndarray:
+        shp = tuple(self.shape[i] for i in self.perm)
+        return c.reshape(shp).transpose(np.argsort(self.perm))
+
+    # reduced arrays (shape of the non-reduced axes, original order) -------
+    def reduced_shape(self, keepdims=False):
+        if keepdims:
+            return tuple(1 if i in self.axes else s for i, s in enumerate(self.shape))
+        return tuple(s for i, s in enumerate(self.shape) if i not in self.axes)
+
+    def _rest_perm(self):
+        kept = [i for i in range(self.ndim) if i not in self.axes]
+        return [kept.index(i) for i in self.rest]
+
+    def canon_reduced(self, r: np.ndarray, view_only=False):
+        v = r.transpose(self._rest_perm())
+        if not v.flags.c_contiguous:
+            if view_only:
+                return None
+            v = np.ascontiguousarray(v)
+        return v.reshape(self.outer, self.inner)
+
+    def new_reduced(self, dtype):
+        c = np.empty((self.outer, self.inner), dtype)
+        shp = tuple(self.shape[i] for i in self.rest)
+        return c, c.reshape(shp).transpose(np.argsort(self._rest_perm()))
+
+
+def _prod(xs):
+    p = 1
+    for x in xs:
+        p *= x
+    return p
+
+
+def _same_memory(a, b) -> bool:
+    return (
+        a.shape == b.shape
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _out_target(out, canon_out, inputs, rdt, cdt):
+    """The canonical array the kernel may write directly, or None when the
+    result must go through a temporary (dtype cast, layout, partial overlap)."""
+    if canon_out is None or rdt != cdt:
+        return None
+    for c in inputs:
+        if np.may_share_memory(canon_out, c) and not _same_memory(canon_out, c):
+            return None
+    return canon_out
+
+
+# ---------------------------------------------------------------------------
+# the operations
+
+
+def elementwise(name, x, out, params=(), xname="x"):
+    """y = f(x) elementwise."""
+    if (
+        type(x) is np.ndarray
+        and (x.dtype is _F32 or x.dtype is _F64)
+        and x.flags.c_contiguous
+    ):
+        k = getattr(_config.current(), name)
+        if out is None:
+            y = np.empty_like(x)
+            k(x.reshape(-1), y.reshape(-1), *params)
+            return y
+        if (
+            type(out) is np.ndarray
+            and out.dtype is x.dtype
+            and out.shape == x.shape
+            and out.flags.c_contiguous
+            and out.flags.writeable
+            and (out is x or not np.may_share_memory(out, x))
+        ):
+            k(x.reshape(-1), out.reshape(-1), *params)
+            return out
+    return _map(name, (x,), (xname,), out, params)
+
+
+def elementwise2(name, a, b, out, params=(), names=("grad", "x")):
+    """y = f(a, b) elementwise, a and b of one shape (backward kernels)."""
+    return _map(name, (a, b), names, out, params)
+
+
+def _map(name, arrays, names, out, params):
+    arrays = [asarray(a, n) for a, n in zip(arrays, names)]
+    for a, n in zip(arrays[1:], names[1:]):
+        check_same_shape(arrays[0], a, names[0], n)
+    rdt = result_dtype(*arrays)
+    if out is not None:
+        check_out(out, arrays[0].shape, rdt)
+    cdt = compute_dtype(rdt)
+    # the layout comes from the last array (the saved x or y), which is the
+    # one a training loop most often hands over contiguous
+    main = cast(arrays[-1], cdt)
+    plan = Plan(main, ())
+    flat = [plan.canon(cast(a, cdt)).reshape(-1) for a in arrays[:-1]]
+    flat.append(plan.canon(main).reshape(-1))
+    return _finish(plan, name, flat, out, params, rdt, cdt, flat=True)
+
+
+def _finish(plan, name, canon_in, out, params, rdt, cdt, flat=False):
+    """Run kernel ``name`` on canonical inputs into ``out`` or a new array;
+    ``flat``: the kernel is elementwise and takes 1-D arrays."""
+    k = getattr(table_for(cdt), name)
+    target = None
+    if out is not None:
+        cv = plan.canon_view(out)
+        if cv is not None and flat:
+            cv = cv.reshape(-1)
+        target = _out_target(out, cv, canon_in, rdt, cdt)
+    if target is not None:
+        k(*canon_in, target, *params)
+        return out
+    c, result = plan.new(cdt)
+    k(*canon_in, c.reshape(-1) if flat else c, *params)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result if rdt == cdt else result.astype(rdt)
+
+
+def rows(name, x, axis, out):
+    """Same-shaped result of a reduction-based op (softmax, log_softmax)."""
+    if (
+        axis == -1
+        and type(x) is np.ndarray
+        and (x.dtype is _F32 or x.dtype is _F64)
+        and x.flags.c_contiguous
+        and x.ndim
+        and x.shape[-1]
+    ):
+        n = x.shape[-1]
+        k = getattr(_config.current(), name)
+        if out is None:
+            y = np.empty_like(x)
+            k(x.reshape(-1, n, 1), y.reshape(-1, n, 1))
+            return y
+        if (
+            type(out) is np.ndarray
+            and out.dtype is x.dtype
+            and out.shape == x.shape
+            and out.flags.c_contiguous
+            and out.flags.writeable
+            and (out is x or not np.may_share_memory(out, x))
+        ):
+            k(x.reshape(-1, n, 1), out.reshape(-1, n, 1))
+            return out
+    return rows_multi(name, (x,), ("x",), axis, out)
+
+
+def rows_multi(name, arrays, names, axis, out):
+    arrays = [asarray(a, n) for a, n in zip(arrays, names)]
+    for a, n in zip(arrays[1:], names[1:]):
+        check_same_shape(arrays[0], a, names[0], n)
+    main = arrays[-1]
+    axes = normalize_axes(axis, main.ndim)
+    rdt = result_dtype(*arrays)
+    if out is not None:
+        check_out(out, main.shape, rdt)
+    cdt = compute_dtype(rdt)
+    main = cast(main, cdt)
+    plan = Plan(main, axes)
+    canon = [plan.canon(cast(a, cdt)) for a in arrays[:-1]] + [plan.canon(main)]
+    return _finish(plan, name, canon, out, (), rdt, cdt)
+
+
+def reduce_rows(name, x, axis, keepdims, out):
+    """Reduced result (logsumexp)."""
+    x = asarray(x)
+    axes = normalize_axes(axis, x.ndim)
+    rdt = result_dtype(x)
+    cdt = compute_dtype(rdt)
+    x = cast(x, cdt)
+    plan = Plan(x, axes)
+    shape = plan.reduced_shape(keepdims)
+    if out is not None:
+        check_out(out, shape, rdt)
+    cx = plan.canon(x)
+    k = getattr(table_for(cdt), name)
+    if out is not None and rdt == cdt:
+        r = np.squeeze(out, axis=plan.axes) if keepdims else out
+        cv = plan.canon_reduced(r, view_only=True)
+        if cv is not None and not np.may_share_memory(cv, cx):
+            k(cx, cv)
+            return out
+    c, result = plan.new_reduced(cdt)
+    k(cx, c)
+    if keepdims:
+        result = result.reshape(shape)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result if rdt == cdt else result.astype(rdt)
+
+
+def reduce_rows_backward(name, grad, x, lse, axis, out):
+    """grad * exp(x - lse): grad and lse have the reduced shape."""
+    grad, x, lse = asarray(grad, "grad"), asarray(x, "x"), asarray(lse, "lse")
+    axes = normalize_axes(axis, x.ndim)
+    rdt = result_dtype(grad, x, lse)
+    cdt = compute_dtype(rdt)
+    xc = cast(x, cdt)
+    plan = Plan(xc, axes)
+    red, red_k = plan.reduced_shape(), plan.reduced_shape(True)
+    for r, n in ((grad, "grad"), (lse, "lse")):
+        if r.shape not in (red, red_k):
+            raise ValueError(
+                f"{n} has shape {r.shape}, but x of shape {x.shape} reduced over "
+                f"axis {axis!r} has shape {red} (or {red_k} with keepdims)"
+            )
+    if out is not None:
+        check_out(out, x.shape, rdt)
+    g = plan.canon_reduced(cast(grad, cdt).reshape(red))
+    s = plan.canon_reduced(cast(lse, cdt).reshape(red))
+    return _finish(plan, name, [g, plan.canon(xc), s], out, (), rdt, cdt)
