@@ -110,7 +110,7 @@ def _scale(grad, reduction, count, shape, dt):
     g = _d.asarray(grad, "grad")
     if reduction == "none":
         try:
-            return np.ascontiguousarray(np.broadcast_to(g, shape), dtype=dt)
+            return np.array(np.broadcast_to(g, shape), dtype=dt, order="C")
         except ValueError:
             raise ValueError(
                 f"grad has shape {g.shape}, which does not broadcast to the "

@@ -1,0 +1,172 @@
+"""Inputs and calls for every registry kernel: the one table that drives the
+test suite, the benchmarks (asv and ``python -m fastact bench``) and the
+self-check.
+
+``case(kernel, shape, dtype, axis)`` builds realistic arguments for the
+public function that reaches ``kernel`` (backward kernels get the saved
+forward input or output they expect), and ``run(case)`` calls it, so that
+tests and benchmarks exercise the dispatch layer exactly as users do.
+``layouts(x)`` gives the same values in every memory layout the dispatch
+layer must handle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import _registry
+
+__all__ = ["Case", "case", "run", "reference", "layouts", "EDGE_VALUES", "edge_rows"]
+
+#: values every elementwise kernel must handle without warnings
+EDGE_VALUES = (
+    np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 1e-300, -1e-300,
+    5e-324, 1e-30, -1e-30, 20.0, -20.0, 88.7, -88.7, 89.0, -104.0, 709.8, -745.2,
+    1e10, -1e10, 1e30, -1e30, 1e300, -1e300, 3.4e38, -3.4e38,
+)
+
+
+def edge_rows():
+    """Rows with NaN/inf mixes for the row kernels (each row is one case)."""
+    inf, nan = np.inf, np.nan
+    return np.array([
+        [1.0, 2.0, 3.0, 4.0],
+        [nan, 1.0, 2.0, 3.0],
+        [1.0, nan, inf, -inf],
+        [inf, 1.0, 2.0, 3.0],
+        [inf, inf, 1.0, 0.0],
+        [inf, -inf, 0.0, 0.0],
+        [-inf, -inf, -inf, -inf],
+        [-inf, 0.0, -inf, 1.0],
+        [-inf, -inf, 5.0, -inf],
+        [1000.0, 970.0, 940.0, -1000.0],
+        [-1000.0, -1000.0, -1000.0, -1000.0],
+        [0.0, -40.0, -80.0, -745.0],
+        [3e38, -3e38, 0.0, 1.0],
+        [5e-324, -5e-324, 0.0, -0.0],
+    ])
+
+
+@dataclasses.dataclass
+class Case:
+    kernel: _registry.Kernel
+    args: tuple
+    kwargs: dict
+
+    @property
+    def func(self):
+        import fastact
+
+        return getattr(fastact, self.kernel.api)
+
+    @property
+    def main(self) -> np.ndarray:
+        """The array the kernel's cost scales with (for GB/s figures)."""
+        return max((a for a in self.args if isinstance(a, np.ndarray)), key=lambda a: a.size)
+
+
+def _draw(rng, shape, dtype, domain):
+    lo, hi = domain
+    x = rng.uniform(lo, hi, size=shape)
+    if lo == 0.0:  # probabilities: keep away from exact 0 and 1
+        x = np.clip(x, 1e-3, 1 - 1e-3)
+    return x.astype(dtype)
+
+
+def case(kernel, shape=(4, 7), dtype=np.float64, axis=-1, seed=0) -> Case:
+    """Arguments for the public call that reaches ``kernel``.
+
+    ``shape`` is the shape of the main input; for the losses ``axis`` is the
+    class axis (and for row kernels, the reduced axis).
+    """
+    import fastact
+
+    k = _registry.KERNELS[kernel] if isinstance(kernel, str) else kernel
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    kw = dict(k.api_kwargs)
+    params = dict(k.params)
+    x = _draw(rng, shape, dtype, k.domain)
+    kind = k.kind
+
+    def ref(name, *a, **kwa):
+        with fastact.use_backend("numpy"):
+            return np.asarray(getattr(fastact, name)(*a, **kwa)).astype(dtype)
+
+    if kind == "elementwise":
+        kw.update(params)
+        return Case(k, (x,), kw)
+    if kind == "elementwise_backward":
+        f = _registry.KERNELS[k.forward]
+        kw.update(params)
+        g = _draw(rng, shape, dtype, (-2.0, 2.0))
+        s = ref(f.api, x, **dict(f.api_kwargs), **params) if k.saved == "y" else x
+        return Case(k, (g, s), kw)
+    if kind in ("rows", "rows_reduce"):
+        return Case(k, (x,), {"axis": axis})
+    if kind == "rows_backward":
+        g = _draw(rng, shape, dtype, (-2.0, 2.0))
+        return Case(k, (g, ref(k.forward, x, axis=axis)), {"axis": axis})
+    if kind == "rows_reduce_backward":
+        lse = ref("logsumexp", x, axis=axis)
+        g = _draw(rng, lse.shape, dtype, (-2.0, 2.0))
+        return Case(k, (g, x, lse), {"axis": axis})
+    if kind in ("binary", "binary_backward"):
+        t = _draw(rng, shape, dtype, (0.0, 1.0))
+        if kind == "binary":
+            return Case(k, (x, t), {"reduction": "none"})
+        return Case(k, (x, t), {"reduction": "sum", "grad": params["scale"]})
+    # losses: class axis `axis`
+    kw = {"axis": axis, "reduction": "none", **params}
+    C = x.shape[axis] if x.ndim else 1
+    red = tuple(s for i, s in enumerate(x.shape) if i != axis % max(x.ndim, 1))
+    if kind.startswith("loss_index"):
+        t = rng.integers(0, max(C, 1), size=red)
+        t[rng.uniform(size=red) < 0.15] = params["ignore_index"]
+    else:
+        t = rng.uniform(size=x.shape)
+        t[rng.uniform(size=x.shape) < 0.2] = 0.0  # exact zeros: 0 * log p = 0
+        t = (t / np.maximum(t.sum(axis=axis, keepdims=True), 1e-30)).astype(dtype)
+    if kind.endswith("_grad"):
+        kw["grad"] = _draw(rng, red, dtype, (-2.0, 2.0))
+    return Case(k, (x, t), kw)
+
+
+def run(c: Case, out=None):
+    """Call the public function of case ``c`` (with ``out=`` if given)."""
+    kw = dict(c.kwargs)
+    if out is not None:
+        kw["out"] = out
+    return c.func(*c.args, **kw)
+
+
+def reference(c: Case):
+    """Result of case ``c`` on the NumPy reference backend."""
+    import fastact
+
+    with fastact.use_backend("numpy"):
+        return run(c)
+
+
+def layouts(x: np.ndarray):
+    """``(name, array)`` pairs holding the values of ``x`` in different
+    memory layouts: C, F, strided, negative strides, permuted axes,
+    byte-swapped and read-only."""
+    yield "C", np.ascontiguousarray(x)
+    if x.ndim >= 2:
+        yield "F", np.asfortranarray(x)
+        perm = (1, 0) + tuple(range(2, x.ndim))
+        yield "permuted", np.ascontiguousarray(x.transpose(perm)).transpose(perm)
+    if x.ndim >= 1:
+        big = np.zeros(tuple(2 * s for s in x.shape), x.dtype)
+        sl = tuple(slice(None, None, 2) for _ in x.shape)
+        big[sl] = x
+        yield "strided", big[sl]
+        flip = tuple(slice(None, None, -1) for _ in x.shape)
+        yield "negative-stride", np.ascontiguousarray(x[flip])[flip]
+    yield "byteswapped", x.astype(x.dtype.newbyteorder()) if x.dtype.itemsize > 1 else x
+    ro = np.array(x)
+    ro.flags.writeable = False
+    yield "read-only", ro
