@@ -158,7 +158,7 @@ def cross_entropy(logits, target, axis=-1, *, reduction="mean", label_smoothing=
     """Cross-entropy between ``softmax(logits)`` and ``target``.
 
     Parameters
-    ----------""" + _CE_PARAMS + """
+    ----------%(ce_params)s
 
     Returns
     -------
@@ -193,7 +193,7 @@ def cross_entropy_backward(logits, target, axis=-1, *, grad=1.0, reduction="mean
     """Gradient of :func:`cross_entropy` with respect to the logits.
 
     Parameters
-    ----------""" + _CE_PARAMS + """
+    ----------%(ce_params)s
     grad : float or array_like, optional
         dL/d(loss): a scalar for ``"mean"``/``"sum"``, or an array that
         broadcasts to the per-sample losses for ``"none"``.
@@ -223,7 +223,7 @@ def cross_entropy_with_grad(logits, target, axis=-1, *, grad=1.0, reduction="mea
     is what a training step needs.
 
     Parameters
-    ----------""" + _CE_PARAMS + """
+    ----------%(ce_params)s
     grad : float or array_like, optional
         dL/d(loss), as in :func:`cross_entropy_backward`.
 
@@ -258,6 +258,11 @@ def _bce_inputs(logits, target, reduction):
     x = _d.cast(x, cdt)
     plan = _d.Plan(x, ())
     return plan, plan.canon(x).reshape(-1), plan.canon(_d.cast(t, cdt)).reshape(-1), rdt, cdt
+
+
+for _f in (cross_entropy, cross_entropy_backward, cross_entropy_with_grad):
+    _f.__doc__ = _f.__doc__ % {"ce_params": _CE_PARAMS}
+del _f
 
 
 def binary_cross_entropy_with_logits(logits, target, *, reduction="mean"):
