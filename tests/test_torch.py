@@ -1,0 +1,101 @@
+"""Forward and backward of every kernel against PyTorch (autograd), on every
+backend.  Skipped cleanly when torch is not installed (it is only in the
+``peers`` extra)."""
+
+import numpy as np
+import pytest
+from conftest import KERNELS
+
+import fastact
+from fastact import _registry
+from fastact import testing as ft
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+# fastact kernel -> the same function in torch, taking (tensor(s), **fastact kwargs)
+TORCH = {
+    "sigmoid": lambda x: torch.sigmoid(x),
+    "log_sigmoid": lambda x: F.logsigmoid(x),
+    "logit": lambda x: torch.logit(x),
+    "softplus": lambda x, beta, threshold: F.softplus(x, beta=beta, threshold=threshold),
+    "tanh": lambda x: torch.tanh(x),
+    "relu": lambda x: F.relu(x),
+    "leaky_relu": lambda x, negative_slope: F.leaky_relu(x, negative_slope),
+    "gelu": lambda x, approximate: F.gelu(x, approximate=approximate),
+    "gelu_tanh": lambda x, approximate: F.gelu(x, approximate=approximate),
+    "silu": lambda x: F.silu(x),
+    "softmax": lambda x, axis: torch.softmax(x, dim=axis),
+    "log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
+    "logsumexp": lambda x, axis: torch.logsumexp(x, dim=axis),
+    "bce_with_logits": lambda x, t, reduction: F.binary_cross_entropy_with_logits(x, t, reduction=reduction),
+    "cross_entropy_index": lambda x, t, axis, **kw: F.cross_entropy(x, t, **kw),
+    "cross_entropy_prob": lambda x, t, axis, **kw: F.cross_entropy(x, t, **kw),
+}
+FORWARD = [k for k in KERNELS if not _registry.KERNELS[k].is_backward]
+BACKWARD = [k for k in KERNELS if _registry.KERNELS[k].is_backward]
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
+
+
+def test_table_covers_every_forward_kernel():
+    assert set(TORCH) == set(FORWARD)
+
+
+def _t(a, grad=False):
+    t = torch.from_numpy(np.array(a, order="C"))
+    return t.requires_grad_() if grad else t
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", FORWARD)
+def test_forward_matches_torch(backend, kernel, dtype):
+    c = ft.case(kernel, (16, 9), dtype, -1)
+    kw = dict(c.kwargs)
+    ours = np.asarray(ft.run(c))
+    theirs = TORCH[kernel](*[_t(a) for a in c.args], **kw).numpy()
+    np.testing.assert_allclose(ours, theirs, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", BACKWARD)
+def test_backward_matches_torch_autograd(backend, kernel, dtype):
+    k = _registry.KERNELS[kernel]
+    f = _registry.KERNELS[k.forward]
+    fc = ft.case(f.name, (16, 9), dtype, -1)  # the forward problem
+    x = _t(fc.args[0], grad=True)
+    rest = [_t(a) for a in fc.args[1:]]
+    kw = dict(fc.kwargs)
+    y = TORCH[f.name](x, *rest, **kw)
+    g = np.random.default_rng(5).normal(size=tuple(y.shape)).astype(dtype)
+    if k.kind == "binary_backward":  # our case: reduction="sum", grad=scale
+        g = np.asarray(dict(k.params)["scale"], dtype)
+        y = y.sum()
+    y.backward(_t(g))
+    theirs = x.grad.numpy()
+    xa = fc.args[0]
+    if k.kind in ("elementwise_backward", "rows_backward"):
+        saved = xa if k.saved == "x" else np.asarray(ft.run(fc))
+        bkw = {key: v for key, v in kw.items()}
+        ours = getattr(fastact, k.api)(g, saved, **bkw)
+    elif k.kind == "rows_reduce_backward":
+        ours = fastact.logsumexp_backward(g, xa, ft.run(fc), **kw)
+    elif k.kind == "binary_backward":
+        ours = fastact.binary_cross_entropy_with_logits_backward(xa, fc.args[1], grad=float(g), reduction="sum")
+    else:
+        ours = fastact.cross_entropy_backward(xa, fc.args[1], grad=g, **kw)
+    np.testing.assert_allclose(ours, theirs, **TOL[dtype])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_reductions_and_class_axis_match_torch(backend, reduction):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 5, 3))  # (N, C, d): PyTorch's class axis 1
+    t = rng.integers(0, 5, size=(4, 3))
+    t[0, 0] = -100
+    for eps in (0.0, 0.25):
+        xt = _t(x, grad=True)
+        ref = F.cross_entropy(xt, _t(t), reduction=reduction, label_smoothing=eps)
+        ref.backward()
+        loss, d = fastact.cross_entropy_with_grad(x, t, axis=1, reduction=reduction, label_smoothing=eps)
+        np.testing.assert_allclose(loss, ref.item(), rtol=1e-13)
+        np.testing.assert_allclose(d, xt.grad.numpy(), rtol=1e-12, atol=1e-15)
