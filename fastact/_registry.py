@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Kernel", "KERNELS", "KINDS", "get"]
+__all__ = ["Kernel", "KERNELS", "KINDS", "get", "ulps_bound", "ROW_ULPS_PER_SQRT_N"]
 
 KINDS = (
     "elementwise",
@@ -93,6 +93,10 @@ class Kernel(NamedTuple):
     saved: str | None = None
     #: open interval the forward input is drawn from in tests/benchmarks
     domain: tuple = (-10.0, 10.0)
+    #: documented bound of every backend against the NumPy reference, in
+    #: units of eps * (|ref| + 1) (ULPs with an absolute floor at 1); row
+    #: kernels add ROW_ULPS_PER_SQRT_N * sqrt(n) for rows of length n
+    ulps: int = 16
 
     @property
     def is_backward(self) -> bool:
@@ -103,11 +107,22 @@ class Kernel(NamedTuple):
         return tuple(p for p, _ in self.params)
 
 
-def _ew(name, api=None, params=(), domain=(-10.0, 10.0), api_kwargs=()):
-    return Kernel(name, "elementwise", api or name, api_kwargs, params, domain=domain)
+#: extra error allowed per sqrt(row length) for row kernels (rounding in sums)
+ROW_ULPS_PER_SQRT_N = 2
 
 
-def _ewb(fwd, saved, api=None, api_kwargs=()):
+def ulps_bound(kernel, n=1) -> int:
+    """The documented error bound of ``kernel`` for rows of length ``n``."""
+    k = KERNELS[kernel] if isinstance(kernel, str) else kernel
+    extra = ROW_ULPS_PER_SQRT_N * int(n ** 0.5) if k.kind.startswith(("rows", "loss")) else 0
+    return k.ulps + extra
+
+
+def _ew(name, api=None, params=(), domain=(-10.0, 10.0), api_kwargs=(), ulps=16):
+    return Kernel(name, "elementwise", api or name, api_kwargs, params, domain=domain, ulps=ulps)
+
+
+def _ewb(fwd, saved, api=None, api_kwargs=(), ulps=16):
     f = _BY_NAME[fwd]
     return Kernel(
         fwd + "_backward",
@@ -118,6 +133,7 @@ def _ewb(fwd, saved, api=None, api_kwargs=()):
         fwd,
         saved,
         f.domain,
+        ulps,
     )
 
 
@@ -140,20 +156,20 @@ _add(
     _ew("tanh"),
     _ew("relu"),
     _ew("leaky_relu", params=(("negative_slope", 0.01),)),
-    _ew("gelu", api_kwargs=(("approximate", "none"),)),
+    _ew("gelu", api_kwargs=(("approximate", "none"),), ulps=32),
     _ew("gelu_tanh", api="gelu", api_kwargs=(("approximate", "tanh"),)),
     _ew("silu"),
 )
 _add(
     _ewb("sigmoid", "y"),
     _ewb("log_sigmoid", "x"),
-    _ewb("logit", "x"),
+    _ewb("logit", "x", ulps=32),
     _ewb("softplus", "x"),
     _ewb("tanh", "y"),
     _ewb("relu", "x"),
     _ewb("leaky_relu", "x"),
-    _ewb("gelu", "x"),
-    _ewb("gelu_tanh", "x", api="gelu_backward"),
+    _ewb("gelu", "x", ulps=64),
+    _ewb("gelu_tanh", "x", api="gelu_backward", ulps=64),
     _ewb("silu", "x"),
 )
 _add(

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _registry
 
-__all__ = ["Case", "case", "run", "reference", "layouts", "EDGE_VALUES", "edge_rows"]
+__all__ = ["Case", "case", "run", "reference", "layouts", "compare", "EDGE_VALUES", "edge_rows"]
 
 #: values every elementwise kernel must handle without warnings
 EDGE_VALUES = (
@@ -170,3 +170,37 @@ def layouts(x: np.ndarray):
     ro = np.array(x)
     ro.flags.writeable = False
     yield "read-only", ro
+
+
+def compare(r, ref, scale=1.0):
+    """Compare a result with its reference.
+
+    Returns ``(problem, ulps)``: ``problem`` is None or a message about a
+    shape/dtype/NaN/inf mismatch (these must match exactly), and ``ulps``
+    is the largest error on finite values in units of
+    ``eps * (|ref| + scale)``, i.e. ULPs with an absolute floor at ``scale``.
+    """
+    r, ref = np.asarray(r), np.asarray(ref)
+    if r.shape != ref.shape:
+        return f"shape {r.shape} != {ref.shape}", np.inf
+    if r.dtype != ref.dtype:
+        return f"dtype {r.dtype} != {ref.dtype}", np.inf
+    if r.size == 0:
+        return None, 0.0
+    nan_r, nan_ref = np.isnan(r), np.isnan(ref)
+    if (nan_r != nan_ref).any():
+        bad = nan_r != nan_ref
+        return f"NaN mismatch at {np.argwhere(bad)[:3].tolist()}: {r[bad][:3]} vs {ref[bad][:3]}", np.inf
+    inf = np.isinf(ref) | np.isinf(r)
+    if (inf & (r != ref)).any():
+        bad = inf & (r != ref)
+        return f"inf mismatch at {np.argwhere(bad)[:3].tolist()}: {r[bad][:3]} vs {ref[bad][:3]}", np.inf
+    fin = ~(nan_ref | inf)
+    if not fin.any():
+        return None, 0.0
+    eps = float(np.finfo(r.dtype).eps)
+    a = r[fin].astype(np.float64)
+    b = ref[fin].astype(np.float64)
+    with np.errstate(all="ignore"):
+        ulps = np.abs(a - b) / (eps * (np.abs(b) + scale))
+    return None, float(ulps.max())

@@ -1,0 +1,301 @@
+"""Side-by-side benchmarks: fastact's backends against PyTorch (CPU), SciPy,
+hand-written NumPy and ``np.copy`` of the same array (the memory-bandwidth
+bound), all in one process, min of repeated runs.
+
+Inputs come from ``fastact.testing.case`` (the same table the tests use);
+peers are the equivalent call in each library.  ``python -m fastact bench``
+is the command line; ``run()`` the function behind it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import _config, _registry
+from . import testing as ft
+
+#: kernels of the issue's speed goals (forward and backward)
+GOAL_KERNELS = (
+    "softmax", "log_softmax", "logsumexp", "sigmoid", "tanh", "softplus", "gelu",
+    "silu", "softmax_backward", "sigmoid_backward", "tanh_backward",
+)
+GOAL_SHAPES = ((4096, 1024), (256, 32768), (65536, 16))
+QUICK_KERNELS = ("softmax", "logsumexp", "sigmoid")
+QUICK_SHAPES = ((4096, 1024),)
+
+
+# ---------------------------------------------------------------------------
+# timing
+
+
+def best_time(fn, min_time=0.02, repeat=7):
+    """Minimum over ``repeat`` runs of the mean time of one call, each run
+    looping for at least ``min_time`` seconds."""
+    fn()  # warm up (JIT compilation, first-touch of caches)
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    number = max(1, int(min_time / one))
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+# ---------------------------------------------------------------------------
+# peers: each takes a Case (of the forward or backward kernel) and returns a
+# zero-argument callable, or None when the peer has no such function
+
+
+def _numpy_peer(c):
+    """Hand-written, stable NumPy: what a user writes without a library."""
+    name = c.kernel.name
+    a = c.args
+    axis = c.kwargs.get("axis", -1)
+    if name == "softmax":
+        def f():
+            e = np.exp(a[0] - a[0].max(axis=axis, keepdims=True))
+            return e / e.sum(axis=axis, keepdims=True)
+        return f
+    if name == "logsumexp":
+        def f():
+            m = a[0].max(axis=axis, keepdims=True)
+            return np.log(np.exp(a[0] - m).sum(axis=axis)) + np.squeeze(m, axis)
+        return f
+    if name == "log_softmax":
+        def f():
+            d = a[0] - a[0].max(axis=axis, keepdims=True)
+            return d - np.log(np.exp(d).sum(axis=axis, keepdims=True))
+        return f
+    if name == "sigmoid":
+        return lambda: 1 / (1 + np.exp(-a[0]))
+    if name == "tanh":
+        return lambda: np.tanh(a[0])
+    if name == "relu":
+        return lambda: np.maximum(a[0], 0)
+    if name == "softmax_backward":
+        g, y = a
+        return lambda: y * (g - (g * y).sum(axis=axis, keepdims=True))
+    if name == "sigmoid_backward":
+        g, y = a
+        return lambda: g * y * (1 - y)
+    if name == "tanh_backward":
+        g, y = a
+        return lambda: g * (1 - y * y)
+    return None
+
+
+def _scipy_peer(c):
+    try:
+        import scipy.special as sp
+    except ImportError:
+        return None
+    name = c.kernel.name
+    a = c.args
+    axis = c.kwargs.get("axis", -1)
+    table = {
+        "softmax": lambda: sp.softmax(a[0], axis=axis),
+        "log_softmax": lambda: sp.log_softmax(a[0], axis=axis),
+        "logsumexp": lambda: sp.logsumexp(a[0], axis=axis),
+        "sigmoid": lambda: sp.expit(a[0]),
+        "log_sigmoid": lambda: sp.log_expit(a[0]),
+        "logit": lambda: sp.logit(a[0]),
+    }
+    return table.get(name)
+
+
+def _torch_peer(c):
+    try:
+        import torch
+    except ImportError:
+        return None
+    F = torch.nn.functional
+    aten = torch.ops.aten
+    name = c.kernel.name
+    kw = dict(c.kwargs)
+    t = [torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in c.args]
+    dim = kw.get("axis", -1)
+    if isinstance(dim, tuple) or dim is None:
+        return None
+    x = t[0]
+    p = kw
+    table = {
+        "softmax": lambda: torch.softmax(x, dim),
+        "log_softmax": lambda: torch.log_softmax(x, dim),
+        "logsumexp": lambda: torch.logsumexp(x, dim),
+        "sigmoid": lambda: torch.sigmoid(x),
+        "log_sigmoid": lambda: F.logsigmoid(x),
+        "logit": lambda: torch.logit(x),
+        "softplus": lambda: F.softplus(x, p.get("beta", 1.0), p.get("threshold", 20.0)),
+        "tanh": lambda: torch.tanh(x),
+        "relu": lambda: torch.relu(x),
+        "leaky_relu": lambda: F.leaky_relu(x, p.get("negative_slope", 0.01)),
+        "gelu": lambda: F.gelu(x),
+        "gelu_tanh": lambda: F.gelu(x, approximate="tanh"),
+        "silu": lambda: F.silu(x),
+    }
+    if len(t) >= 2:
+        g, s = t[0], t[1]
+        table.update({
+            "softmax_backward": lambda: aten._softmax_backward_data(g, s, dim, s.dtype),
+            "log_softmax_backward": lambda: aten._log_softmax_backward_data(g, s, dim, s.dtype),
+            "sigmoid_backward": lambda: aten.sigmoid_backward(g, s),
+            "tanh_backward": lambda: aten.tanh_backward(g, s),
+            "softplus_backward": lambda: aten.softplus_backward(g, s, p.get("beta", 1.0), p.get("threshold", 20.0)),
+            "relu_backward": lambda: aten.threshold_backward(g, s, 0),
+            "leaky_relu_backward": lambda: aten.leaky_relu_backward(g, s, p.get("negative_slope", 0.01), False),
+            "gelu_backward": lambda: aten.gelu_backward(g, s),
+            "gelu_tanh_backward": lambda: aten.gelu_backward(g, s, approximate="tanh"),
+            "silu_backward": lambda: aten.silu_backward(g, s),
+            "logit_backward": lambda: aten.logit_backward(g, s),
+        })
+    return table.get(name)
+
+
+PEERS = {"torch": _torch_peer, "scipy": _scipy_peer, "numpy": _numpy_peer}
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Run fastact and torch with ``n`` threads inside the block."""
+    before = _config.get_num_threads()
+    tb = None
+    try:
+        import torch
+
+        tb = torch.get_num_threads()
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    _config.set_num_threads(n)
+    try:
+        yield
+    finally:
+        _config.set_num_threads(before)
+        if tb is not None:
+            import torch
+
+            torch.set_num_threads(tb)
+
+
+def _nbytes(c, result):
+    ins = sum(a.nbytes for a in c.args if isinstance(a, np.ndarray))
+    return ins + np.asarray(result).nbytes
+
+
+def measure(kernel, shape, dtype, nthreads=1, axis=-1, backends=None, peers=None, min_time=0.02, repeat=7):
+    """Time one kernel/shape/dtype on fastact's backends and the peers.
+
+    Returns a dict: the problem, and ``times`` mapping an implementation
+    (``"fastact-<backend>"``, a peer name, ``"copy"``) to seconds per call.
+    """
+    import fastact
+
+    c = ft.case(kernel, shape, dtype, axis)
+    backends = fastact.backends() if backends is None else backends
+    peers = tuple(PEERS) if peers is None else peers
+    times = {}
+    with threads(nthreads):
+        for b in backends:
+            with fastact.use_backend(b):
+                times[f"fastact-{b}"] = best_time(lambda: ft.run(c), min_time, repeat)
+        for p in peers:
+            fn = PEERS[p](c)
+            if fn is not None:
+                times[p] = best_time(fn, min_time, repeat)
+        main = c.main
+        times["copy"] = best_time(lambda: np.copy(main), min_time, repeat)
+    result = ft.run(c)
+    return {
+        "kernel": kernel, "shape": list(shape), "dtype": np.dtype(dtype).name,
+        "threads": nthreads, "axis": axis, "bytes": _nbytes(c, result), "times": times,
+    }
+
+
+def fastest_fastact(rec):
+    items = [(t, k) for k, t in rec["times"].items() if k.startswith("fastact-")]
+    return min(items) if items else (math.nan, None)
+
+
+def format_table(records, out=sys.stdout):
+    """Print one line per record: the best fastact backend against peers."""
+    head = (f"{'kernel':<18} {'shape':>12} {'dtype':>7} {'thr':>3} {'fastact':>10} {'backend':>8}"
+            f" {'GB/s':>6} {'x copy':>7} {'vs torch':>8} {'vs scipy':>8} {'vs numpy':>8}")
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for r in records:
+        t, best = fastest_fastact(r)
+        tm = r["times"]
+
+        def ratio(peer):
+            return f"{tm[peer] / t:8.2f}" if peer in tm else f"{'-':>8}"
+
+        shape = "x".join(map(str, r["shape"]))
+        print(f"{r['kernel']:<18} {shape:>12} {r['dtype']:>7} {r['threads']:>3} "
+              f"{t * 1e6:8.1f}us {best.replace('fastact-', '') if best else '-':>8} "
+              f"{r['bytes'] / t / 1e9:6.1f} {t / tm['copy']:7.2f} "
+              f"{ratio('torch')} {ratio('scipy')} {ratio('numpy')}", file=out)
+    print("  fastact: best of fastact's backends; 'x copy': time / np.copy of the main "
+          "input (1.0 = memory bound);\n  'vs X': X's time / fastact's (higher is better).", file=out)
+
+
+def machine():
+    import os
+
+    info = {"python": sys.version.split()[0], "numpy": np.__version__, "platform": platform.platform(),
+            "cpus": os.cpu_count(), "fastact_threads": _config.get_num_threads()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for mod in ("numba", "scipy", "torch"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return info
+
+
+def run(kernels=GOAL_KERNELS, shapes=GOAL_SHAPES, dtypes=("float32", "float64"), thread_counts=(1,),
+        backends=None, peers=None, min_time=0.02, repeat=7, progress=None):
+    records = []
+    todo = [(k, s, d, n) for n in thread_counts for d in dtypes for s in shapes for k in kernels]
+    for i, (k, s, d, n) in enumerate(todo):
+        if progress:
+            progress(i, len(todo), f"{k} {s} {d} threads={n}")
+        records.append(measure(k, s, d, n, backends=backends, peers=peers, min_time=min_time, repeat=repeat))
+    return records
+
+
+def dump_json(records, path):
+    with open(path, "w") as f:
+        json.dump({"machine": machine(), "results": records}, f, indent=1)
+
+
+def summary(records):
+    """Geometric-mean speed-up of fastact over each peer, and the worst case."""
+    out = {}
+    for peer in PEERS:
+        ratios = [r["times"][peer] / fastest_fastact(r)[0] for r in records if peer in r["times"]]
+        if ratios:
+            out[peer] = {"geomean": float(np.exp(np.mean(np.log(ratios)))), "min": float(min(ratios)),
+                         "n": len(ratios)}
+    return out
+
+
+# kernels known to the registry, for the CLI's validation
+ALL_KERNELS = tuple(_registry.KERNELS)
