@@ -335,3 +335,23 @@ def test_concurrent_calls_match_serial(backend):
         t.join()
     for a, b in zip(results, serial):
         np.testing.assert_array_equal(a, b)
+
+
+def test_errors_leave_out_and_inputs_untouched(backend):
+    x = np.arange(6.0).reshape(2, 3)
+    x0 = x.copy()
+    out = np.full((2, 3), 7.0)
+    for call, exc in [
+        (lambda: fastact.softmax(x, axis=2, out=out), AxisError),
+        (lambda: fastact.softmax(x, axis=(0, 0), out=out), ValueError),
+        (lambda: fastact.log_softmax(np.array([["a"] * 3] * 2), out=out), TypeError),
+        (lambda: fastact.softmax_backward(np.ones((2, 3), complex), x, out=out), TypeError),
+        (lambda: fastact.sigmoid(x, out=out.astype(np.float32)), ValueError),
+        (lambda: fastact.softplus(x, beta=0, out=out), ValueError),
+        (lambda: fastact.logsumexp(x, axis=1, out=out), ValueError),
+        (lambda: fastact.gelu(x, approximate="bad", out=out), ValueError),
+    ]:
+        with pytest.raises(exc):
+            call()
+        np.testing.assert_array_equal(out, 7.0)
+        np.testing.assert_array_equal(x, x0)
