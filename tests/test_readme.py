@@ -20,10 +20,17 @@ def test_readme_python_examples_run(capsys):
     blocks = _blocks()
     assert len(blocks) >= 3
     ns = {}
-    for code in blocks:
-        if "special.logsumexp(a, axis=None" in code:  # the signature listing
-            continue
-        exec(compile(code, "README.md", "exec"), ns)
+    import fastact
+
+    backend, threads = fastact.get_backend(), fastact.get_num_threads()
+    try:
+        for code in blocks:
+            if "special.logsumexp(a, axis=None" in code:  # the signature listing
+                continue
+            exec(compile(code, "README.md", "exec"), ns)
+    finally:  # the examples change process-wide settings
+        fastact.set_backend(backend)
+        fastact.set_num_threads(threads)
     printed = capsys.readouterr().out.split()
     assert float(printed[-1]) == pytest.approx(0.138, abs=5e-4)
     assert ns["dx"].shape == ns["x"].shape and ns["x"].dtype == np.float32
