@@ -560,30 +560,53 @@ def silu(x, *, out=None):
 # elementwise backward passes
 
 
-def sigmoid_backward(grad, y, *, out=None):
-    """Backward pass of :func:`sigmoid` from its output.
+def sigmoid_backward(grad, y=None, *, x=None, out=None):
+    """Backward pass of :func:`sigmoid`, from its output ``y`` or input ``x``.
 
     Parameters
     ----------
     grad : array_like
         dL/dy.
-    y : array_like
+    y : array_like, optional
         The forward output ``sigmoid(x)``, same shape as ``grad``.
+    x : array_like, optional (keyword)
+        The forward input instead of ``y``: give exactly one of the two.
     out : ndarray, optional
-        Where to write dL/dx (may be ``grad`` or ``y``).
+        Where to write dL/dx (may be ``grad`` or the saved array).
 
     Returns
     -------
     ndarray
-        ``grad * y * (1 - y)``.
+        ``grad * y * (1 - y)``, or from ``x``: ``grad * sigmoid(x) *
+        sigmoid(-x)``.
+
+    Notes
+    -----
+    The y-form is what a training loop has, but where the sigmoid saturates
+    ``1 - y`` has rounded to 0: in float32 it returns 0 for x >= 17, where
+    the true derivative is 4.1e-8.  The x-form keeps full relative accuracy
+    for every x.
 
     Examples
     --------
-    >>> import fastact
+    >>> import numpy as np, fastact
     >>> fastact.sigmoid_backward([1.0], fastact.sigmoid([0.0])).tolist()
     [0.25]
+    >>> x = np.float32([17.0])
+    >>> fastact.sigmoid_backward([1.0], fastact.sigmoid(x)).tolist()
+    [0.0]
+    >>> float(fastact.sigmoid_backward(np.float32([1.0]), x=x)[0])  # doctest: +ELLIPSIS
+    4.13993...e-08
     """
-    return _d.elementwise2("sigmoid_backward", grad, y, out, (), ("grad", "y"))
+    s, name = _saved(y, x, "sigmoid_backward")
+    return _d.elementwise2(name, grad, s, out, (), ("grad", "y" if x is None else "x"))
+
+
+def _saved(y, x, kernel):
+    """The y-form kernel from y, or its x-form from x (exactly one given)."""
+    if (y is None) == (x is None):
+        raise TypeError(f"{kernel} takes exactly one of y (the forward output) or x= (the input)")
+    return (y, kernel) if x is None else (x, kernel + "_x")
 
 
 def log_sigmoid_backward(grad, x, *, out=None):
@@ -666,30 +689,42 @@ def softplus_backward(grad, x, *, beta=1.0, threshold=20.0, out=None):
     )
 
 
-def tanh_backward(grad, y, *, out=None):
-    """Backward pass of :func:`tanh` from its output: ``grad * (1 - y**2)``.
+def tanh_backward(grad, y=None, *, x=None, out=None):
+    """Backward pass of :func:`tanh`, from its output ``y`` or input ``x``.
 
     Parameters
     ----------
     grad : array_like
         dL/dy.
-    y : array_like
+    y : array_like, optional
         The forward output ``tanh(x)``, same shape as ``grad``.
+    x : array_like, optional (keyword)
+        The forward input instead of ``y``: give exactly one of the two.
     out : ndarray, optional
-        Where to write dL/dx (may be ``grad`` or ``y``).
+        Where to write dL/dx (may be ``grad`` or the saved array).
 
     Returns
     -------
     ndarray
-        Evaluated as ``grad * (1 - y) * (1 + y)``, exact where y is near 1.
+        ``grad * (1 - y**2)``, evaluated as ``grad * (1 - y) * (1 + y)``;
+        from ``x``: ``grad / cosh(x)**2``.
+
+    Notes
+    -----
+    From ``y`` the result is 0 once tanh has rounded to 1 (x >= 10 in
+    float32, where the true derivative is 8.2e-9); the x-form computes
+    ``4 e / (1 + e)^2`` with ``e = exp(-2|x|)``, accurate for every x.
 
     Examples
     --------
-    >>> import fastact
+    >>> import numpy as np, fastact
     >>> fastact.tanh_backward([1.0], [0.5]).tolist()
     [0.75]
+    >>> float(fastact.tanh_backward(np.float32([1.0]), x=np.float32([10.0]))[0])  # doctest: +ELLIPSIS
+    8.24461...e-09
     """
-    return _d.elementwise2("tanh_backward", grad, y, out, (), ("grad", "y"))
+    s, name = _saved(y, x, "tanh_backward")
+    return _d.elementwise2(name, grad, s, out, (), ("grad", "y" if x is None else "x"))
 
 
 def relu_backward(grad, x, *, out=None):

@@ -93,6 +93,9 @@ class Kernel(NamedTuple):
     saved: str | None = None
     #: open interval the forward input is drawn from in tests/benchmarks
     domain: tuple = (-10.0, 10.0)
+    #: keyword the saved tensor is passed under in the public call (None:
+    #: positionally, after grad) -- e.g. sigmoid_backward(grad, x=x)
+    saved_kw: str | None = None
     #: documented bound of every backend against the NumPy reference, in
     #: units of eps * (|ref| + 1) (ULPs with an absolute floor at 1); row
     #: kernels add ROW_ULPS_PER_SQRT_N * sqrt(n) for rows of length n
@@ -128,12 +131,12 @@ def _ewb(fwd, saved, api=None, api_kwargs=(), ulps=16):
         fwd + "_backward",
         "elementwise_backward",
         api or (f.api + "_backward"),
-        api_kwargs or f.api_kwargs,
-        f.params,
-        fwd,
-        saved,
-        f.domain,
-        ulps,
+        api_kwargs=api_kwargs or f.api_kwargs,
+        params=f.params,
+        forward=fwd,
+        saved=saved,
+        domain=f.domain,
+        ulps=ulps,
     )
 
 
@@ -162,6 +165,13 @@ _add(
 )
 _add(
     _ewb("sigmoid", "y"),
+    # x-forms of the y-form backward passes: accurate where the output
+    # saturates (from y = sigmoid(17) in float32, y(1-y) is 0; from x it is
+    # sigmoid(x) sigmoid(-x) = 4.1e-8)
+    Kernel("sigmoid_backward_x", "elementwise_backward", "sigmoid_backward",
+           forward="sigmoid", saved="x", saved_kw="x"),
+    Kernel("tanh_backward_x", "elementwise_backward", "tanh_backward",
+           forward="tanh", saved="x", saved_kw="x"),
     _ewb("log_sigmoid", "x"),
     _ewb("logit", "x", ulps=32),
     _ewb("softplus", "x"),

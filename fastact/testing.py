@@ -62,9 +62,21 @@ class Case:
         return getattr(fastact, self.kernel.api)
 
     @property
+    def arrays(self) -> list:
+        """Every array argument, positional then keyword."""
+        return [a for a in (*self.args, *self.kwargs.values()) if isinstance(a, np.ndarray)]
+
+    @property
     def main(self) -> np.ndarray:
         """The array the kernel's cost scales with (for GB/s figures)."""
-        return max((a for a in self.args if isinstance(a, np.ndarray)), key=lambda a: a.size)
+        return max(self.arrays, key=lambda a: a.size)
+
+    def map(self, fn) -> "Case":
+        """The same case with ``fn`` applied to every array argument."""
+        def f(a):
+            return fn(a) if isinstance(a, np.ndarray) else a
+        return Case(self.kernel, tuple(f(a) for a in self.args),
+                    {k: f(v) for k, v in self.kwargs.items()})
 
 
 def _draw(rng, shape, dtype, domain):
@@ -103,6 +115,9 @@ def case(kernel, shape=(4, 7), dtype=np.float64, axis=-1, seed=0) -> Case:
         kw.update(params)
         g = _draw(rng, shape, dtype, (-2.0, 2.0))
         s = ref(f.api, x, **dict(f.api_kwargs), **params) if k.saved == "y" else x
+        if k.saved_kw:
+            kw[k.saved_kw] = s
+            return Case(k, (g,), kw)
         return Case(k, (g, s), kw)
     if kind in ("rows", "rows_reduce"):
         return Case(k, (x,), {"axis": axis})
@@ -154,7 +169,7 @@ def layouts(x: np.ndarray):
     """``(name, array)`` pairs holding the values of ``x`` in different
     memory layouts: C, F, strided, negative strides, permuted axes,
     byte-swapped and read-only."""
-    yield "C", np.ascontiguousarray(x)
+    yield "C", np.array(x, order="C")
     if x.ndim >= 2:
         yield "F", np.asfortranarray(x)
         perm = (1, 0) + tuple(range(2, x.ndim))

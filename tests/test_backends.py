@@ -49,12 +49,6 @@ def _n(shape, axis):
     return int(np.prod([shape[a] for a in axes]))
 
 
-def _with_layout(c, make):
-    """Case c with every array argument put through layout function make."""
-    args = tuple(make(a) if isinstance(a, np.ndarray) and a.ndim else a for a in c.args)
-    return ft.Case(c.kernel, args, dict(c.kwargs))
-
-
 @pytest.mark.parametrize("kernel,shape,axis", PARAMS)
 def test_matches_reference_in_every_layout(backend, dtype, kernel, shape, axis):
     c = ft.case(kernel, shape, dtype, axis)
@@ -63,18 +57,16 @@ def test_matches_reference_in_every_layout(backend, dtype, kernel, shape, axis):
     for name, _ in ft.layouts(c.main):
         def make(a, name=name):
             return dict(ft.layouts(a)).get(name, a)
-        lc = _with_layout(c, make)
-        snapshot = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in lc.args]
+        lc = c.map(make)
+        snapshot = [a.copy() for a in lc.arrays]
         r = ft.run(lc)
         assert_close(r, ref, ulps, what=f"{backend} {kernel} {name}")
-        for a, s in zip(lc.args, snapshot):  # inputs are never written
-            if isinstance(a, np.ndarray):
-                np.testing.assert_array_equal(a, s)
-    # mixed layouts: first array C, the others F-ordered
-    if len([a for a in c.args if isinstance(a, np.ndarray)]) > 1 and len(shape) > 1:
-        mixed = ft.Case(c.kernel, tuple(
-            np.asfortranarray(a) if i and isinstance(a, np.ndarray) and a.ndim > 1 else a
-            for i, a in enumerate(c.args)), dict(c.kwargs))
+        for a, s in zip(lc.arrays, snapshot):  # inputs are never written
+            np.testing.assert_array_equal(a, s)
+    # mixed layouts: the first array C, the others F-ordered
+    if len(c.arrays) > 1 and len(shape) > 1:
+        first = c.arrays[0]
+        mixed = c.map(lambda a: a if a is first or a.ndim < 2 else np.asfortranarray(a))
         assert_close(ft.run(mixed), ref, ulps, what=f"{backend} {kernel} mixed")
 
 
@@ -92,12 +84,13 @@ def test_out_argument(backend, dtype, kernel):
         assert r is out
         assert_close(out, ref, ulps, what=f"{kernel} out")
     # in place: out is one of the inputs of the same shape
-    for i, a in enumerate(c.args):
-        if isinstance(a, np.ndarray) and a.shape == ref.shape and a.dtype == ref.dtype:
-            args = [np.array(b, copy=True) if isinstance(b, np.ndarray) else b for b in c.args]
-            r = ft.run(ft.Case(c.kernel, tuple(args), c.kwargs), out=args[i])
-            assert r is args[i] and np.shares_memory(r, args[i])
-            assert_close(r, ref, ulps, what=f"{kernel} in place on arg {i}")
+    for i, a in enumerate(c.arrays):
+        if a.shape == ref.shape and a.dtype == ref.dtype:
+            fresh = c.map(np.copy)
+            target = fresh.arrays[i]
+            r = ft.run(fresh, out=target)
+            assert r is target and np.shares_memory(r, target)
+            assert_close(r, ref, ulps, what=f"{kernel} in place on array {i}")
     # partial overlap with an input goes through a temporary
     if KIND[kernel] in ("elementwise", "rows"):
         buf = np.zeros((ref.shape[0] + 1,) + ref.shape[1:], ref.dtype)

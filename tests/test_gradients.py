@@ -47,7 +47,10 @@ def _problem(kernel, axis, reduction="none"):
             return float(np.sum(g * fwd(z, **kw)))
 
         saved = fwd(x, **kw) if k.saved == "y" else x
-        return L, x, getattr(fastact, k.api)(g, saved, **dict(k.api_kwargs), **params)
+        bw = getattr(fastact, k.api)
+        if k.saved_kw:
+            return L, x, bw(g, **dict(k.api_kwargs), **params, **{k.saved_kw: saved})
+        return L, x, bw(g, saved, **dict(k.api_kwargs), **params)
     if kind == "rows_backward":
         fwd = getattr(fastact, f.api)
         g = rng.normal(size=shape)

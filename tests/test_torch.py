@@ -75,8 +75,11 @@ def test_backward_matches_torch_autograd(backend, kernel, dtype):
     xa = fc.args[0]
     if k.kind in ("elementwise_backward", "rows_backward"):
         saved = xa if k.saved == "x" else np.asarray(ft.run(fc))
-        bkw = {key: v for key, v in kw.items()}
-        ours = getattr(fastact, k.api)(g, saved, **bkw)
+        bkw = dict(kw)
+        if k.saved_kw:
+            ours = getattr(fastact, k.api)(g, **bkw, **{k.saved_kw: saved})
+        else:
+            ours = getattr(fastact, k.api)(g, saved, **bkw)
     elif k.kind == "rows_reduce_backward":
         ours = fastact.logsumexp_backward(g, xa, ft.run(fc), **kw)
     elif k.kind == "binary_backward":

@@ -168,6 +168,23 @@ def sigmoid_backward(grad, y, out):
 
 
 @_quiet
+def sigmoid_backward_x(grad, x, out):
+    # sigmoid(x) sigmoid(-x) = e / (1 + e)^2 with e = exp(-|x|): no 1 - y
+    # cancellation, so it keeps full relative accuracy where sigmoid
+    # saturates, and e never overflows.
+    e = np.exp(-np.abs(x))
+    out[...] = grad * (e / ((1 + e) * (1 + e)))
+
+
+@_quiet
+def tanh_backward_x(grad, x, out):
+    # 1 / cosh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|): exact-relative for
+    # large |x| where 1 - tanh(x)^2 would be 0, and no overflow.
+    e = np.exp(-2 * np.abs(x))
+    out[...] = grad * (4 * e / ((1 + e) * (1 + e)))
+
+
+@_quiet
 def log_sigmoid_backward(grad, x, out):
     out[...] = grad * _sigmoid(-x)
 
