@@ -377,14 +377,14 @@ def logit(p, *, out=None):
 
 def _softplus_params(beta, threshold):
     beta = _d.check_scalar(beta, "beta")
-    threshold = _d.check_scalar(threshold, "threshold")
+    threshold = float("inf") if threshold is None else _d.check_scalar(threshold, "threshold")
     if beta == 0 or beta != beta:
         raise ValueError(f"beta must be a nonzero number, got {beta!r}")
     return beta, threshold
 
 
-def softplus(x, *, beta=1.0, threshold=20.0, out=None):
-    """Softplus ``log(1 + exp(beta x)) / beta`` with PyTorch's threshold.
+def softplus(x, *, beta=1.0, threshold=None, out=None):
+    """Softplus ``log(1 + exp(beta x)) / beta``, exact for every x.
 
     Parameters
     ----------
@@ -392,9 +392,11 @@ def softplus(x, *, beta=1.0, threshold=20.0, out=None):
         Input.
     beta : float, optional
         Sharpness (nonzero).
-    threshold : float, optional
-        Where ``beta * x > threshold`` the result is ``x`` itself (PyTorch's
-        semantics; pass ``threshold=np.inf`` for the exact function).
+    threshold : float or None, optional
+        ``None`` (default): the exact function everywhere.  A number gives
+        PyTorch's semantics: ``x`` itself where ``beta * x > threshold``.
+        PyTorch's default ``threshold=20`` is off by 6e-11 (relative) at
+        x = 20.5 in float64; pass ``threshold=20.0`` to reproduce it.
     out : ndarray, optional
         Where to write the result (may be ``x``).
 
@@ -404,8 +406,8 @@ def softplus(x, *, beta=1.0, threshold=20.0, out=None):
 
     Notes
     -----
-    Below the threshold it is ``(max(bx, 0) + log1p(exp(-|bx|))) / beta``:
-    no overflow and no cancellation.  ``softplus(-inf) = 0``.
+    Computed as ``(max(bx, 0) + log1p(exp(-|bx|))) / beta``: no overflow
+    and no cancellation.  ``softplus(-inf) = 0``, ``softplus(inf) = inf``.
 
     Examples
     --------
@@ -660,7 +662,7 @@ def logit_backward(grad, p, *, out=None):
     return _d.elementwise2("logit_backward", grad, p, out, (), ("grad", "p"))
 
 
-def softplus_backward(grad, x, *, beta=1.0, threshold=20.0, out=None):
+def softplus_backward(grad, x, *, beta=1.0, threshold=None, out=None):
     """Backward pass of :func:`softplus`: ``grad * sigmoid(beta * x)``.
 
     Parameters
@@ -670,7 +672,7 @@ def softplus_backward(grad, x, *, beta=1.0, threshold=20.0, out=None):
     x : array_like
         The forward input, same shape as ``grad``.
     beta, threshold : float, optional
-        As given to :func:`softplus`; past the threshold the derivative is 1.
+        As given to :func:`softplus`; past a threshold the derivative is 1.
     out : ndarray, optional
         Where to write dL/dx (may be ``grad`` or ``x``).
 
