@@ -1,0 +1,111 @@
+"""fastact's asv benchmarks, generated from the kernel registry.
+
+One timing class per registry kernel (``Time_<kernel>``), parametrized by
+implementation (fastact's backends first, then the peers PyTorch, SciPy and
+hand-written NumPy), dtype, shape, axis and thread count; a ``Track``
+class records each kernel's max ULP error against the NumPy reference so
+accuracy regressions show up next to speed.  Unavailable implementations
+raise NotImplementedError in setup (asv skips them); JIT compilation and
+warm-up happen in setup and are never timed.
+
+FASTACT_ASV_SHAPES (e.g. "64x10") restricts the shapes, for CI smoke runs.
+"""
+
+import os
+
+import numpy as np
+
+import fastact
+from fastact import _bench, _registry
+from fastact import testing as ft
+
+IMPLS = ["fastact-cython", "fastact-numba", "fastact-numpy", "torch", "scipy", "numpy"]
+DTYPES = ["float32", "float64"]
+# small; cache-resident (fits the 2 MiB per-core L2); larger than L2
+SHAPES = os.environ.get("FASTACT_ASV_SHAPES", "64x10,256x512,4096x1024").split(",")
+THREADS = [1, 2]
+AXIS_KINDS = ("rows", "rows_reduce", "rows_backward", "rows_reduce_backward",
+              "loss_index", "loss_index_grad", "loss_prob", "loss_prob_grad")
+
+
+def _shape(text):
+    return tuple(int(v) for v in text.split("x"))
+
+
+class _Timing:
+    kernel = None
+    api = None  # call another public function on the same case (fused CE)
+    param_names = ["impl", "dtype", "shape", "axis", "threads"]
+    timeout = 120
+
+    def setup(self, impl, dtype, shape, axis, threads):
+        shp = _shape(shape)
+        if threads > 1 and np.prod(shp) < 1 << 16:
+            raise NotImplementedError("small arrays run single-threaded")
+        case = ft.case(self.kernel, shp, dtype, axis)
+        if impl.startswith("fastact-"):
+            backend = impl[len("fastact-"):]
+            if backend not in fastact.backends():
+                raise NotImplementedError(fastact.backend_status()[backend])
+            fastact.set_backend(backend)
+            fastact.set_num_threads(threads)
+            func = getattr(fastact, self.api) if self.api else case.func
+            self.fn = lambda: func(*case.args, **case.kwargs)
+        else:
+            if self.api:
+                raise NotImplementedError("no fused peer")
+            try:
+                fn = _bench.PEERS[impl](case)
+            except ImportError:
+                fn = None
+            if fn is None:
+                raise NotImplementedError(f"{impl} has no {self.kernel}")
+            if impl == "torch":
+                import torch
+
+                torch.set_num_threads(threads)
+            self.fn = fn
+        self.fn()  # compile / warm up outside the timing
+
+    def time_call(self, *params):
+        self.fn()
+
+
+def _timing_class(name, kernel, api=None):
+    k = _registry.KERNELS[kernel]
+    axes = [-1, 0] if k.kind in AXIS_KINDS else [-1]
+    return type(name, (_Timing,), {
+        "kernel": kernel, "api": api,
+        "params": [IMPLS, DTYPES, SHAPES, axes, THREADS],
+    })
+
+
+for _name in _registry.KERNELS:
+    globals()[f"Time_{_name}"] = _timing_class(f"Time_{_name}", _name)
+# the fused loss-and-gradient call on the same inputs as the CE backward
+Time_cross_entropy_with_grad = _timing_class(
+    "Time_cross_entropy_with_grad", "cross_entropy_index_grad", api="cross_entropy_with_grad")
+
+
+class Track:
+    """Max error in ULP of every kernel against the NumPy reference."""
+
+    param_names = ["backend", "dtype", "kernel"]
+    params = [["cython", "numba", "numpy"], DTYPES, list(_registry.KERNELS)]
+    unit = "ulp"
+
+    def setup(self, backend, dtype, kernel):
+        if backend not in fastact.backends():
+            raise NotImplementedError(fastact.backend_status()[backend])
+
+    def track_max_ulp(self, backend, dtype, kernel):
+        worst = 0.0
+        for shape, axis in (((64, 257), -1), ((33, 40), 0), ((4, 5000), -1)):
+            c = ft.case(kernel, shape, dtype, axis)
+            ref = ft.reference(c)
+            with fastact.use_backend(backend):
+                problem, err = ft.compare(ft.run(c), ref)
+            if problem:
+                return float("inf")
+            worst = max(worst, err)
+        return worst
