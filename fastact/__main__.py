@@ -85,6 +85,8 @@ def _bench_main(argv):
     p.add_argument("--peers", default="torch,scipy,numpy")
     p.add_argument("--quick", action="store_true", help="shorter timing runs")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also sweep array sizes and plot GB/s per kernel and implementation (matplotlib)")
     a = p.parse_args(argv)
     kernels = tuple(k for k in a.kernels.split(",") if k)
     unknown = [k for k in kernels if k not in _bench.ALL_KERNELS]
@@ -104,6 +106,13 @@ def _bench_main(argv):
     _bench.format_table(records)
     for peer, s in _bench.summary(records).items():
         print(f"  vs {peer}: geometric mean {s['geomean']:.2f}x, worst {s['min']:.2f}x over {s['n']} cases")
+    if a.plot:
+        sweep = _bench.sweep(kernels, a.dtypes.split(",")[0], backends=backends,
+                             peers=tuple(x for x in a.peers.split(",") if x), progress=progress)
+        print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
+        _bench.plot(sweep, a.plot)
+        print(f"wrote {a.plot}")
+        records = records + [dict(r, sweep=True) for r in sweep]
     if a.json:
         _bench.dump_json(records, a.json)
         print(f"wrote {a.json}")

@@ -297,5 +297,46 @@ def summary(records):
     return out
 
 
+def sweep(kernels=QUICK_KERNELS, dtype="float32", cols=1024, rows=(4, 16, 64, 256, 1024, 4096, 16384),
+          nthreads=1, backends=None, peers=None, min_time=0.01, repeat=3, progress=None):
+    """Throughput over array sizes: records for ``(rows, cols)`` arrays."""
+    records = []
+    todo = [(k, r) for k in kernels for r in rows]
+    for i, (k, r) in enumerate(todo):
+        if progress:
+            progress(i, len(todo), f"sweep {k} {r}x{cols} {dtype}")
+        records.append(measure(k, (r, cols), dtype, nthreads, backends=backends, peers=peers,
+                               min_time=min_time, repeat=repeat))
+    return records
+
+
+def plot(records, path):
+    """Throughput (GB/s) against array size, one panel per kernel, one line
+    per implementation: where each one wins.  Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kernels = list(dict.fromkeys(r["kernel"] for r in records))
+    fig, axes = plt.subplots(1, len(kernels), figsize=(5 * len(kernels), 4), squeeze=False)
+    for ax, k in zip(axes[0], kernels):
+        rs = sorted((r for r in records if r["kernel"] == k), key=lambda r: r["bytes"])
+        impls = list(dict.fromkeys(i for r in rs for i in r["times"]))
+        for impl in impls:
+            pts = [(r["bytes"], r["bytes"] / r["times"][impl] / 1e9) for r in rs if impl in r["times"]]
+            style = "--" if impl == "copy" else "-"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=impl)
+        ax.set_xscale("log")
+        ax.set_title(f"{k} ({rs[0]['dtype']}, {rs[0]['threads']} thread(s))")
+        ax.set_xlabel("bytes moved (inputs + output)")
+        ax.set_ylabel("GB/s")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # kernels known to the registry, for the CLI's validation
 ALL_KERNELS = tuple(_registry.KERNELS)
