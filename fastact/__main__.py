@@ -6,6 +6,7 @@ Subcommands::
     python -m fastact            # all of the above (quick)
     python -m fastact check      # self-check only
     python -m fastact bench ...  # the side-by-side benchmark (see --help)
+    python -m fastact accuracy   # ULP error of every kernel vs higher precision
 """
 
 from __future__ import annotations
@@ -119,10 +120,40 @@ def _bench_main(argv):
     return 0
 
 
+def _accuracy_main(argv):
+    from fastact import _accuracy, _registry
+
+    p = argparse.ArgumentParser(prog="python -m fastact accuracy",
+                                description="max/median ULP error of every kernel vs a higher-precision reference")
+    p.add_argument("--kernels", default=",".join(_registry.KERNELS))
+    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--backends", default=None)
+    p.add_argument("-n", type=int, default=4000, help="random points per kernel (plus extremes)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    a = p.parse_args(argv)
+
+    def progress(i, n, what):
+        print(f"\r[{i + 1}/{n}] {what:<50}", end="", file=sys.stderr, flush=True)
+
+    rows = _accuracy.measure(a.kernels.split(","), a.dtypes.split(","),
+                             a.backends.split(",") if a.backends else None, a.n, progress=progress)
+    print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    _print_header()
+    _accuracy.format_table(rows)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            _accuracy.format_table(rows, f, markdown=True)
+        print(f"wrote {a.markdown}")
+    bad = [r for r in rows if r["max_bound_metric"] > r["bound"] * 4 or r["special_mismatches"]]
+    return 1 if bad else 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "bench":
         return _bench_main(argv[1:])
+    if argv and argv[0] == "accuracy":
+        return _accuracy_main(argv[1:])
     if argv and argv[0] == "check":
         _print_header()
         print("self-check against the NumPy reference:")

@@ -87,11 +87,12 @@ def _draw(rng, shape, dtype, domain):
     return x.astype(dtype)
 
 
-def case(kernel, shape=(4, 7), dtype=np.float64, axis=-1, seed=0) -> Case:
+def case(kernel, shape=(4, 7), dtype=np.float64, axis=-1, seed=0, x=None) -> Case:
     """Arguments for the public call that reaches ``kernel``.
 
     ``shape`` is the shape of the main input; for the losses ``axis`` is the
-    class axis (and for row kernels, the reduced axis).
+    class axis (and for row kernels, the reduced axis).  ``x`` replaces the
+    random forward input (its shape wins over ``shape``).
     """
     import fastact
 
@@ -100,7 +101,11 @@ def case(kernel, shape=(4, 7), dtype=np.float64, axis=-1, seed=0) -> Case:
     dtype = np.dtype(dtype)
     kw = dict(k.api_kwargs)
     params = dict(k.params)
-    x = _draw(rng, shape, dtype, k.domain)
+    if x is None:
+        x = _draw(rng, shape, dtype, k.domain)
+    else:
+        x = np.asarray(x, dtype)
+        shape = x.shape
     kind = k.kind
 
     def ref(name, *a, **kwa):
