@@ -1,0 +1,62 @@
+"""``python -m fastact`` and its subcommands run and report what they claim."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastact
+
+
+def _run(*args, timeout=600):
+    env = {k: v for k, v in os.environ.items() if k != "FASTACT_BACKEND"}
+    return subprocess.run([sys.executable, "-m", "fastact", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_check_reports_backends_and_passes():
+    p = _run("check")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"fastact {fastact.__version__}" in p.stdout
+    for name, why in fastact.backend_status().items():
+        line = next(ln for ln in p.stdout.splitlines() if ln.strip().startswith(name + " "))
+        assert ("available" in line) == (why is None)
+    for b in fastact.backends():
+        assert any(ln.strip().startswith(f"{b} ") and "OK:" in ln for ln in p.stdout.splitlines())
+
+
+def test_bench_json(tmp_path):
+    out = tmp_path / "b.json"
+    p = _run("bench", "--kernels", "softmax,sigmoid_backward", "--shapes", "64x10,32x33",
+             "--dtypes", "float32", "--quick", "--json", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    data = json.loads(out.read_text())
+    assert len(data["results"]) == 4
+    r = data["results"][0]
+    assert r["kernel"] == "softmax" and r["shape"] == [64, 10]
+    assert {f"fastact-{b}" for b in fastact.backends()} <= set(r["times"])
+    assert "copy" in r["times"] and all(t > 0 for t in r["times"].values())
+    assert "vs numpy" in p.stdout
+
+
+def test_bench_rejects_unknown_kernel():
+    p = _run("bench", "--kernels", "nope")
+    assert p.returncode != 0 and "unknown kernels" in p.stderr
+
+
+def test_accuracy_subcommand(tmp_path):
+    md = tmp_path / "acc.md"
+    p = _run("accuracy", "--kernels", "softmax,sigmoid", "-n", "200", "--markdown", str(md))
+    assert p.returncode == 0, p.stdout + p.stderr
+    text = md.read_text()
+    for b in fastact.backends():
+        assert f"| softmax | float32 | {b} |" in text
+
+
+def test_main_job_runs():
+    pytest.importorskip("scipy")
+    p = _run()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "self-check" in p.stdout and "vs scipy" in p.stdout
