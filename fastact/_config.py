@@ -251,7 +251,25 @@ def set_num_threads(n: int) -> None:
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
     _threads[0] = n
+    _notify_backends(n)
+
+
+def _notify_backends(n):
     for table in list(_tables.values()):
         hook = getattr(table.module, "set_num_threads", None)
         if hook is not None:
             hook(n)
+
+
+def _after_fork_in_child():
+    # A fork()ed child of a process that already ran an OpenMP (or other
+    # thread-pool) region hangs at its first parallel region: the pool's
+    # threads were not copied.  Children therefore run single-threaded; call
+    # set_num_threads() in the child to opt back in (safe with the "spawn"
+    # and "forkserver" start methods, which start a fresh interpreter).
+    _threads[0] = 1
+    _notify_backends(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

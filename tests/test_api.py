@@ -354,3 +354,22 @@ def test_errors_leave_out_and_inputs_untouched(backend):
             call()
         np.testing.assert_array_equal(out, 7.0)
         np.testing.assert_array_equal(x, x0)
+
+
+def test_fork_child_runs_single_threaded_and_works():
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork here")
+    x = np.random.default_rng(0).normal(size=(2048, 512)).astype(np.float32)
+    want = fastact.softmax(x)  # the parent has run its kernels (and thread pools)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(2) as pool:
+        got = pool.map(_child_softmax, [x, x])
+    for threads, r in got:
+        assert threads == 1
+        np.testing.assert_array_equal(r, want)
+
+
+def _child_softmax(x):
+    return fastact.get_num_threads(), fastact.softmax(x)
