@@ -21,7 +21,12 @@ Conventions shared by every function here
 
 from __future__ import annotations
 
+from typing import Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+Axis = Union[int, Tuple[int, ...], None]
 
 from . import _dispatch as _d
 
@@ -41,7 +46,7 @@ __all__ = [
 # reductions along an axis
 
 
-def softmax(x, axis=-1, *, out=None):
+def softmax(x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     """Softmax along ``axis``: ``exp(x) / sum(exp(x), axis)``, computed stably.
 
     Parameters
@@ -77,7 +82,7 @@ def softmax(x, axis=-1, *, out=None):
     return _d.rows("softmax", x, axis, out)
 
 
-def log_softmax(x, axis=-1, *, out=None):
+def log_softmax(x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     """Logarithm of :func:`softmax`: ``x - logsumexp(x, axis)``, accurately.
 
     Parameters
@@ -114,7 +119,7 @@ def log_softmax(x, axis=-1, *, out=None):
     return _d.rows("log_softmax", x, axis, out)
 
 
-def logsumexp(x, axis=-1, *, keepdims=False, out=None):
+def logsumexp(x: ArrayLike, axis: Axis = -1, *, keepdims: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """``log(sum(exp(x), axis))`` without overflow or loss of small terms.
 
     Parameters
@@ -153,7 +158,7 @@ def logsumexp(x, axis=-1, *, keepdims=False, out=None):
     return _d.reduce_rows("logsumexp", x, axis, keepdims, out)
 
 
-def softmax_backward(grad, y, axis=-1, *, out=None):
+def softmax_backward(grad: ArrayLike, y: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     """Vector-Jacobian product of :func:`softmax`.
 
     Parameters
@@ -183,7 +188,7 @@ def softmax_backward(grad, y, axis=-1, *, out=None):
     return _d.rows_multi("softmax_backward", (grad, y), ("grad", "y"), axis, out)
 
 
-def log_softmax_backward(grad, y, axis=-1, *, out=None):
+def log_softmax_backward(grad: ArrayLike, y: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     """Vector-Jacobian product of :func:`log_softmax`.
 
     Parameters
@@ -212,7 +217,7 @@ def log_softmax_backward(grad, y, axis=-1, *, out=None):
     return _d.rows_multi("log_softmax_backward", (grad, y), ("grad", "y"), axis, out)
 
 
-def logsumexp_backward(grad, x, lse, axis=-1, *, out=None):
+def logsumexp_backward(grad: ArrayLike, x: ArrayLike, lse: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
     """Vector-Jacobian product of :func:`logsumexp`.
 
     Parameters
@@ -245,7 +250,7 @@ def logsumexp_backward(grad, x, lse, axis=-1, *, out=None):
     return _d.reduce_rows_backward("logsumexp_backward", grad, x, lse, axis, out)
 
 
-def softmax_jacobian(y, axis=-1):
+def softmax_jacobian(y: ArrayLike, axis: int = -1) -> np.ndarray:
     """The full Jacobian of :func:`softmax`, ``diag(y) - y y^T``.
 
     Parameters
@@ -287,7 +292,7 @@ def softmax_jacobian(y, axis=-1):
 # elementwise activations
 
 
-def sigmoid(x, *, out=None):
+def sigmoid(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Logistic sigmoid ``1 / (1 + exp(-x))``.
 
     Parameters
@@ -317,7 +322,7 @@ def sigmoid(x, *, out=None):
     return _d.elementwise("sigmoid", x, out)
 
 
-def log_sigmoid(x, *, out=None):
+def log_sigmoid(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """``log(sigmoid(x)) = -softplus(-x)``, accurate for large ``|x|``.
 
     Parameters
@@ -346,7 +351,7 @@ def log_sigmoid(x, *, out=None):
     return _d.elementwise("log_sigmoid", x, out)
 
 
-def logit(p, *, out=None):
+def logit(p: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Log-odds ``log(p / (1 - p))``, the inverse of :func:`sigmoid`.
 
     Parameters
@@ -383,7 +388,7 @@ def _softplus_params(beta, threshold):
     return beta, threshold
 
 
-def softplus(x, *, beta=1.0, threshold=None, out=None):
+def softplus(x: ArrayLike, *, beta: float = 1.0, threshold: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Softplus ``log(1 + exp(beta x)) / beta``, exact for every x.
 
     Parameters
@@ -418,7 +423,7 @@ def softplus(x, *, beta=1.0, threshold=None, out=None):
     return _d.elementwise("softplus", x, out, _softplus_params(beta, threshold))
 
 
-def tanh(x, *, out=None):
+def tanh(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Hyperbolic tangent.
 
     Parameters
@@ -442,7 +447,7 @@ def tanh(x, *, out=None):
     return _d.elementwise("tanh", x, out)
 
 
-def relu(x, *, out=None):
+def relu(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Rectified linear unit ``max(x, 0)`` (NaN stays NaN).
 
     Parameters
@@ -465,7 +470,7 @@ def relu(x, *, out=None):
     return _d.elementwise("relu", x, out)
 
 
-def leaky_relu(x, negative_slope=0.01, *, out=None):
+def leaky_relu(x: ArrayLike, negative_slope: float = 0.01, *, out: np.ndarray | None = None) -> np.ndarray:
     """Leaky ReLU: ``x`` for x > 0, ``negative_slope * x`` otherwise.
 
     Parameters
@@ -499,7 +504,7 @@ def _gelu_kernel(approximate):
     raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-def gelu(x, *, approximate="none", out=None):
+def gelu(x: ArrayLike, *, approximate: str = "none", out: np.ndarray | None = None) -> np.ndarray:
     """Gaussian error linear unit ``x * Phi(x)``.
 
     Parameters
@@ -534,7 +539,7 @@ def gelu(x, *, approximate="none", out=None):
     return _d.elementwise(_gelu_kernel(approximate), x, out)
 
 
-def silu(x, *, out=None):
+def silu(x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """SiLU (swish) ``x * sigmoid(x)``.
 
     Parameters
@@ -562,7 +567,7 @@ def silu(x, *, out=None):
 # elementwise backward passes
 
 
-def sigmoid_backward(grad, y=None, *, x=None, out=None):
+def sigmoid_backward(grad: ArrayLike, y: ArrayLike | None = None, *, x: ArrayLike | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`sigmoid`, from its output ``y`` or input ``x``.
 
     Parameters
@@ -611,7 +616,7 @@ def _saved(y, x, kernel):
     return (y, kernel) if x is None else (x, kernel + "_x")
 
 
-def log_sigmoid_backward(grad, x, *, out=None):
+def log_sigmoid_backward(grad: ArrayLike, x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`log_sigmoid`: ``grad * sigmoid(-x)``.
 
     Parameters
@@ -636,7 +641,7 @@ def log_sigmoid_backward(grad, x, *, out=None):
     return _d.elementwise2("log_sigmoid_backward", grad, x, out)
 
 
-def logit_backward(grad, p, *, out=None):
+def logit_backward(grad: ArrayLike, p: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`logit`: ``grad / (p * (1 - p))``.
 
     Parameters
@@ -662,7 +667,7 @@ def logit_backward(grad, p, *, out=None):
     return _d.elementwise2("logit_backward", grad, p, out, (), ("grad", "p"))
 
 
-def softplus_backward(grad, x, *, beta=1.0, threshold=None, out=None):
+def softplus_backward(grad: ArrayLike, x: ArrayLike, *, beta: float = 1.0, threshold: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`softplus`: ``grad * sigmoid(beta * x)``.
 
     Parameters
@@ -691,7 +696,7 @@ def softplus_backward(grad, x, *, beta=1.0, threshold=None, out=None):
     )
 
 
-def tanh_backward(grad, y=None, *, x=None, out=None):
+def tanh_backward(grad: ArrayLike, y: ArrayLike | None = None, *, x: ArrayLike | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`tanh`, from its output ``y`` or input ``x``.
 
     Parameters
@@ -729,7 +734,7 @@ def tanh_backward(grad, y=None, *, x=None, out=None):
     return _d.elementwise2(name, grad, s, out, (), ("grad", "y" if x is None else "x"))
 
 
-def relu_backward(grad, x, *, out=None):
+def relu_backward(grad: ArrayLike, x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`relu`: ``grad`` where x > 0, else 0.
 
     Parameters
@@ -756,7 +761,7 @@ def relu_backward(grad, x, *, out=None):
     return _d.elementwise2("relu_backward", grad, x, out)
 
 
-def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None):
+def leaky_relu_backward(grad: ArrayLike, x: ArrayLike, negative_slope: float = 0.01, *, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`leaky_relu`.
 
     Parameters
@@ -786,7 +791,7 @@ def leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None):
     return _d.elementwise2("leaky_relu_backward", grad, x, out, (slope,))
 
 
-def gelu_backward(grad, x, *, approximate="none", out=None):
+def gelu_backward(grad: ArrayLike, x: ArrayLike, *, approximate: str = "none", out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`gelu`.
 
     Parameters
@@ -814,7 +819,7 @@ def gelu_backward(grad, x, *, approximate="none", out=None):
     return _d.elementwise2(_gelu_kernel(approximate) + "_backward", grad, x, out)
 
 
-def silu_backward(grad, x, *, out=None):
+def silu_backward(grad: ArrayLike, x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
     """Backward pass of :func:`silu`: ``grad * s (1 + x (1 - s))``, s = sigmoid(x).
 
     Parameters

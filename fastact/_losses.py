@@ -5,9 +5,11 @@ the per-sample math is the registry's loss kernels."""
 
 from __future__ import annotations
 
+
 import operator
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _dispatch as _d
 
@@ -153,8 +155,7 @@ _CE_PARAMS = """
         Index targets equal to it contribute neither loss nor gradient."""
 
 
-def cross_entropy(logits, target, axis=-1, *, reduction="mean", label_smoothing=0.0,
-                  ignore_index=-100):
+def cross_entropy(logits: ArrayLike, target: ArrayLike, axis: int = -1, *, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100) -> np.ndarray:
     """Cross-entropy between ``softmax(logits)`` and ``target``.
 
     Parameters
@@ -188,8 +189,7 @@ def cross_entropy(logits, target, axis=-1, *, reduction="mean", label_smoothing=
     return _CE(logits, target, axis, reduction, label_smoothing, ignore_index).loss()
 
 
-def cross_entropy_backward(logits, target, axis=-1, *, grad=1.0, reduction="mean",
-                           label_smoothing=0.0, ignore_index=-100):
+def cross_entropy_backward(logits: ArrayLike, target: ArrayLike, axis: int = -1, *, grad: ArrayLike = 1.0, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100) -> np.ndarray:
     """Gradient of :func:`cross_entropy` with respect to the logits.
 
     Parameters
@@ -215,8 +215,7 @@ def cross_entropy_backward(logits, target, axis=-1, *, grad=1.0, reduction="mean
     return _CE(logits, target, axis, reduction, label_smoothing, ignore_index).grad(grad)[1]
 
 
-def cross_entropy_with_grad(logits, target, axis=-1, *, grad=1.0, reduction="mean",
-                            label_smoothing=0.0, ignore_index=-100):
+def cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, axis: int = -1, *, grad: ArrayLike = 1.0, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100) -> tuple[np.ndarray, np.ndarray]:
     """Fused :func:`cross_entropy` and :func:`cross_entropy_backward`.
 
     One pass over the logits computes both the loss and its gradient, which
@@ -265,7 +264,7 @@ for _f in (cross_entropy, cross_entropy_backward, cross_entropy_with_grad):
 del _f
 
 
-def binary_cross_entropy_with_logits(logits, target, *, reduction="mean"):
+def binary_cross_entropy_with_logits(logits: ArrayLike, target: ArrayLike, *, reduction: str = "mean") -> np.ndarray:
     """Binary cross-entropy of ``sigmoid(logits)`` against ``target``.
 
     Parameters
@@ -299,7 +298,7 @@ def binary_cross_entropy_with_logits(logits, target, *, reduction="mean"):
     return _reduce(loss, reduction, loss.size, rdt)
 
 
-def binary_cross_entropy_with_logits_backward(logits, target, *, grad=1.0, reduction="mean"):
+def binary_cross_entropy_with_logits_backward(logits: ArrayLike, target: ArrayLike, *, grad: ArrayLike = 1.0, reduction: str = "mean") -> np.ndarray:
     """Gradient of :func:`binary_cross_entropy_with_logits` w.r.t. the logits.
 
     Parameters

@@ -18,6 +18,7 @@ dtype('float32')
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _api, _dispatch
 
@@ -36,7 +37,7 @@ def _scalar_if_0d(r):
 # softmax family
 
 
-def softmax(x, axis=None):
+def softmax(x: ArrayLike, axis=None):
     """Softmax, as ``scipy.special.softmax``: over the whole array by default.
 
     Parameters
@@ -65,7 +66,7 @@ def softmax(x, axis=None):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def log_softmax(x, axis=None):
+def log_softmax(x: ArrayLike, axis=None):
     """Log of softmax, as ``scipy.special.log_softmax``.
 
     Parameters
@@ -96,7 +97,8 @@ def log_softmax(x, axis=None):
         return d - np.log(np.sum(np.exp(d), axis=axis, keepdims=True))
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(a: ArrayLike, axis=None, b: ArrayLike | None = None, keepdims: bool = False,
+              return_sign: bool = False):
     """Log of the sum of exponentials, as ``scipy.special.logsumexp``.
 
     Parameters
@@ -303,15 +305,15 @@ _UFUNC_DOC = """{summary}
     """
 
 
-def expit(x, /, out=None, *, where=True, casting="same_kind", dtype=None):
+def expit(x: ArrayLike, /, out=None, *, where=True, casting: str = "same_kind", dtype=None):
     return _ufunc_like("expit", "sigmoid", x, out, where, casting, dtype)
 
 
-def logit(x, /, out=None, *, where=True, casting="same_kind", dtype=None):
+def logit(x: ArrayLike, /, out=None, *, where=True, casting: str = "same_kind", dtype=None):
     return _ufunc_like("logit", "logit", x, out, where, casting, dtype)
 
 
-def log_expit(x, /, out=None, *, where=True, casting="same_kind", dtype=None):
+def log_expit(x: ArrayLike, /, out=None, *, where=True, casting: str = "same_kind", dtype=None):
     return _ufunc_like("log_expit", "log_sigmoid", x, out, where, casting, dtype)
 
 
