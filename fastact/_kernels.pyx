@@ -1,0 +1,862 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False, embedsignature=True
+"""Compiled kernels of fastact's "cython" backend.
+
+The module is itself the baseline build of the kernels (x86-64 SSE2, or the
+default target of any other architecture).  At import it detects the CPU and,
+when it can, takes its kernel table from ``fastact._kernels_x86_64_v4``
+(AVX-512) or ``fastact._kernels_x86_64_v3`` (AVX2 + FMA), extension modules
+compiled from the same Cython source with wider instruction sets.
+``simd_path()`` says which one runs; the environment variable
+``FASTACT_SIMD`` (``baseline``, ``x86-64-v3``/``avx2``,
+``x86-64-v4``/``avx512``) caps it, e.g. to test every path on one machine.
+
+The ``def`` functions follow the kernel contract of ``fastact._registry``
+(canonical C-contiguous float32/float64 arrays, outputs written in full,
+out may be exactly one of the inputs) and check it: a violation raises
+``ValueError`` or ``TypeError`` instead of touching memory out of bounds.
+They release the GIL for the whole computation and split large arrays
+between OpenMP threads (``set_num_threads``).
+
+Cython users can ``cimport`` the row kernels declared in
+``fastact/_kernels.pxd`` (e.g. ``from fastact._kernels cimport
+softmax_row_f32``) and call them without the GIL.
+"""
+
+cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from cython.parallel cimport prange
+
+import os as _os
+
+cnp.import_array()
+
+include "_kernels_body.pxi"
+
+# ===========================================================================
+# SIMD path selection
+
+cdef FaTable _BASE_TABLE
+_fill_table(&_BASE_TABLE, 0)
+cdef FaTable* T = &_BASE_TABLE
+
+cdef const char* _CAPSULE_NAME = b"fastact._kernels.FaTable"
+_PATH_NAMES = {0: "baseline", 3: "x86-64-v3", 4: "x86-64-v4"}
+_PATH_DESCR = {
+    0: "baseline (no AVX; SSE2 on x86-64)",
+    3: "x86-64-v3 (AVX2 + FMA, 256-bit)",
+    4: "x86-64-v4 (AVX-512, 512-bit)",
+}
+_ALIASES = {
+    "": 99, "auto": 99, "best": 99,
+    "baseline": 0, "base": 0, "default": 0, "sse2": 0, "none": 0,
+    "x86-64-v3": 3, "v3": 3, "avx2": 3,
+    "x86-64-v4": 4, "v4": 4, "avx512": 4, "avx-512": 4,
+}
+
+#: why each variant is or is not used (for diagnostics and the tests)
+variant_status = {}
+
+
+cdef int _cpu_level = fa_cpu_level()
+
+
+def _select_table():
+    """Point T at the best variant this CPU runs, capped by FASTACT_SIMD."""
+    global T
+    cdef FaTable* tab
+    variant_status.clear()
+    cap_name = _os.environ.get("FASTACT_SIMD", "").strip().lower()
+    cap = _ALIASES.get(cap_name, 99)
+    if cap_name not in _ALIASES:
+        variant_status["FASTACT_SIMD"] = f"ignored unknown value {cap_name!r}"
+    T = &_BASE_TABLE
+    for level, modname in ((4, "fastact._kernels_x86_64_v4"), (3, "fastact._kernels_x86_64_v3")):
+        if level > cap:
+            variant_status[_PATH_NAMES[level]] = "disabled by FASTACT_SIMD"
+            continue
+        if level > _cpu_level:
+            variant_status[_PATH_NAMES[level]] = "not supported by this CPU"
+            continue
+        try:
+            mod = __import__(modname, fromlist=["TABLE"])
+            cap_obj = mod.TABLE
+        except Exception as exc:  # not built (other architecture, failed compile)
+            variant_status[_PATH_NAMES[level]] = f"not available: {type(exc).__name__}: {exc}"
+            continue
+        if not PyCapsule_IsValid(cap_obj, _CAPSULE_NAME):
+            variant_status[_PATH_NAMES[level]] = "not available: bad table capsule"
+            continue
+        tab = <FaTable*>PyCapsule_GetPointer(cap_obj, _CAPSULE_NAME)
+        if tab.level != level:
+            variant_status[_PATH_NAMES[level]] = "not available: table level mismatch"
+            continue
+        if T == &_BASE_TABLE:
+            T = tab
+            variant_status[_PATH_NAMES[level]] = "selected"
+        else:
+            variant_status[_PATH_NAMES[level]] = "available"
+    variant_status["baseline"] = "selected" if T == &_BASE_TABLE else "available"
+
+
+_select_table()
+
+
+def simd_path():
+    """Name of the kernel build in use: ``"x86-64-v4"`` (AVX-512),
+    ``"x86-64-v3"`` (AVX2 + FMA) or ``"baseline"``."""
+    return _PATH_NAMES[T.level]
+
+
+def simd_description():
+    """Human-readable description of :func:`simd_path`."""
+    return _PATH_DESCR[T.level] + (" with FMA" if T.fma and T.level == 0 else "")
+
+
+def cpu_level():
+    """The best level this CPU supports: 4 (x86-64-v4), 3 (x86-64-v3) or 0."""
+    return _cpu_level
+
+
+# ===========================================================================
+# threads
+
+cdef int _nthreads = 1
+# below this much single-threaded work (ns) a kernel runs on one thread;
+# above it every thread gets at least _par_chunk_ns of work (measured: see
+# the backend's report; waking a second OpenMP thread costs ~2-10 us on a
+# quiet machine, much more when the other core is busy)
+cdef double _par_min_ns = 100000.0
+cdef double _par_chunk_ns = 50000.0
+
+
+def set_num_threads(int n):
+    """Largest number of OpenMP threads a kernel may use (called by
+    ``fastact.set_num_threads``)."""
+    global _nthreads
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _nthreads = n
+
+
+def get_num_threads():
+    return _nthreads
+
+
+def openmp_enabled():
+    """True if the extension was compiled with OpenMP (multi-threaded)."""
+    return bool(fa_have_openmp())
+
+
+def openmp_max_threads():
+    """``omp_get_max_threads()`` (1 without OpenMP)."""
+    return fa_omp_max_threads()
+
+
+def _set_parallel_threshold(double min_ns, double chunk_ns):
+    """Tune the work thresholds (ns of single-thread work); returns the old
+    values.  For benchmarks and tests."""
+    global _par_min_ns, _par_chunk_ns
+    old = (_par_min_ns, _par_chunk_ns)
+    _par_min_ns = min_ns
+    _par_chunk_ns = chunk_ns
+    return old
+
+
+cdef inline int _nt_for(double work_ns) noexcept nogil:
+    cdef int nt = _nthreads
+    cdef double m
+    if nt <= 1 or work_ns < _par_min_ns:
+        return 1
+    m = work_ns / _par_chunk_ns
+    if m < nt:
+        nt = <int>m if m >= 2 else 2
+    return nt
+
+
+def _team_size(int nt):
+    """Threads OpenMP actually gives a parallel region of nt threads."""
+    cdef int i, got = 1
+    cdef int[1] team
+    team[0] = 1
+    for i in prange(nt, nogil=True, num_threads=nt, schedule="static"):
+        if i == 0:
+            team[0] = fa_omp_team_size()
+    return team[0]
+
+
+# Rough single-thread cost of each kernel, ns per element for float32 and
+# float64 on a modern x86-64 core (memory traffic included); only used to
+# decide how many threads a call gets.
+cdef double[N_EW1][2] _COST_EW1
+cdef double[N_EW2][2] _COST_EW2
+cdef double[N_ROW1][2] _COST_ROW1
+cdef double[N_ROW2][2] _COST_ROW2
+cdef double[2] _COST_LSE_BWD
+cdef double[2] _COST_LOSS
+
+
+cdef void _init_costs() noexcept:
+    cdef int k
+    for k in range(N_EW1):
+        _COST_EW1[k][0] = 0.4
+        _COST_EW1[k][1] = 1.0
+    _COST_EW1[E_RELU][0] = 0.25
+    _COST_EW1[E_RELU][1] = 0.5
+    _COST_EW1[E_LEAKY_RELU][0] = 0.25
+    _COST_EW1[E_LEAKY_RELU][1] = 0.5
+    _COST_EW1[E_GELU][0] = 0.8
+    _COST_EW1[E_GELU][1] = 2.5
+    _COST_EW1[E_LOGIT][0] = 0.8
+    _COST_EW1[E_LOGIT][1] = 2.5
+    for k in range(N_EW2):
+        _COST_EW2[k][0] = 0.5
+        _COST_EW2[k][1] = 1.2
+    _COST_EW2[B_GELU][0] = 1.0
+    _COST_EW2[B_GELU][1] = 3.0
+    for k in range(N_ROW1):
+        _COST_ROW1[k][0] = 0.5
+        _COST_ROW1[k][1] = 1.2
+    for k in range(N_ROW2):
+        _COST_ROW2[k][0] = 0.5
+        _COST_ROW2[k][1] = 1.0
+    _COST_LSE_BWD[0] = 0.5
+    _COST_LSE_BWD[1] = 1.2
+    _COST_LOSS[0] = 0.8
+    _COST_LOSS[1] = 2.0
+
+
+_init_costs()
+
+
+# ===========================================================================
+# argument checks (cheap: a handful of C field reads)
+
+cdef inline int _ftype(cnp.ndarray a) except -1:
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT32:
+        return 0
+    if t == cnp.NPY_FLOAT64:
+        return 1
+    raise TypeError(f"fastact cython kernels take float32 or float64 arrays, got {a.dtype}")
+
+
+cdef inline int _check_in(cnp.ndarray a, int ft, str name) except -1:
+    if _ftype(a) != ft:
+        raise TypeError(f"{name} has dtype {a.dtype}; all arrays of a kernel call share one dtype")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name} must be C-contiguous")
+    return 0
+
+
+cdef inline int _check_out(cnp.ndarray a, int ft, str name) except -1:
+    _check_in(a, ft, name)
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name} is read-only")
+    return 0
+
+
+cdef inline int _same_size(cnp.ndarray a, cnp.ndarray b, str an, str bn) except -1:
+    if cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(b):
+        raise ValueError(f"{an} has {cnp.PyArray_SIZE(a)} elements but {bn} has {cnp.PyArray_SIZE(b)}")
+    return 0
+
+
+cdef inline int _shape3(cnp.ndarray a, str name, Py_ssize_t* o, Py_ssize_t* n, Py_ssize_t* i) except -1:
+    if cnp.PyArray_NDIM(a) != 3:
+        raise ValueError(f"{name} must be 3-D (outer, n, inner), got {cnp.PyArray_NDIM(a)}-D")
+    o[0] = cnp.PyArray_DIM(a, 0)
+    n[0] = cnp.PyArray_DIM(a, 1)
+    i[0] = cnp.PyArray_DIM(a, 2)
+    return 0
+
+
+cdef inline int _same3(cnp.ndarray a, str name, Py_ssize_t o, Py_ssize_t n, Py_ssize_t i) except -1:
+    if (cnp.PyArray_NDIM(a) != 3 or cnp.PyArray_DIM(a, 0) != o or cnp.PyArray_DIM(a, 1) != n
+            or cnp.PyArray_DIM(a, 2) != i):
+        raise ValueError(f"{name} must have shape {(o, n, i)}, got {(<object>a).shape}")
+    return 0
+
+
+cdef inline int _red2(cnp.ndarray a, str name, Py_ssize_t o, Py_ssize_t i) except -1:
+    if cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIM(a, 0) != o or cnp.PyArray_DIM(a, 1) != i:
+        raise ValueError(f"{name} must have shape {(o, i)}, got {(<object>a).shape}")
+    return 0
+
+
+# ===========================================================================
+# runners: split one call between threads
+
+cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, double p2, int nt) noexcept nogil:
+    cdef ew1_f32_t f32
+    cdef ew1_f64_t f64
+    cdef Py_ssize_t c, nch, chunk, lo, hi
+    if real is float:
+        f32 = T.ew1_f32[k]
+    else:
+        f64 = T.ew1_f64[k]
+    if nt <= 1:
+        if real is float:
+            f32(x, out, n, p1, p2)
+        else:
+            f64(x, out, n, p1, p2)
+        return
+    chunk = (((n + nt - 1) // nt) + 63) & ~(<Py_ssize_t>63)
+    nch = (n + chunk - 1) // chunk
+    for c in prange(nch, num_threads=nt, schedule="static"):
+        lo = c * chunk
+        hi = lo + chunk
+        if hi > n:
+            hi = n
+        if real is float:
+            f32(x + lo, out + lo, hi - lo, p1, p2)
+        else:
+            f64(x + lo, out + lo, hi - lo, p1, p2)
+
+
+cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n, double p1, double p2,
+                   int nt) noexcept nogil:
+    cdef ew2_f32_t f32
+    cdef ew2_f64_t f64
+    cdef Py_ssize_t c, nch, chunk, lo, hi
+    if real is float:
+        f32 = T.ew2_f32[k]
+    else:
+        f64 = T.ew2_f64[k]
+    if nt <= 1:
+        if real is float:
+            f32(a, b, out, n, p1, p2)
+        else:
+            f64(a, b, out, n, p1, p2)
+        return
+    chunk = (((n + nt - 1) // nt) + 63) & ~(<Py_ssize_t>63)
+    nch = (n + chunk - 1) // chunk
+    for c in prange(nch, num_threads=nt, schedule="static"):
+        lo = c * chunk
+        hi = lo + chunk
+        if hi > n:
+            hi = n
+        if real is float:
+            f32(a + lo, b + lo, out + lo, hi - lo, p1, p2)
+        else:
+            f64(a + lo, b + lo, out + lo, hi - lo, p1, p2)
+
+
+cdef inline bint _split_outer(Py_ssize_t outer, Py_ssize_t inner, int nt) noexcept nogil:
+    # split the outer axis unless it is too short and the inner one is not
+    return outer >= 4 * nt or inner == 1 or outer >= inner
+
+
+cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c, real* out,
+                   Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, int nt) noexcept nogil:
+    # kind 1: (x, out) full; 2: (x, out) reduced; 3: (a, b, out); 4: (g, x, lse, out)
+    cdef row1_f32_t r1f = NULL
+    cdef row1_f64_t r1d = NULL
+    cdef row2_f32_t r2f = NULL
+    cdef row2_f64_t r2d = NULL
+    cdef row3_f32_t r3f = NULL
+    cdef row3_f64_t r3d = NULL
+    cdef Py_ssize_t ci, nch, chunk, lo, hi, offf, offr, cnt, ni, full, red
+    cdef bint by_outer
+    if real is float:
+        if kind <= 2:
+            r1f = T.row1_f32[k]
+        elif kind == 3:
+            r2f = T.row2_f32[k]
+        else:
+            r3f = T.lse_bwd_f32
+    else:
+        if kind <= 2:
+            r1d = T.row1_f64[k]
+        elif kind == 3:
+            r2d = T.row2_f64[k]
+        else:
+            r3d = T.lse_bwd_f64
+    if nt > 1 and outer < 2 and inner < 32:
+        nt = 1
+    if nt <= 1:
+        nch = 1
+        chunk = outer
+        by_outer = True
+    else:
+        by_outer = _split_outer(outer, inner, nt)
+        if by_outer:
+            chunk = (outer + nt - 1) // nt
+            nch = (outer + chunk - 1) // chunk
+        else:
+            chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
+            nch = (inner + chunk - 1) // chunk
+    full = n * inner
+    for ci in prange(nch, num_threads=nt, schedule="static"):
+        lo = ci * chunk
+        if by_outer:
+            hi = lo + chunk
+            if hi > outer:
+                hi = outer
+            offf = lo * full
+            offr = lo * inner
+            cnt = hi - lo
+            ni = inner
+        else:
+            hi = lo + chunk
+            if hi > inner:
+                hi = inner
+            offf = lo
+            offr = lo
+            cnt = outer
+            ni = hi - lo
+        if kind == 1:
+            if real is float:
+                r1f(a + offf, out + offf, cnt, n, ni, inner)
+            else:
+                r1d(a + offf, out + offf, cnt, n, ni, inner)
+        elif kind == 2:
+            if real is float:
+                r1f(a + offf, out + offr, cnt, n, ni, inner)
+            else:
+                r1d(a + offf, out + offr, cnt, n, ni, inner)
+        elif kind == 3:
+            if real is float:
+                r2f(a + offf, b + offf, out + offf, cnt, n, ni, inner)
+            else:
+                r2d(a + offf, b + offf, out + offf, cnt, n, ni, inner)
+        else:
+            if real is float:
+                r3f(a + offr, b + offf, c + offr, out + offf, cnt, n, ni, inner)
+            else:
+                r3d(a + offr, b + offf, c + offr, out + offf, cnt, n, ni, inner)
+
+
+cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const real* sc, real* loss,
+                    real* dx, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, npy_intp ignore,
+                    double eps, int nt) noexcept nogil:
+    cdef loss_f32_t lf
+    cdef loss_f64_t ld
+    cdef Py_ssize_t ci, nch, chunk, lo, hi, offf, offr, cnt, ni, full
+    cdef const npy_intp* pt
+    cdef const real* pp
+    cdef const real* ps
+    cdef real* pd
+    cdef bint by_outer
+    if real is float:
+        lf = T.loss_f32
+    else:
+        ld = T.loss_f64
+    if nt > 1 and outer < 2 and inner < 32:
+        nt = 1
+    if nt <= 1:
+        nch = 1
+        chunk = outer
+        by_outer = True
+    else:
+        by_outer = _split_outer(outer, inner, nt)
+        if by_outer:
+            chunk = (outer + nt - 1) // nt
+            nch = (outer + chunk - 1) // chunk
+        else:
+            chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
+            nch = (inner + chunk - 1) // chunk
+    full = n * inner
+    for ci in prange(nch, num_threads=nt, schedule="static"):
+        lo = ci * chunk
+        if by_outer:
+            hi = lo + chunk
+            if hi > outer:
+                hi = outer
+            offf = lo * full
+            offr = lo * inner
+            cnt = hi - lo
+            ni = inner
+        else:
+            hi = lo + chunk
+            if hi > inner:
+                hi = inner
+            offf = lo
+            offr = lo
+            cnt = outer
+            ni = hi - lo
+        pt = NULL
+        pp = NULL
+        ps = NULL
+        pd = NULL
+        if tidx != NULL:
+            pt = tidx + offr
+        if p != NULL:
+            pp = p + offf
+        if sc != NULL:
+            ps = sc + offr
+        if dx != NULL:
+            pd = dx + offf
+        if real is float:
+            lf(x + offf, pt, pp, ps, loss + offr, pd, cnt, n, ni, inner, ignore, eps)
+        else:
+            ld(x + offf, pt, pp, ps, loss + offr, pd, cnt, n, ni, inner, ignore, eps)
+
+
+# ===========================================================================
+# Python entry points, one per registry kernel
+
+cdef inline void* _ptr(cnp.ndarray a) noexcept:
+    return cnp.PyArray_DATA(a)
+
+
+cdef int _ew1(int k, cnp.ndarray x, cnp.ndarray out, double p1, double p2) except -1:
+    cdef int ft = _ftype(x)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef int nt
+    _check_in(x, ft, "x")
+    _check_out(out, ft, "out")
+    _same_size(x, out, "x", "out")
+    cdef const void* px = _ptr(x)
+    cdef void* po = _ptr(out)
+    nt = _nt_for(n * _COST_EW1[k][ft])
+    if ft == 0:
+        with nogil:
+            _ew1_run[float](k, <const float*>px, <float*>po, n, p1, p2, nt)
+    else:
+        with nogil:
+            _ew1_run[double](k, <const double*>px, <double*>po, n, p1, p2, nt)
+    return 0
+
+
+cdef int _ew2(int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, double p1, double p2,
+              str an, str bn) except -1:
+    cdef int ft = _ftype(b)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(b)
+    cdef int nt
+    _check_in(a, ft, an)
+    _check_in(b, ft, bn)
+    _check_out(out, ft, "out")
+    _same_size(a, b, an, bn)
+    _same_size(b, out, bn, "out")
+    cdef const void* pa = _ptr(a)
+    cdef const void* pb = _ptr(b)
+    cdef void* po = _ptr(out)
+    nt = _nt_for(n * _COST_EW2[k][ft])
+    if ft == 0:
+        with nogil:
+            _ew2_run[float](k, <const float*>pa, <const float*>pb, <float*>po, n, p1, p2, nt)
+    else:
+        with nogil:
+            _ew2_run[double](k, <const double*>pa, <const double*>pb, <double*>po, n, p1, p2, nt)
+    return 0
+
+
+def sigmoid(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_SIGMOID, x, out, 0.0, 0.0)
+
+
+def log_sigmoid(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_LOG_SIGMOID, x, out, 0.0, 0.0)
+
+
+def logit(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_LOGIT, x, out, 0.0, 0.0)
+
+
+def softplus(cnp.ndarray x not None, cnp.ndarray out not None, double beta, double threshold):
+    _ew1(E_SOFTPLUS, x, out, beta, threshold)
+
+
+def tanh(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_TANH, x, out, 0.0, 0.0)
+
+
+def relu(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_RELU, x, out, 0.0, 0.0)
+
+
+def leaky_relu(cnp.ndarray x not None, cnp.ndarray out not None, double negative_slope):
+    _ew1(E_LEAKY_RELU, x, out, negative_slope, 0.0)
+
+
+def gelu(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_GELU, x, out, 0.0, 0.0)
+
+
+def gelu_tanh(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_GELU_TANH, x, out, 0.0, 0.0)
+
+
+def silu(cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew1(E_SILU, x, out, 0.0, 0.0)
+
+
+def sigmoid_backward(cnp.ndarray grad not None, cnp.ndarray y not None, cnp.ndarray out not None):
+    _ew2(B_SIGMOID, grad, y, out, 0.0, 0.0, "grad", "y")
+
+
+def sigmoid_backward_x(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_SIGMOID_X, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def tanh_backward_x(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_TANH_X, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def log_sigmoid_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_LOG_SIGMOID, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def logit_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_LOGIT, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def softplus_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None,
+                      double beta, double threshold):
+    _ew2(B_SOFTPLUS, grad, x, out, beta, threshold, "grad", "x")
+
+
+def tanh_backward(cnp.ndarray grad not None, cnp.ndarray y not None, cnp.ndarray out not None):
+    _ew2(B_TANH, grad, y, out, 0.0, 0.0, "grad", "y")
+
+
+def relu_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_RELU, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def leaky_relu_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None,
+                        double negative_slope):
+    _ew2(B_LEAKY_RELU, grad, x, out, negative_slope, 0.0, "grad", "x")
+
+
+def gelu_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_GELU, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def gelu_tanh_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_GELU_TANH, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def silu_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray out not None):
+    _ew2(B_SILU, grad, x, out, 0.0, 0.0, "grad", "x")
+
+
+def bce_with_logits(cnp.ndarray x not None, cnp.ndarray target not None, cnp.ndarray out not None):
+    _ew2(B_BCE, x, target, out, 0.0, 0.0, "x", "target")
+
+
+def bce_with_logits_backward(cnp.ndarray x not None, cnp.ndarray target not None,
+                             cnp.ndarray out not None, double scale):
+    _ew2(B_BCE_BACKWARD, x, target, out, scale, 0.0, "x", "target")
+
+
+cdef int _rows(int kind, int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, cnp.ndarray out,
+               double cost) except -1:
+    # kind 1: a=x, out full; 2: a=x, out reduced; 3: a, b, out full; 4: a=g, b=x, c=lse
+    cdef cnp.ndarray main = b if kind == 4 else a
+    cdef int ft = _ftype(main)
+    cdef Py_ssize_t o, n, i
+    cdef int nt
+    cdef const void* pa
+    cdef const void* pb = NULL
+    cdef const void* pc = NULL
+    cdef void* po
+    _shape3(main, "x" if kind != 3 else "grad", &o, &n, &i)
+    _check_in(main, ft, "x")
+    _check_out(out, ft, "out")
+    if kind == 2:
+        _red2(out, "out", o, i)
+    else:
+        _same3(out, "out", o, n, i)
+    if kind == 3:
+        _check_in(b, ft, "y")
+        _same3(b, "y", o, n, i)
+        pb = _ptr(b)
+    elif kind == 4:
+        _check_in(a, ft, "grad")
+        _check_in(c, ft, "lse")
+        _red2(a, "grad", o, i)
+        _red2(c, "lse", o, i)
+        pb = _ptr(b)
+        pc = _ptr(c)
+    pa = _ptr(a)
+    po = _ptr(out)
+    nt = _nt_for(<double>o * n * i * cost)
+    if ft == 0:
+        with nogil:
+            _row_run[float](kind, k, <const float*>pa, <const float*>pb, <const float*>pc, <float*>po,
+                            o, n, i, nt)
+    else:
+        with nogil:
+            _row_run[double](kind, k, <const double*>pa, <const double*>pb, <const double*>pc, <double*>po,
+                             o, n, i, nt)
+    return 0
+
+
+def softmax(cnp.ndarray x not None, cnp.ndarray out not None):
+    _rows(1, R_SOFTMAX, x, None, None, out, _COST_ROW1[R_SOFTMAX][_ftype(x)])
+
+
+def log_softmax(cnp.ndarray x not None, cnp.ndarray out not None):
+    _rows(1, R_LOG_SOFTMAX, x, None, None, out, _COST_ROW1[R_LOG_SOFTMAX][_ftype(x)])
+
+
+def logsumexp(cnp.ndarray x not None, cnp.ndarray out not None):
+    _rows(2, R_LOGSUMEXP, x, None, None, out, _COST_ROW1[R_LOGSUMEXP][_ftype(x)])
+
+
+def softmax_backward(cnp.ndarray grad not None, cnp.ndarray y not None, cnp.ndarray out not None):
+    _rows(3, R2_SOFTMAX_BACKWARD, grad, y, None, out, _COST_ROW2[R2_SOFTMAX_BACKWARD][_ftype(y)])
+
+
+def log_softmax_backward(cnp.ndarray grad not None, cnp.ndarray y not None, cnp.ndarray out not None):
+    _rows(3, R2_LOG_SOFTMAX_BACKWARD, grad, y, None, out, _COST_ROW2[R2_LOG_SOFTMAX_BACKWARD][_ftype(y)])
+
+
+def logsumexp_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray lse not None,
+                       cnp.ndarray out not None):
+    _rows(4, 0, grad, x, lse, out, _COST_LSE_BWD[_ftype(x)])
+
+
+cdef int _loss(cnp.ndarray x, cnp.ndarray target, cnp.ndarray p, cnp.ndarray scale, cnp.ndarray loss,
+               cnp.ndarray dx, npy_intp ignore, double eps) except -1:
+    cdef int ft = _ftype(x)
+    cdef Py_ssize_t o, n, i
+    cdef int nt
+    cdef const npy_intp* pt = NULL
+    cdef const void* pp = NULL
+    cdef const void* ps = NULL
+    cdef void* pd = NULL
+    cdef const void* px
+    cdef void* pl
+    _shape3(x, "x", &o, &n, &i)
+    _check_in(x, ft, "x")
+    _check_out(loss, ft, "loss")
+    _red2(loss, "loss", o, i)
+    if target is not None:
+        if cnp.PyArray_TYPE(target) != cnp.NPY_INTP or not cnp.PyArray_IS_C_CONTIGUOUS(target):
+            raise TypeError("target must be a C-contiguous numpy.intp array")
+        _red2(target, "target", o, i)
+        pt = <const npy_intp*>_ptr(target)
+    else:
+        _check_in(p, ft, "target")
+        _same3(p, "target", o, n, i)
+        pp = _ptr(p)
+    if scale is not None:
+        _check_in(scale, ft, "scale")
+        _red2(scale, "scale", o, i)
+        _check_out(dx, ft, "dx")
+        _same3(dx, "dx", o, n, i)
+        ps = _ptr(scale)
+        pd = _ptr(dx)
+    px = _ptr(x)
+    pl = _ptr(loss)
+    nt = _nt_for(<double>o * n * i * _COST_LOSS[ft] * (2.0 if pd != NULL else 1.0))
+    if ft == 0:
+        with nogil:
+            _loss_run[float](<const float*>px, pt, <const float*>pp, <const float*>ps, <float*>pl,
+                             <float*>pd, o, n, i, ignore, eps, nt)
+    else:
+        with nogil:
+            _loss_run[double](<const double*>px, pt, <const double*>pp, <const double*>ps, <double*>pl,
+                              <double*>pd, o, n, i, ignore, eps, nt)
+    return 0
+
+
+def cross_entropy_index(cnp.ndarray x not None, cnp.ndarray target not None, cnp.ndarray loss not None,
+                        npy_intp ignore_index, double label_smoothing):
+    _loss(x, target, None, None, loss, None, ignore_index, label_smoothing)
+
+
+def cross_entropy_index_grad(cnp.ndarray x not None, cnp.ndarray target not None,
+                             cnp.ndarray scale not None, cnp.ndarray loss not None,
+                             cnp.ndarray dx not None, npy_intp ignore_index, double label_smoothing):
+    _loss(x, target, None, scale, loss, dx, ignore_index, label_smoothing)
+
+
+def cross_entropy_prob(cnp.ndarray x not None, cnp.ndarray p not None, cnp.ndarray loss not None,
+                       double label_smoothing):
+    _loss(x, None, p, None, loss, None, 0, label_smoothing)
+
+
+def cross_entropy_prob_grad(cnp.ndarray x not None, cnp.ndarray p not None, cnp.ndarray scale not None,
+                            cnp.ndarray loss not None, cnp.ndarray dx not None, double label_smoothing):
+    _loss(x, None, p, scale, loss, dx, 0, label_smoothing)
+
+
+# ===========================================================================
+# C-level API for Cython users (declared in _kernels.pxd).  All run on the
+# selected SIMD path, on the calling thread, without the GIL.
+
+cdef void softmax_row_f32(const float* x, float* out, Py_ssize_t n) noexcept nogil:
+    T.row1_f32[R_SOFTMAX](x, out, 1, n, 1, 1)
+
+cdef void softmax_row_f64(const double* x, double* out, Py_ssize_t n) noexcept nogil:
+    T.row1_f64[R_SOFTMAX](x, out, 1, n, 1, 1)
+
+cdef void softmax_rows_f32(const float* x, float* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    T.row1_f32[R_SOFTMAX](x, out, rows, n, 1, 1)
+
+cdef void softmax_rows_f64(const double* x, double* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    T.row1_f64[R_SOFTMAX](x, out, rows, n, 1, 1)
+
+cdef void log_softmax_row_f32(const float* x, float* out, Py_ssize_t n) noexcept nogil:
+    T.row1_f32[R_LOG_SOFTMAX](x, out, 1, n, 1, 1)
+
+cdef void log_softmax_row_f64(const double* x, double* out, Py_ssize_t n) noexcept nogil:
+    T.row1_f64[R_LOG_SOFTMAX](x, out, 1, n, 1, 1)
+
+cdef void log_softmax_rows_f32(const float* x, float* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    T.row1_f32[R_LOG_SOFTMAX](x, out, rows, n, 1, 1)
+
+cdef void log_softmax_rows_f64(const double* x, double* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    T.row1_f64[R_LOG_SOFTMAX](x, out, rows, n, 1, 1)
+
+cdef float logsumexp_row_f32(const float* x, Py_ssize_t n) noexcept nogil:
+    cdef float r
+    T.row1_f32[R_LOGSUMEXP](x, &r, 1, n, 1, 1)
+    return r
+
+cdef double logsumexp_row_f64(const double* x, Py_ssize_t n) noexcept nogil:
+    cdef double r
+    T.row1_f64[R_LOGSUMEXP](x, &r, 1, n, 1, 1)
+    return r
+
+cdef void logsumexp_rows_f32(const float* x, float* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    T.row1_f32[R_LOGSUMEXP](x, out, rows, n, 1, 1)
+
+cdef void logsumexp_rows_f64(const double* x, double* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    T.row1_f64[R_LOGSUMEXP](x, out, rows, n, 1, 1)
+
+cdef void softmax_backward_row_f32(const float* grad, const float* y, float* out, Py_ssize_t n) noexcept nogil:
+    T.row2_f32[R2_SOFTMAX_BACKWARD](grad, y, out, 1, n, 1, 1)
+
+cdef void softmax_backward_row_f64(const double* grad, const double* y, double* out, Py_ssize_t n) noexcept nogil:
+    T.row2_f64[R2_SOFTMAX_BACKWARD](grad, y, out, 1, n, 1, 1)
+
+cdef void log_softmax_backward_row_f32(const float* grad, const float* y, float* out, Py_ssize_t n) noexcept nogil:
+    T.row2_f32[R2_LOG_SOFTMAX_BACKWARD](grad, y, out, 1, n, 1, 1)
+
+cdef void log_softmax_backward_row_f64(const double* grad, const double* y, double* out, Py_ssize_t n) noexcept nogil:
+    T.row2_f64[R2_LOG_SOFTMAX_BACKWARD](grad, y, out, 1, n, 1, 1)
+
+cdef void sigmoid_f32(const float* x, float* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f32[E_SIGMOID](x, out, n, 0.0, 0.0)
+
+cdef void sigmoid_f64(const double* x, double* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f64[E_SIGMOID](x, out, n, 0.0, 0.0)
+
+cdef void tanh_f32(const float* x, float* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f32[E_TANH](x, out, n, 0.0, 0.0)
+
+cdef void tanh_f64(const double* x, double* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f64[E_TANH](x, out, n, 0.0, 0.0)
+
+cdef void gelu_f32(const float* x, float* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f32[E_GELU](x, out, n, 0.0, 0.0)
+
+cdef void gelu_f64(const double* x, double* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f64[E_GELU](x, out, n, 0.0, 0.0)
+
+cdef void silu_f32(const float* x, float* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f32[E_SILU](x, out, n, 0.0, 0.0)
+
+cdef void silu_f64(const double* x, double* out, Py_ssize_t n) noexcept nogil:
+    T.ew1_f64[E_SILU](x, out, n, 0.0, 0.0)
+
+cdef void softplus_f32(const float* x, float* out, Py_ssize_t n, double beta, double threshold) noexcept nogil:
+    T.ew1_f32[E_SOFTPLUS](x, out, n, beta, threshold)
+
+cdef void softplus_f64(const double* x, double* out, Py_ssize_t n, double beta, double threshold) noexcept nogil:
+    T.ew1_f64[E_SOFTPLUS](x, out, n, beta, threshold)

@@ -1,0 +1,1556 @@
+# The kernels of the "cython" backend, written once over the fused type
+# `real` (float32 and float64 each get their own native code path).
+#
+# This file is `include`d by three extension modules that differ only in the
+# instruction set they are compiled for:
+#
+#   fastact._kernels             x86-64 baseline (SSE2) -- or the default
+#                                target of any other architecture
+#   fastact._kernels_x86_64_v3   -march=x86-64-v3 (AVX2 + FMA)
+#   fastact._kernels_x86_64_v4   -march=x86-64-v4 (AVX-512)
+#
+# `fastact._kernels` detects the CPU at import and takes the table of kernel
+# pointers (FaTable, filled by `_fill_table` below) from the best variant
+# that imports.  Everything here is `nogil` and `noexcept`: a kernel never
+# raises, never allocates on the heap and never touches the floating-point
+# environment.
+#
+# How it vectorizes: the scalar math is a set of `cdef inline` functions with
+# no branches that the compiler cannot turn into selects (range reduction by
+# the 1.5*2^p "magic" rounding, 2^n built from integer bits, no float->int
+# conversion at all), so that GCC turns every loop around them into SIMD code
+# of the target's width.  Reductions keep NL (or up to LMAX) partial results
+# in small local arrays, which vectorizes without any reassociation flag:
+# the build never uses -ffast-math.
+#
+# Layout contract (see fastact._registry): row kernels get (outer, n, inner)
+# C-contiguous arrays.  The entry points below take (outer, n, ni, st): ni
+# lanes of the inner axis starting at the given pointers, with st (= inner)
+# between consecutive elements of a row, so that the caller may split the
+# inner axis between threads.  st == 1 means inner == 1 (rows are contiguous).
+
+from libc.stdint cimport uint32_t, uint64_t
+from libc.math cimport INFINITY, NAN, copysign, copysignf
+from numpy cimport npy_intp
+
+cdef extern from "fa_support.h" nogil:
+    uint32_t fa_f32_bits(float x) noexcept
+    float fa_bits_f32(uint32_t u) noexcept
+    uint64_t fa_f64_bits(double x) noexcept
+    double fa_bits_f64(uint64_t u) noexcept
+    float fa_two_prod_lo_f32(float a, float b, float hi) noexcept
+    double fa_two_prod_lo_f64(double a, double b, double hi) noexcept
+    int fa_cpu_level() noexcept
+    int fa_have_openmp() noexcept
+    int fa_omp_max_threads() noexcept
+    int fa_omp_team_size() noexcept
+    int FA_HAVE_FMA
+
+ctypedef fused real:
+    float
+    double
+
+# sums are accumulated in double for both dtypes
+ctypedef double acc_t
+
+cdef enum:
+    NL = 16        # partial results per row in the contiguous-row reductions
+    LMAX = 64      # lanes (inner columns) per chunk in the strided-row kernels
+    JB = 64        # rows of a lane chunk summed before adding to the total
+    BLK = 256      # elements of a contiguous row summed before adding
+    TR = 32        # rows per tile in the short-row path
+    NSHORT = 32    # contiguous rows with n <= NSHORT go through tiles
+
+
+# ===========================================================================
+# scalar math
+#
+# Polynomial coefficients were fitted for fastact (weighted Remez exchange in
+# mpmath, relative error); the measured errors of the complete functions, in
+# units in the last place, are in tests/test_cython_backend.py and the
+# backend's report.
+
+
+# ---- exp -------------------------------------------------------------------
+# x = n ln2 + r, |r| <= ln2/2 (Cody-Waite, n rounded with the 1.5*2^p trick,
+# whose low mantissa bits are then n itself); exp(r) = 1 + r + r^2 P(r);
+# 2^n is applied as two factors 2^n1 * 2^n2 (n1 = floor(n/2)) so that the
+# result underflows gradually into subnormals with a single rounding and
+# overflows to inf.  x is clamped first (NaN passes the clamps untouched).
+
+cdef inline float exp_f32(float x) noexcept nogil:
+    cdef float lo = -104.0, hi = 100.0
+    cdef float log2e = 1.44269504088896341, magic = 12582912.0
+    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
+    cdef float c0 = 0.499999934517084335897, c1 = 0.166665206898330188061
+    cdef float c2 = 0.0416683873612611455482, c3 = 0.00836870982417119432296
+    cdef float c4 = 0.00138146132607797708093
+    cdef float one = 1.0
+    cdef float t, kf, r, p
+    cdef uint32_t ub, h
+    x = lo if x < lo else x
+    x = hi if x > hi else x
+    t = x * log2e + magic
+    kf = t - magic
+    r = x - kf * l2h
+    r = r - kf * l2l
+    p = c3 + r * c4
+    p = c2 + r * p
+    p = c1 + r * p
+    p = c0 + r * p
+    p = one + (r + r * r * p)
+    ub = fa_f32_bits(t) - (0x4B400000U - 160U)        # n + 160 >= 0
+    h = ub >> 1                                        # n1 + 80
+    return (p * fa_bits_f32((h + (127U - 80U)) << 23)) * fa_bits_f32((ub - h + (127U - 80U)) << 23)
+
+
+cdef inline double exp_f64(double x) noexcept nogil:
+    cdef double lo = -760.0, hi = 720.0
+    cdef double log2e = 1.4426950408889634, magic = 6755399441055744.0
+    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
+    cdef double c0 = 0.500000000000001061675, c1 = 0.166666666666664127759
+    cdef double c2 = 0.0416666666665302659992, c3 = 0.0083333333334943329904
+    cdef double c4 = 0.00138888889435976896333, c5 = 0.000198412695067796630235
+    cdef double c6 = 0.0000248014931361972530688, c7 = 0.00000275575862664084875914
+    cdef double c8 = 2.76302339149586352775e-7, c9 = 2.50000722921512436658e-8
+    cdef double one = 1.0
+    cdef double t, kf, r, p, r2
+    cdef uint64_t ub, h
+    x = lo if x < lo else x
+    x = hi if x > hi else x
+    t = x * log2e + magic
+    kf = t - magic
+    r = x - kf * l2h
+    r = r - kf * l2l
+    r2 = r * r
+    # Estrin-like split of the degree-9 polynomial: shorter dependency chain
+    p = ((c0 + r * c1) + r2 * (c2 + r * c3)) + (r2 * r2) * (
+        ((c4 + r * c5) + r2 * (c6 + r * c7)) + (r2 * r2) * (c8 + r * c9))
+    p = one + (r + r2 * p)
+    ub = fa_f64_bits(t) - (0x4338000000000000ULL - 1100ULL)
+    h = ub >> 1
+    return (p * fa_bits_f64((h + (1023ULL - 550ULL)) << 52)) * fa_bits_f64((ub - h + (1023ULL - 550ULL)) << 52)
+
+
+# ---- expm1 for x <= 0 (tanh) ------------------------------------------------
+# expm1(x) = 2^n expm1(r) + (2^n - 1); exact for n == 0 (small |x|), and no
+# harmful cancellation for n < 0.  x is clamped at a value where the result
+# is -1 in the working precision.
+
+cdef inline float expm1n_f32(float x) noexcept nogil:
+    cdef float lo = -20.0
+    cdef float log2e = 1.44269504088896341, magic = 12582912.0
+    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
+    cdef float c0 = 0.499999934517084335897, c1 = 0.166665206898330188061
+    cdef float c2 = 0.0416683873612611455482, c3 = 0.00836870982417119432296
+    cdef float c4 = 0.00138146132607797708093
+    cdef float one = 1.0
+    cdef float t, kf, r, p, sc
+    x = lo if x < lo else x
+    t = x * log2e + magic
+    kf = t - magic
+    r = x - kf * l2h
+    r = r - kf * l2l
+    p = c3 + r * c4
+    p = c2 + r * p
+    p = c1 + r * p
+    p = c0 + r * p
+    p = r + r * r * p
+    sc = fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 127U)) << 23)
+    return sc * p + (sc - one)
+
+
+cdef inline double expm1n_f64(double x) noexcept nogil:
+    cdef double lo = -40.0
+    cdef double log2e = 1.4426950408889634, magic = 6755399441055744.0
+    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
+    cdef double c0 = 0.500000000000001061675, c1 = 0.166666666666664127759
+    cdef double c2 = 0.0416666666665302659992, c3 = 0.0083333333334943329904
+    cdef double c4 = 0.00138888889435976896333, c5 = 0.000198412695067796630235
+    cdef double c6 = 0.0000248014931361972530688, c7 = 0.00000275575862664084875914
+    cdef double c8 = 2.76302339149586352775e-7, c9 = 2.50000722921512436658e-8
+    cdef double one = 1.0
+    cdef double t, kf, r, p, r2, sc
+    x = lo if x < lo else x
+    t = x * log2e + magic
+    kf = t - magic
+    r = x - kf * l2h
+    r = r - kf * l2l
+    r2 = r * r
+    p = ((c0 + r * c1) + r2 * (c2 + r * c3)) + (r2 * r2) * (
+        ((c4 + r * c5) + r2 * (c6 + r * c7)) + (r2 * r2) * (c8 + r * c9))
+    p = r + r2 * p
+    sc = fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1023ULL)) << 52)
+    return sc * p + (sc - one)
+
+
+# ---- log ---------------------------------------------------------------------
+# log(1 + f) = 2 atanh(s), s = f / (2 + f), evaluated as
+# f - (f^2/2 - s (f^2/2 + T(s^2))) with T(z) = z U(z) a fitted polynomial.
+#
+# log1p01: u in [0, 1] only (softplus & co: u = exp(-|x|)); f = u exactly,
+# no range reduction.
+#
+# _logc: log(w) + c/w for a positive normal finite w: w = 2^k m with
+# m in [sqrt(1/2), sqrt(2)) by integer arithmetic on the bits; k is turned
+# into a float by the 2^p trick (no int->float conversion needed).
+
+cdef inline float log1p01_f32(float u) noexcept nogil:
+    cdef float c0 = 0.66666413132732578575, c1 = 0.400216990582231674807
+    cdef float c2 = 0.279991410895086054312, c3 = 0.28024458792490232821
+    cdef float half = 0.5, two = 2.0
+    cdef float s, z, hf, R
+    s = u / (two + u)
+    z = s * s
+    hf = half * u * u
+    R = z * (c0 + z * (c1 + z * (c2 + z * c3)))
+    return u - (hf - s * (hf + R))
+
+
+cdef inline double log1p01_f64(double u) noexcept nogil:
+    cdef double c0 = 0.666666666666663037971, c1 = 0.40000000000157244514
+    cdef double c2 = 0.285714285478536920594, c3 = 0.222222239697419881025
+    cdef double c4 = 0.181817439245675965119, c5 = 0.153865599302846228286
+    cdef double c6 = 0.133009734965683710497, c7 = 0.12106086921061411632
+    cdef double c8 = 0.0834009877232041985598, c9 = 0.170185800640972266697
+    cdef double half = 0.5, two = 2.0
+    cdef double s, z, z2, hf, R
+    s = u / (two + u)
+    z = s * s
+    z2 = z * z
+    hf = half * u * u
+    R = ((c0 + z * c1) + z2 * (c2 + z * c3)) + (z2 * z2) * (
+        ((c4 + z * c5) + z2 * (c6 + z * c7)) + (z2 * z2) * (c8 + z * c9))
+    return u - (hf - s * (hf + z * R))
+
+
+cdef inline float _logc_f32(float w, float c, float kadj, bint withc) noexcept nogil:
+    cdef float c0 = 0.666667763816206211726, c1 = 0.399775415756274935446
+    cdef float c2 = 0.29871727757224303116
+    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
+    cdef float half = 0.5, one = 1.0, two = 2.0
+    cdef float k, m, f, s, z, hf, R, lo
+    cdef uint32_t ix = fa_f32_bits(w) + (0x3F800000U - 0x3F3504F3U)
+    k = fa_bits_f32((ix >> 23) | 0x4B000000U) - <float>(8388608.0 + 127.0) + kadj
+    m = fa_bits_f32((ix & 0x007FFFFFU) + 0x3F3504F3U)
+    f = m - one
+    hf = half * f * f
+    s = f / (two + f)
+    z = s * s
+    R = z * (c0 + z * (c1 + z * c2))
+    lo = k * l2l
+    if withc:
+        lo = lo + c / w
+    return k * l2h + (f - (hf - (s * (hf + R) + lo)))
+
+
+cdef inline double _logc_f64(double w, double c, double kadj, bint withc) noexcept nogil:
+    cdef double c0 = 0.666666666666673441223, c1 = 0.399999999994146783579
+    cdef double c2 = 0.285714287423876227286, c3 = 0.222221985731845247926
+    cdef double c4 = 0.181835643261196752288, c5 = 0.15314050552112713639
+    cdef double c6 = 0.147959497005828582737
+    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
+    cdef double half = 0.5, one = 1.0, two = 2.0
+    cdef double k, m, f, s, z, z2, hf, R, lo
+    cdef uint64_t ix = fa_f64_bits(w) + (0x3FF0000000000000ULL - 0x3FE6A09E667F3BCDULL)
+    k = fa_bits_f64((ix >> 52) | 0x4330000000000000ULL) - (4503599627370496.0 + 1023.0) + kadj
+    m = fa_bits_f64((ix & 0x000FFFFFFFFFFFFFULL) + 0x3FE6A09E667F3BCDULL)
+    f = m - one
+    hf = half * f * f
+    s = f / (two + f)
+    z = s * s
+    z2 = z * z
+    R = z * (((c0 + z * c1) + z2 * (c2 + z * c3)) + (z2 * z2) * ((c4 + z * c5) + z2 * c6))
+    lo = k * l2l
+    if withc:
+        lo = lo + c / w
+    return k * l2h + (f - (hf - (s * (hf + R) + lo)))
+
+
+cdef inline float log_f32(float x) noexcept nogil:
+    cdef float tiny = 1.17549435e-38, big = 33554432.0, zero = 0.0
+    cdef float inf = INFINITY
+    cdef bint sub = x < tiny
+    cdef float r = _logc_f32(x * big if sub else x, zero, <float>-25.0 if sub else zero, False)
+    r = r if x < inf else x          # +inf and NaN
+    r = -inf if x == zero else r
+    return <float>NAN if x < zero else r
+
+
+cdef inline double log_f64(double x) noexcept nogil:
+    cdef double tiny = 2.2250738585072014e-308, big = 18014398509481984.0, zero = 0.0
+    cdef double inf = INFINITY
+    cdef bint sub = x < tiny
+    cdef double r = _logc_f64(x * big if sub else x, zero, -54.0 if sub else zero, False)
+    r = r if x < inf else x
+    r = -inf if x == zero else r
+    return NAN if x < zero else r
+
+
+cdef inline float log1p_f32(float u) noexcept nogil:
+    # w + c == 1 + u exactly (TwoSum)
+    cdef float one = 1.0, zero = 0.0, inf = INFINITY
+    cdef float w = one + u
+    cdef float bv = w - one
+    cdef float av = w - bv
+    cdef float c = (one - av) + (u - bv)
+    cdef float r = _logc_f32(w, c, zero, True)
+    r = r if u < inf else u
+    r = -inf if w == zero else r
+    return <float>NAN if u < -one else r
+
+
+cdef inline double log1p_f64(double u) noexcept nogil:
+    cdef double one = 1.0, zero = 0.0, inf = INFINITY
+    cdef double w = one + u
+    cdef double bv = w - one
+    cdef double av = w - bv
+    cdef double c = (one - av) + (u - bv)
+    cdef double r = _logc_f64(w, c, zero, True)
+    r = r if u < inf else u
+    r = -inf if w == zero else r
+    return NAN if u < -one else r
+
+
+# ---- erfc for a >= 0 (GELU) ---------------------------------------------------
+# erfc(a) = exp(-a^2) * erfcx(a), and erfcx(a) (a + K) / (2K) is a smooth
+# function of u = (a - K) / (a + K) on the a-range where erfc does not
+# underflow; it is fitted by one polynomial P(u).  exp(-a^2) is computed from
+# the exact square a^2 = z + zl (one rounding of z would cost up to 2 a^2 ulp).
+
+cdef inline float erfcp_f32(float a) noexcept nogil:
+    cdef float amax = 10.5, K = 3.0, twoK = 6.0, one = 1.0
+    cdef float p0 = 0.179001151331076037313884669857, p1 = -0.147232415074478841126338076027
+    cdef float p2 = 0.0983713797943468225717391975762, p3 = -0.0517443158947539956106884705641
+    cdef float p4 = 0.0199215649006428680312434511637, p5 = -0.00447341998922604058776661597721
+    cdef float p6 = -0.000204715146004066726504112504846, p7 = 0.000513506018737247348859975188457
+    cdef float p8 = -0.0000799439470403496274613611490626, p9 = -0.0000539169139797812192503257220455
+    cdef float q, u, v, P, z, zl, u2
+    a = amax if a > amax else a
+    q = one / (a + K)
+    u = (a - K) * q
+    v = twoK * q
+    u2 = u * u
+    P = ((p0 + u * p1) + u2 * (p2 + u * p3)) + (u2 * u2) * (
+        ((p4 + u * p5) + u2 * (p6 + u * p7)) + (u2 * u2) * (p8 + u * p9))
+    z = a * a
+    zl = fa_two_prod_lo_f32(a, a, z)
+    # erfc(0) = 1 exactly (the fit is within an ulp of it)
+    return one if a == 0 else exp_f32(-z) * ((one - zl) * (v * P))
+
+
+include "_kernels_erfc64.pxi"
+
+
+cdef inline real fexp(real x) noexcept nogil:
+    if real is float:
+        return exp_f32(x)
+    else:
+        return exp_f64(x)
+
+
+cdef inline real fexpm1n(real x) noexcept nogil:
+    if real is float:
+        return expm1n_f32(x)
+    else:
+        return expm1n_f64(x)
+
+
+cdef inline real flog1p01(real x) noexcept nogil:
+    if real is float:
+        return log1p01_f32(x)
+    else:
+        return log1p01_f64(x)
+
+
+cdef inline real flog(real x) noexcept nogil:
+    if real is float:
+        return log_f32(x)
+    else:
+        return log_f64(x)
+
+
+cdef inline real flog1p(real x) noexcept nogil:
+    if real is float:
+        return log1p_f32(x)
+    else:
+        return log1p_f64(x)
+
+
+cdef inline real ferfcp(real x) noexcept nogil:
+    if real is float:
+        return erfcp_f32(x)
+    else:
+        return erfcp_f64(x)
+
+
+# ---- activations (same formulas and rounding steps as numpy_ref) -------------
+
+cdef inline real _sigmoid(real x) noexcept nogil:
+    cdef real one = 1, zero = 0
+    cdef real e = fexp(-abs(x))
+    return (one if x >= zero else e) / (one + e)
+
+
+cdef inline real _log1pexp_nabs(real x) noexcept nogil:
+    # log(1 + exp(-|x|)), in (0, log 2]
+    return flog1p01(fexp(-abs(x)))
+
+
+cdef inline real _softplus0(real x) noexcept nogil:
+    cdef real zero = 0
+    return (x if x > zero else zero) + _log1pexp_nabs(x)
+
+
+cdef inline real _tanh(real x) noexcept nogil:
+    cdef real two = 2
+    cdef real em = fexpm1n(-two * abs(x))
+    if real is float:
+        return copysignf(-em / (two + em), x)
+    else:
+        return copysign(-em / (two + em), x)
+
+
+cdef inline real _ndtr(real x) noexcept nogil:
+    # Phi(x) = erfc(-x / sqrt 2) / 2 with the argument rounded as the
+    # reference rounds it
+    cdef real s12 = 0.7071067811865476, zero = 0, two = 2, half = 0.5
+    cdef real t = -x * s12
+    cdef real e = ferfcp(abs(t))
+    return (e if t >= zero else two - e) * half
+
+
+cdef inline real _gelu_tanh_arg(real x) noexcept nogil:
+    cdef real a = 2 * 0.7978845608028654, c = 0.044715
+    return a * (x + c * x * x * x)
+
+
+cdef inline real _limit(real x, real v, real lo, real hi) noexcept nogil:
+    cdef real big = 1e10
+    v = lo if x < -big else v
+    return hi if x > big else v
+
+
+# ===========================================================================
+# elementwise kernels: k(x, out, n, p1, p2) and k(a, b, out, n, p1, p2)
+
+cdef void k_sigmoid(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = _sigmoid(x[i])
+
+
+cdef void k_log_sigmoid(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, zero = 0
+    for i in range(n):
+        v = x[i]
+        out[i] = (v if v < zero else zero) - _log1pexp_nabs(v)
+
+
+cdef void k_logit(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real p, y, a, b, one = 1, two = 2, half = 0.5, quarter = 0.25
+    for i in range(n):
+        p = x[i]
+        y = two * p - one
+        a = flog1p(two * y / (one - y))       # 2 atanh(2p - 1)
+        b = flog(p / (one - p))
+        out[i] = a if abs(p - half) < quarter else b
+
+
+cdef void k_softplus(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real beta = <real>p1, thr = <real>p2, v, bx
+    for i in range(n):
+        v = x[i]
+        bx = v * beta
+        out[i] = v if bx > thr else _softplus0(bx) / beta
+
+
+cdef void k_tanh(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = _tanh(x[i])
+
+
+cdef void k_relu(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, zero = 0
+    for i in range(n):
+        v = x[i]
+        out[i] = v if (v > zero or v != v) else zero
+
+
+cdef void k_leaky_relu(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, zero = 0, slope = <real>p1
+    for i in range(n):
+        v = x[i]
+        out[i] = v if v > zero else v * slope
+
+
+cdef void k_gelu(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, nzero = -0.0
+    for i in range(n):
+        v = x[i]
+        out[i] = _limit(v, v * _ndtr(v), nzero, v)
+
+
+cdef void k_gelu_tanh(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, nzero = -0.0
+    for i in range(n):
+        v = x[i]
+        out[i] = _limit(v, v * _sigmoid(_gelu_tanh_arg(v)), nzero, v)
+
+
+cdef void k_silu(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, nzero = -0.0
+    for i in range(n):
+        v = x[i]
+        out[i] = _limit(v, v * _sigmoid(v), nzero, v)
+
+
+cdef void k_sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real one = 1, v
+    for i in range(n):
+        v = y[i]
+        out[i] = (g[i] * v) * (one - v)
+
+
+cdef void k_sigmoid_backward_x(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    # sigmoid(x) sigmoid(-x) = e / (1 + e)^2, e = exp(-|x|): no cancellation
+    cdef Py_ssize_t i
+    cdef real one = 1, e
+    for i in range(n):
+        e = fexp(-abs(x[i]))
+        out[i] = g[i] * (e / ((one + e) * (one + e)))
+
+
+cdef void k_tanh_backward_x(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    # 1 / cosh(x)^2 = 4 e / (1 + e)^2, e = exp(-2|x|)
+    cdef Py_ssize_t i
+    cdef real one = 1, two = 2, four = 4, e
+    for i in range(n):
+        e = fexp(-two * abs(x[i]))
+        out[i] = g[i] * (four * e / ((one + e) * (one + e)))
+
+
+cdef void k_log_sigmoid_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = g[i] * _sigmoid(-x[i])
+
+
+cdef void k_logit_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real one = 1, p
+    for i in range(n):
+        p = x[i]
+        out[i] = g[i] / (p * (one - p))
+
+
+cdef void k_softplus_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real beta = <real>p1, thr = <real>p2, bx, gv
+    for i in range(n):
+        bx = x[i] * beta
+        gv = g[i]
+        out[i] = gv if bx > thr else gv * _sigmoid(bx)
+
+
+cdef void k_tanh_backward(const real* g, const real* y, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real one = 1, v
+    for i in range(n):
+        v = y[i]
+        out[i] = g[i] * ((one - v) * (one + v))
+
+
+cdef void k_relu_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, zero = 0
+    for i in range(n):
+        v = x[i]
+        out[i] = g[i] if v > zero else (v if v != v else zero)
+
+
+cdef void k_leaky_relu_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, gv, zero = 0, slope = <real>p1
+    for i in range(n):
+        v = x[i]
+        gv = g[i]
+        out[i] = gv if v > zero else (v if v != v else gv * slope)
+
+
+cdef void k_gelu_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, d, pdf, zero = 0, one = 1, mhalf = -0.5, isq = 0.3989422804014327
+    for i in range(n):
+        v = x[i]
+        pdf = fexp(mhalf * v * v) * isq
+        d = _ndtr(v) + v * pdf
+        out[i] = g[i] * _limit(v, d, zero, one)
+
+
+cdef void k_gelu_tanh_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, z, e, r, s, sc, dz, zero = 0, one = 1
+    cdef real a = 2 * 0.7978845608028654, c3 = 3 * 0.044715
+    for i in range(n):
+        v = x[i]
+        z = _gelu_tanh_arg(v)
+        e = fexp(-abs(z))
+        r = one / (one + e)
+        s = r if z >= zero else e * r
+        sc = e * r if z >= zero else r
+        dz = a * (one + c3 * v * v)
+        out[i] = g[i] * _limit(v, s + v * s * sc * dz, zero, one)
+
+
+cdef void k_silu_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, e, r, s, sc, zero = 0, one = 1
+    for i in range(n):
+        v = x[i]
+        e = fexp(-abs(v))
+        r = one / (one + e)
+        s = r if v >= zero else e * r
+        sc = e * r if v >= zero else r
+        out[i] = g[i] * _limit(v, s + v * s * sc, zero, one)
+
+
+cdef void k_bce(const real* x, const real* t, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v, zero = 0
+    for i in range(n):
+        v = x[i]
+        out[i] = ((v if v > zero else zero) - v * t[i]) + _log1pexp_nabs(v)
+
+
+cdef void k_bce_backward(const real* x, const real* t, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real scale = <real>p1
+    for i in range(n):
+        out[i] = scale * (_sigmoid(x[i]) - t[i])
+
+
+# ===========================================================================
+# row kernels
+#
+# Three code paths per kernel:
+#   _xxx_row    one contiguous row (inner == 1), vectorized along the row
+#               with NL partial results;
+#   _xxx_lanes  L <= LMAX rows side by side, element (j, k) at p[j*st + k]:
+#               vectorized across the lanes k.  Used for inner > 1 directly,
+#               and for short contiguous rows after transposing a tile of TR
+#               rows (so that a (65536, 16) or (64, 10) array is computed 16
+#               or 8 rows per SIMD instruction instead of one short row at
+#               a time).
+#   _xxx_k      the entry point, choosing the path.
+
+cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
+    # pairwise sum of NL partial sums
+    cdef Py_ssize_t w, k
+    w = NL // 2
+    while w > 0:
+        for k in range(w):
+            a[k] = a[k] + a[k + w]
+        w = w // 2
+    return a[0]
+
+
+cdef inline real _rowmax(const real* x, Py_ssize_t n) noexcept nogil:
+    # maximum ignoring NaN (-inf for an empty or all-NaN row); a NaN in the
+    # row still makes every result NaN through the sums that follow
+    cdef real m[NL]
+    cdef real v, r = -INFINITY
+    cdef Py_ssize_t i, k, nb = n - n % NL
+    for k in range(NL):
+        m[k] = -INFINITY
+    for i from 0 <= i < nb by NL:
+        for k in range(NL):
+            v = x[i + k]
+            m[k] = v if v > m[k] else m[k]
+    for k in range(NL):
+        r = m[k] if m[k] > r else r
+    for i in range(nb, n):
+        v = x[i]
+        r = v if v > r else r
+    return r
+
+
+cdef inline acc_t _expsum_store(const real* x, real* out, Py_ssize_t n, real m) noexcept nogil:
+    # out = exp(x - m); returns sum(out)
+    cdef acc_t acc[NL]
+    cdef acc_t blk[NL]
+    cdef acc_t s
+    cdef real t
+    cdef Py_ssize_t i, k, b, e, nb = n - n % NL
+    for k in range(NL):
+        acc[k] = 0
+    b = 0
+    while b < nb:
+        e = _imin(b + BLK, nb)
+        for k in range(NL):
+            blk[k] = 0
+        for i from b <= i < e by NL:
+            for k in range(NL):
+                t = fexp(x[i + k] - m)
+                out[i + k] = t
+                blk[k] += t
+        for k in range(NL):
+            acc[k] += blk[k]
+        b = e
+    s = _hsum(acc)
+    for i in range(nb, n):
+        t = fexp(x[i] - m)
+        out[i] = t
+        s += t
+    return s
+
+
+cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m) noexcept nogil:
+    # sum of exp(x - m) over all but one maximum (see numpy_ref._row_parts):
+    # the maximum's own term 1 is kept out so that log1p(rest) stays
+    # accurate when the other terms are tiny
+    cdef acc_t acc[NL]
+    cdef acc_t blk[NL]
+    cdef acc_t cnt[NL]
+    cdef acc_t s, c
+    cdef real t, v
+    cdef Py_ssize_t i, k, b, e, nb = n - n % NL
+    for k in range(NL):
+        acc[k] = 0
+        cnt[k] = 0
+    b = 0
+    while b < nb:
+        e = _imin(b + BLK, nb)
+        for k in range(NL):
+            blk[k] = 0
+        for i from b <= i < e by NL:
+            for k in range(NL):
+                v = x[i + k]
+                t = fexp(v - m)
+                blk[k] += 0 if v == m else t
+                cnt[k] += 1 if v == m else 0
+        for k in range(NL):
+            acc[k] += blk[k]
+        b = e
+    s = _hsum(acc)
+    c = _hsum(cnt)
+    for i in range(nb, n):
+        v = x[i]
+        if v == m:
+            c += 1
+        else:
+            s += fexp(v - m)
+    return s + (c - 1)
+
+
+cdef inline acc_t _dotsum(const real* a, const real* b, Py_ssize_t n) noexcept nogil:
+    # sum of a*b (products rounded in the working precision, as the
+    # reference forms them; b may be NULL for a plain sum of a)
+    cdef acc_t acc[NL]
+    cdef acc_t blk[NL]
+    cdef acc_t s
+    cdef Py_ssize_t i, k, bb, e, nb = n - n % NL
+    for k in range(NL):
+        acc[k] = 0
+    bb = 0
+    while bb < nb:
+        e = _imin(bb + BLK, nb)
+        for k in range(NL):
+            blk[k] = 0
+        if b != NULL:
+            for i from bb <= i < e by NL:
+                for k in range(NL):
+                    blk[k] += <real>(a[i + k] * b[i + k])
+        else:
+            for i from bb <= i < e by NL:
+                for k in range(NL):
+                    blk[k] += a[i + k]
+        for k in range(NL):
+            acc[k] += blk[k]
+        bb = e
+    s = _hsum(acc)
+    if b != NULL:
+        for i in range(nb, n):
+            s += <real>(a[i] * b[i])
+    else:
+        for i in range(nb, n):
+            s += a[i]
+    return s
+
+
+# ---- tiles: TR short rows transposed so that the rows become SIMD lanes ----
+
+cdef inline void _gather(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+    # tile[j*TR + r] = x[r*n + j]
+    cdef Py_ssize_t j, r
+    for j in range(n):
+        for r in range(R):
+            tile[j * TR + r] = x[r * n + j]
+
+
+cdef inline void _scatter(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+    cdef Py_ssize_t j, r
+    for j in range(n):
+        for r in range(R):
+            out[r * n + j] = tile[j * TR + r]
+
+
+# ---- lanes helpers -----------------------------------------------------------
+
+cdef inline void _lanes_max(const real* x, real* m, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    cdef Py_ssize_t j, k
+    cdef const real* xr
+    cdef real v
+    for k in range(L):
+        m[k] = -INFINITY
+    for j in range(n):
+        xr = x + j * st
+        for k in range(L):
+            v = xr[k]
+            m[k] = v if v > m[k] else m[k]
+
+
+cdef inline void _lanes_rest(const real* x, const real* m, acc_t* rest, Py_ssize_t n,
+                             Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    # rest[k] = sum over all but one maximum of exp(x - m), per lane
+    cdef acc_t blk[LMAX]
+    cdef acc_t cnt[LMAX]
+    cdef Py_ssize_t j, k, b, e
+    cdef const real* xr
+    cdef real v, t
+    for k in range(L):
+        rest[k] = 0
+        cnt[k] = 0
+    b = 0
+    while b < n:
+        e = _imin(b + JB, n)
+        for k in range(L):
+            blk[k] = 0
+        for j in range(b, e):
+            xr = x + j * st
+            for k in range(L):
+                v = xr[k]
+                t = fexp(v - m[k])
+                blk[k] += 0 if v == m[k] else t
+                cnt[k] += 1 if v == m[k] else 0
+        for k in range(L):
+            rest[k] += blk[k]
+        b = e
+    for k in range(L):
+        rest[k] = rest[k] + (cnt[k] - 1)
+
+
+cdef inline void _lanes_log1p(acc_t* r, Py_ssize_t L) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(L):
+        r[k] = log1p_f64(r[k])
+
+
+# ---- softmax -------------------------------------------------------------------
+
+cdef void _softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
+    cdef real m = _rowmax(x, n)
+    cdef acc_t s = _expsum_store(x, out, n, m)
+    cdef acc_t inv = 1.0 / s
+    cdef Py_ssize_t i
+    cdef real vinv
+    if real is float:
+        for i in range(n):
+            out[i] = <float>(<double>out[i] * inv)
+    else:
+        vinv = inv
+        for i in range(n):
+            out[i] = out[i] * vinv
+
+
+cdef void _softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    cdef real m[LMAX]
+    cdef acc_t s[LMAX]
+    cdef acc_t blk[LMAX]
+    cdef Py_ssize_t j, k, b, e
+    cdef const real* xr
+    cdef real* orow
+    cdef real t
+    _lanes_max(x, m, n, st, L)
+    for k in range(L):
+        s[k] = 0
+    b = 0
+    while b < n:
+        e = _imin(b + JB, n)
+        for k in range(L):
+            blk[k] = 0
+        for j in range(b, e):
+            xr = x + j * st
+            orow = out + j * st
+            for k in range(L):
+                t = fexp(xr[k] - m[k])
+                orow[k] = t
+                blk[k] += t
+        for k in range(L):
+            s[k] += blk[k]
+        b = e
+    for k in range(L):
+        s[k] = 1.0 / s[k]
+    for j in range(n):
+        orow = out + j * st
+        for k in range(L):
+            orow[k] = <real>(orow[k] * s[k])
+
+
+cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
+                    Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
+    cdef Py_ssize_t o, r0, R, k0
+    cdef real tile[TR * NSHORT]
+    if outer <= 0 or n <= 0 or ni <= 0:
+        return
+    if st == 1:
+        if n <= NSHORT:
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _gather(x + r0 * n, tile, n, R)
+                _softmax_lanes(tile, tile, n, TR, R)
+                _scatter(tile, out + r0 * n, n, R)
+        else:
+            for o in range(outer):
+                _softmax_row(x + o * n, out + o * n, n)
+    else:
+        for o in range(outer):
+            for k0 from 0 <= k0 < ni by LMAX:
+                _softmax_lanes(x + o * n * st + k0, out + o * n * st + k0, n, st, _imin(LMAX, ni - k0))
+
+
+# ---- log_softmax -----------------------------------------------------------------
+
+cdef void _log_softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
+    cdef real m = _rowmax(x, n)
+    cdef acc_t L = log1p_f64(_restsum(x, n, m))
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = <real>(<acc_t>(x[i] - m) - L)
+
+
+cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    cdef real m[LMAX]
+    cdef acc_t lse[LMAX]
+    cdef Py_ssize_t j, k
+    cdef const real* xr
+    cdef real* orow
+    _lanes_max(x, m, n, st, L)
+    _lanes_rest(x, m, lse, n, st, L)
+    _lanes_log1p(lse, L)
+    for j in range(n):
+        xr = x + j * st
+        orow = out + j * st
+        for k in range(L):
+            orow[k] = <real>(<acc_t>(xr[k] - m[k]) - lse[k])
+
+
+cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
+                        Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
+    cdef Py_ssize_t o, r0, R, k0
+    cdef real tile[TR * NSHORT]
+    if outer <= 0 or n <= 0 or ni <= 0:
+        return
+    if st == 1:
+        if n <= NSHORT:
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _gather(x + r0 * n, tile, n, R)
+                _log_softmax_lanes(tile, tile, n, TR, R)
+                _scatter(tile, out + r0 * n, n, R)
+        else:
+            for o in range(outer):
+                _log_softmax_row(x + o * n, out + o * n, n)
+    else:
+        for o in range(outer):
+            for k0 from 0 <= k0 < ni by LMAX:
+                _log_softmax_lanes(x + o * n * st + k0, out + o * n * st + k0, n, st, _imin(LMAX, ni - k0))
+
+
+# ---- logsumexp (out is (outer, inner): element (o, k) at out[o*st + k]) --------
+
+cdef void _logsumexp_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    cdef real m[LMAX]
+    cdef acc_t lse[LMAX]
+    cdef Py_ssize_t k
+    _lanes_max(x, m, n, st, L)
+    _lanes_rest(x, m, lse, n, st, L)
+    _lanes_log1p(lse, L)
+    for k in range(L):
+        out[k] = <real>(m[k] + lse[k])
+
+
+cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
+                      Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
+    cdef Py_ssize_t o, r0, R, k0, k
+    cdef real tile[TR * NSHORT]
+    cdef real m
+    if outer <= 0 or ni <= 0:
+        return
+    if n <= 0:
+        for o in range(outer):
+            for k in range(ni):
+                out[o * st + k] = -INFINITY
+        return
+    if st == 1:
+        if n <= NSHORT:
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _gather(x + r0 * n, tile, n, R)
+                _logsumexp_lanes(tile, out + r0, n, TR, R)
+        else:
+            for o in range(outer):
+                m = _rowmax(x + o * n, n)
+                out[o] = <real>(m + log1p_f64(_restsum(x + o * n, n, m)))
+    else:
+        for o in range(outer):
+            for k0 from 0 <= k0 < ni by LMAX:
+                _logsumexp_lanes(x + o * n * st + k0, out + o * st + k0, n, st, _imin(LMAX, ni - k0))
+
+
+# ---- softmax_backward: y * (g - sum(g*y)) ------------------------------------------
+
+cdef void _softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize_t n) noexcept nogil:
+    cdef real d = <real>_dotsum(g, y, n)
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = y[i] * (g[i] - d)
+
+
+cdef void _softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t n,
+                             Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    cdef acc_t s[LMAX]
+    cdef acc_t blk[LMAX]
+    cdef real d[LMAX]
+    cdef Py_ssize_t j, k, b, e
+    cdef const real* gr
+    cdef const real* yr
+    cdef real* orow
+    for k in range(L):
+        s[k] = 0
+    b = 0
+    while b < n:
+        e = _imin(b + JB, n)
+        for k in range(L):
+            blk[k] = 0
+        for j in range(b, e):
+            gr = g + j * st
+            yr = y + j * st
+            for k in range(L):
+                blk[k] += <real>(gr[k] * yr[k])
+        for k in range(L):
+            s[k] += blk[k]
+        b = e
+    for k in range(L):
+        d[k] = <real>s[k]
+    for j in range(n):
+        gr = g + j * st
+        yr = y + j * st
+        orow = out + j * st
+        for k in range(L):
+            orow[k] = yr[k] * (gr[k] - d[k])
+
+
+cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
+                             Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
+    cdef Py_ssize_t o, r0, R, k0, off
+    cdef real tg[TR * NSHORT]
+    cdef real ty[TR * NSHORT]
+    if outer <= 0 or n <= 0 or ni <= 0:
+        return
+    if st == 1:
+        if n <= NSHORT:
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _gather(g + r0 * n, tg, n, R)
+                _gather(y + r0 * n, ty, n, R)
+                _softmax_bwd_lanes(tg, ty, tg, n, TR, R)
+                _scatter(tg, out + r0 * n, n, R)
+        else:
+            for o in range(outer):
+                _softmax_bwd_row(g + o * n, y + o * n, out + o * n, n)
+    else:
+        for o in range(outer):
+            for k0 from 0 <= k0 < ni by LMAX:
+                off = o * n * st + k0
+                _softmax_bwd_lanes(g + off, y + off, out + off, n, st, _imin(LMAX, ni - k0))
+
+
+# ---- log_softmax_backward: g - exp(y) * sum(g) ---------------------------------------
+
+cdef void _log_softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize_t n) noexcept nogil:
+    cdef real tot = <real>_dotsum(g, <const real*>NULL, n)
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = g[i] - fexp(y[i]) * tot
+
+
+cdef void _log_softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t n,
+                                 Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    cdef acc_t s[LMAX]
+    cdef acc_t blk[LMAX]
+    cdef real d[LMAX]
+    cdef Py_ssize_t j, k, b, e
+    cdef const real* gr
+    cdef const real* yr
+    cdef real* orow
+    for k in range(L):
+        s[k] = 0
+    b = 0
+    while b < n:
+        e = _imin(b + JB, n)
+        for k in range(L):
+            blk[k] = 0
+        for j in range(b, e):
+            gr = g + j * st
+            for k in range(L):
+                blk[k] += gr[k]
+        for k in range(L):
+            s[k] += blk[k]
+        b = e
+    for k in range(L):
+        d[k] = <real>s[k]
+    for j in range(n):
+        gr = g + j * st
+        yr = y + j * st
+        orow = out + j * st
+        for k in range(L):
+            orow[k] = gr[k] - fexp(yr[k]) * d[k]
+
+
+cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
+                                 Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
+    cdef Py_ssize_t o, r0, R, k0, off
+    cdef real tg[TR * NSHORT]
+    cdef real ty[TR * NSHORT]
+    if outer <= 0 or n <= 0 or ni <= 0:
+        return
+    if st == 1:
+        if n <= NSHORT:
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _gather(g + r0 * n, tg, n, R)
+                _gather(y + r0 * n, ty, n, R)
+                _log_softmax_bwd_lanes(tg, ty, tg, n, TR, R)
+                _scatter(tg, out + r0 * n, n, R)
+        else:
+            for o in range(outer):
+                _log_softmax_bwd_row(g + o * n, y + o * n, out + o * n, n)
+    else:
+        for o in range(outer):
+            for k0 from 0 <= k0 < ni by LMAX:
+                off = o * n * st + k0
+                _log_softmax_bwd_lanes(g + off, y + off, out + off, n, st, _imin(LMAX, ni - k0))
+
+
+# ---- logsumexp_backward: g * exp(x - lse), g and lse reduced (o, k) -------------------
+
+cdef void _lse_bwd_lanes(const real* g, const real* x, const real* lse, real* out, Py_ssize_t n,
+                         Py_ssize_t st, Py_ssize_t L) noexcept nogil:
+    cdef Py_ssize_t j, k
+    cdef const real* xr
+    cdef real* orow
+    for j in range(n):
+        xr = x + j * st
+        orow = out + j * st
+        for k in range(L):
+            orow[k] = g[k] * fexp(xr[k] - lse[k])
+
+
+cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, real* out,
+                               Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
+    cdef Py_ssize_t o, r0, R, k0, i, off
+    cdef real tile[TR * NSHORT]
+    cdef real gv, lv
+    if outer <= 0 or n <= 0 or ni <= 0:
+        return
+    if st == 1:
+        if n <= NSHORT:
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _gather(x + r0 * n, tile, n, R)
+                _lse_bwd_lanes(g + r0, tile, lse + r0, tile, n, TR, R)
+                _scatter(tile, out + r0 * n, n, R)
+        else:
+            for o in range(outer):
+                gv = g[o]
+                lv = lse[o]
+                off = o * n
+                for i in range(n):
+                    out[off + i] = gv * fexp(x[off + i] - lv)
+    else:
+        for o in range(outer):
+            for k0 from 0 <= k0 < ni by LMAX:
+                _lse_bwd_lanes(g + o * st + k0, x + o * n * st + k0, lse + o * st + k0,
+                               out + o * n * st + k0, n, st, _imin(LMAX, ni - k0))
+
+
+# ===========================================================================
+# cross-entropy
+#
+# One kernel for the four loss kinds:
+#   tidx != NULL  class-index targets (ignore_index honoured), else p is a
+#                 probability array shaped like x;
+#   dx != NULL    also write dx = scale * (softmax(x) * sum(q) - q) (index
+#                 targets: softmax(x) - q, as the reference forms it).
+# q = (1 - eps) * onehot + eps / C (or (1 - eps) * p + eps / C), rounded in
+# the working precision as the reference rounds it; a class with q == 0
+# contributes 0 to the loss whatever its log-probability.
+
+cdef struct LossQ:
+    double onem     # 1 - eps
+    double qoff     # eps / C
+    bint smooth     # eps != 0
+
+
+cdef void _ce_lanes(const real* x, const npy_intp* tidx, const real* p, const real* sc,
+                    real* loss, real* dx, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L,
+                    npy_intp ignore, LossQ q) noexcept nogil:
+    cdef real m[LMAX]
+    cdef acc_t lse[LMAX]
+    cdef acc_t inv[LMAX]
+    cdef acc_t qs[LMAX]
+    cdef acc_t acc[LMAX]
+    cdef real qsr[LMAX]
+    cdef Py_ssize_t j, k
+    cdef const real* xr
+    cdef const real* pr
+    cdef real* dr
+    cdef real v, lp, qc, sm, d, zero = 0, one = 1
+    cdef real onem = <real>q.onem, qoff = <real>q.qoff
+    cdef real qon = (onem + qoff) if q.smooth else one
+    cdef bint valid
+    _lanes_max(x, m, n, st, L)
+    _lanes_rest(x, m, lse, n, st, L)
+    for k in range(L):
+        # softmax = exp(x - m) / (1 + rest), NaN when the max is not finite
+        inv[k] = (1.0 / (1.0 + lse[k])) if (m[k] - m[k] == 0) else NAN
+        qs[k] = 0
+        acc[k] = 0
+    _lanes_log1p(lse, L)
+    if tidx == NULL:
+        for j in range(n):
+            pr = p + j * st
+            for k in range(L):
+                qc = (onem * pr[k] + qoff) if q.smooth else pr[k]
+                qs[k] += qc
+    for k in range(L):
+        qsr[k] = <real>qs[k]
+    for j in range(n):
+        xr = x + j * st
+        if tidx != NULL:
+            for k in range(L):
+                v = xr[k]
+                lp = <real>(<acc_t>(v - m[k]) - lse[k])
+                qc = qon if tidx[k] == j else qoff
+                acc[k] += zero if qc == zero else qc * lp
+        else:
+            pr = p + j * st
+            for k in range(L):
+                v = xr[k]
+                lp = <real>(<acc_t>(v - m[k]) - lse[k])
+                qc = (onem * pr[k] + qoff) if q.smooth else pr[k]
+                acc[k] += zero if qc == zero else qc * lp
+        if dx != NULL:
+            dr = dx + j * st
+            if tidx != NULL:
+                for k in range(L):
+                    sm = <real>(fexp(xr[k] - m[k]) * inv[k])
+                    qc = qon if tidx[k] == j else qoff
+                    d = sc[k] * (sm - qc)
+                    dr[k] = d if tidx[k] != ignore else zero
+            else:
+                pr = p + j * st
+                for k in range(L):
+                    sm = <real>(fexp(xr[k] - m[k]) * inv[k])
+                    qc = (onem * pr[k] + qoff) if q.smooth else pr[k]
+                    dr[k] = sc[k] * (sm * qsr[k] - qc)
+    if tidx != NULL:
+        for k in range(L):
+            loss[k] = <real>(-acc[k]) if tidx[k] != ignore else zero
+    else:
+        for k in range(L):
+            loss[k] = <real>(-acc[k])
+
+
+cdef inline acc_t _qlpsum(const real* x, Py_ssize_t a, Py_ssize_t b, real m, acc_t lse, real qc) noexcept nogil:
+    # sum over [a, b) of qc * log_softmax(x), the terms rounded as the
+    # reference rounds them
+    cdef acc_t acc[NL]
+    cdef acc_t s
+    cdef real lp
+    cdef Py_ssize_t i, k, nb = a + (b - a) - (b - a) % NL
+    for k in range(NL):
+        acc[k] = 0
+    for i from a <= i < nb by NL:
+        for k in range(NL):
+            lp = <real>(<acc_t>(x[i + k] - m) - lse)
+            acc[k] += qc * lp
+    s = _hsum(acc)
+    for i in range(nb, b):
+        lp = <real>(<acc_t>(x[i] - m) - lse)
+        s += qc * lp
+    return s
+
+
+cdef void _ce_row(const real* x, npy_intp t, const real* p, real scv, real* loss, real* dx,
+                  Py_ssize_t n, npy_intp ignore, LossQ q) noexcept nogil:
+    # one contiguous row
+    cdef acc_t acc[NL]
+    cdef Py_ssize_t i, k, nb = n - n % NL
+    cdef real m, lp, qc, sm, zero = 0, one = 1
+    cdef acc_t rest, lse, inv, qs, s
+    cdef real qsr
+    cdef real onem = <real>q.onem, qoff = <real>q.qoff
+    cdef real qon = (onem + qoff) if q.smooth else one
+    cdef bint tv = 0 <= t < n
+    if p == NULL and t == ignore:
+        loss[0] = zero
+        if dx != NULL:
+            for i in range(n):
+                dx[i] = zero
+        return
+    m = _rowmax(x, n)
+    rest = _restsum(x, n, m)
+    inv = (1.0 / (1.0 + rest)) if (m - m == 0) else NAN
+    lse = log1p_f64(rest)
+    if p == NULL:
+        # class index: every class has q = qoff except the target (qon);
+        # (targets are validated by the caller; one out of range only
+        # loses its qon term here, it is never used as an index)
+        s = 0
+        if qoff != zero:
+            if tv:
+                s = _qlpsum(x, 0, t, m, lse, qoff) + _qlpsum(x, t + 1, n, m, lse, qoff)
+            else:
+                s = _qlpsum(x, 0, n, m, lse, qoff)
+        if tv and qon != zero:
+            lp = <real>(<acc_t>(x[t] - m) - lse)
+            s += qon * lp
+        loss[0] = <real>(-s)
+        if dx != NULL:
+            for i in range(n):
+                sm = <real>(fexp(x[i] - m) * inv)
+                dx[i] = scv * (sm - qoff)
+            if tv:
+                sm = <real>(fexp(x[t] - m) * inv)
+                dx[t] = scv * (sm - qon)
+    else:
+        for k in range(NL):
+            acc[k] = 0
+        if q.smooth:
+            for i from 0 <= i < nb by NL:
+                for k in range(NL):
+                    acc[k] += onem * p[i + k] + qoff
+        else:
+            for i from 0 <= i < nb by NL:
+                for k in range(NL):
+                    acc[k] += p[i + k]
+        qs = _hsum(acc)
+        for i in range(nb, n):
+            qs += (onem * p[i] + qoff) if q.smooth else p[i]
+        qsr = <real>qs
+        for k in range(NL):
+            acc[k] = 0
+        for i from 0 <= i < nb by NL:
+            for k in range(NL):
+                lp = <real>(<acc_t>(x[i + k] - m) - lse)
+                qc = (onem * p[i + k] + qoff) if q.smooth else p[i + k]
+                acc[k] += zero if qc == zero else qc * lp
+        s = _hsum(acc)
+        for i in range(nb, n):
+            lp = <real>(<acc_t>(x[i] - m) - lse)
+            qc = (onem * p[i] + qoff) if q.smooth else p[i]
+            s += zero if qc == zero else qc * lp
+        loss[0] = <real>(-s)
+        if dx != NULL:
+            for i in range(n):
+                sm = <real>(fexp(x[i] - m) * inv)
+                qc = (onem * p[i] + qoff) if q.smooth else p[i]
+                dx[i] = scv * (sm * qsr - qc)
+
+
+cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, const real* sc,
+                          real* loss, real* dx, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni,
+                          Py_ssize_t st, npy_intp ignore, double eps) noexcept nogil:
+    cdef Py_ssize_t o, r0, R, k0, k, off
+    cdef real tx[TR * NSHORT]
+    cdef real tp[TR * NSHORT]
+    cdef LossQ q
+    cdef real nzero = -0.0, zero = 0
+    cdef const real* pp
+    cdef real scv
+    if outer <= 0 or ni <= 0:
+        return
+    if n <= 0:
+        for o in range(outer):
+            for k in range(ni):
+                if tidx != NULL and tidx[o * st + k] == ignore:
+                    loss[o * st + k] = zero
+                else:
+                    loss[o * st + k] = nzero
+        return
+    q.smooth = eps != 0
+    q.onem = 1.0 - eps
+    q.qoff = eps / n if q.smooth else 0.0
+    if st == 1:
+        if n <= NSHORT:
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _gather(x + r0 * n, tx, n, R)
+                if p != NULL:
+                    _gather(p + r0 * n, tp, n, R)
+                _ce_lanes(tx, (tidx + r0) if tidx != NULL else NULL, tp if p != NULL else NULL,
+                          (sc + r0) if sc != NULL else NULL, loss + r0,
+                          tx if dx != NULL else NULL, n, TR, R, ignore, q)
+                if dx != NULL:
+                    _scatter(tx, dx + r0 * n, n, R)
+        else:
+            for o in range(outer):
+                off = o * n
+                pp = (p + off) if p != NULL else NULL
+                scv = sc[o] if sc != NULL else zero
+                _ce_row(x + off, tidx[o] if tidx != NULL else 0, pp, scv, loss + o,
+                        (dx + off) if dx != NULL else NULL, n, ignore, q)
+    else:
+        for o in range(outer):
+            for k0 from 0 <= k0 < ni by LMAX:
+                off = o * n * st + k0
+                _ce_lanes(x + off, (tidx + o * st + k0) if tidx != NULL else NULL,
+                          (p + off) if p != NULL else NULL,
+                          (sc + o * st + k0) if sc != NULL else NULL, loss + o * st + k0,
+                          (dx + off) if dx != NULL else NULL, n, st, _imin(LMAX, ni - k0), ignore, q)
+
+
+# ===========================================================================
+# the table of kernel pointers this module exports
+
+ctypedef void (*ew1_f32_t)(const float*, float*, Py_ssize_t, double, double) noexcept nogil
+ctypedef void (*ew1_f64_t)(const double*, double*, Py_ssize_t, double, double) noexcept nogil
+ctypedef void (*ew2_f32_t)(const float*, const float*, float*, Py_ssize_t, double, double) noexcept nogil
+ctypedef void (*ew2_f64_t)(const double*, const double*, double*, Py_ssize_t, double, double) noexcept nogil
+ctypedef void (*row1_f32_t)(const float*, float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+ctypedef void (*row1_f64_t)(const double*, double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+ctypedef void (*row2_f32_t)(const float*, const float*, float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+ctypedef void (*row2_f64_t)(const double*, const double*, double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+ctypedef void (*row3_f32_t)(const float*, const float*, const float*, float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+ctypedef void (*row3_f64_t)(const double*, const double*, const double*, double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+ctypedef void (*loss_f32_t)(const float*, const npy_intp*, const float*, const float*, float*, float*,
+                            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, npy_intp, double) noexcept nogil
+ctypedef void (*loss_f64_t)(const double*, const npy_intp*, const double*, const double*, double*, double*,
+                            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, npy_intp, double) noexcept nogil
+
+cdef enum:
+    # elementwise forward
+    E_SIGMOID, E_LOG_SIGMOID, E_LOGIT, E_SOFTPLUS, E_TANH, E_RELU, E_LEAKY_RELU,
+    E_GELU, E_GELU_TANH, E_SILU, N_EW1
+
+cdef enum:
+    # elementwise backward and binary
+    B_SIGMOID, B_LOG_SIGMOID, B_LOGIT, B_SOFTPLUS, B_TANH, B_RELU, B_LEAKY_RELU,
+    B_GELU, B_GELU_TANH, B_SILU, B_BCE, B_BCE_BACKWARD, B_SIGMOID_X, B_TANH_X, N_EW2
+
+cdef enum:
+    R_SOFTMAX, R_LOG_SOFTMAX, R_LOGSUMEXP, N_ROW1
+
+cdef enum:
+    R2_SOFTMAX_BACKWARD, R2_LOG_SOFTMAX_BACKWARD, N_ROW2
+
+cdef struct FaTable:
+    int level                  # 0 baseline, 3 x86-64-v3, 4 x86-64-v4
+    int fma                    # compiled with hardware FMA
+    ew1_f32_t ew1_f32[N_EW1]
+    ew1_f64_t ew1_f64[N_EW1]
+    ew2_f32_t ew2_f32[N_EW2]
+    ew2_f64_t ew2_f64[N_EW2]
+    row1_f32_t row1_f32[N_ROW1]
+    row1_f64_t row1_f64[N_ROW1]
+    row2_f32_t row2_f32[N_ROW2]
+    row2_f64_t row2_f64[N_ROW2]
+    row3_f32_t lse_bwd_f32
+    row3_f64_t lse_bwd_f64
+    loss_f32_t loss_f32
+    loss_f64_t loss_f64
+
+
+cdef void _fill_table(FaTable* t, int level) noexcept:
+    t.level = level
+    t.fma = FA_HAVE_FMA
+    t.ew1_f32[E_SIGMOID] = k_sigmoid[float]
+    t.ew1_f64[E_SIGMOID] = k_sigmoid[double]
+    t.ew1_f32[E_LOG_SIGMOID] = k_log_sigmoid[float]
+    t.ew1_f64[E_LOG_SIGMOID] = k_log_sigmoid[double]
+    t.ew1_f32[E_LOGIT] = k_logit[float]
+    t.ew1_f64[E_LOGIT] = k_logit[double]
+    t.ew1_f32[E_SOFTPLUS] = k_softplus[float]
+    t.ew1_f64[E_SOFTPLUS] = k_softplus[double]
+    t.ew1_f32[E_TANH] = k_tanh[float]
+    t.ew1_f64[E_TANH] = k_tanh[double]
+    t.ew1_f32[E_RELU] = k_relu[float]
+    t.ew1_f64[E_RELU] = k_relu[double]
+    t.ew1_f32[E_LEAKY_RELU] = k_leaky_relu[float]
+    t.ew1_f64[E_LEAKY_RELU] = k_leaky_relu[double]
+    t.ew1_f32[E_GELU] = k_gelu[float]
+    t.ew1_f64[E_GELU] = k_gelu[double]
+    t.ew1_f32[E_GELU_TANH] = k_gelu_tanh[float]
+    t.ew1_f64[E_GELU_TANH] = k_gelu_tanh[double]
+    t.ew1_f32[E_SILU] = k_silu[float]
+    t.ew1_f64[E_SILU] = k_silu[double]
+
+    t.ew2_f32[B_SIGMOID] = k_sigmoid_backward[float]
+    t.ew2_f64[B_SIGMOID] = k_sigmoid_backward[double]
+    t.ew2_f32[B_LOG_SIGMOID] = k_log_sigmoid_backward[float]
+    t.ew2_f64[B_LOG_SIGMOID] = k_log_sigmoid_backward[double]
+    t.ew2_f32[B_LOGIT] = k_logit_backward[float]
+    t.ew2_f64[B_LOGIT] = k_logit_backward[double]
+    t.ew2_f32[B_SOFTPLUS] = k_softplus_backward[float]
+    t.ew2_f64[B_SOFTPLUS] = k_softplus_backward[double]
+    t.ew2_f32[B_TANH] = k_tanh_backward[float]
+    t.ew2_f64[B_TANH] = k_tanh_backward[double]
+    t.ew2_f32[B_RELU] = k_relu_backward[float]
+    t.ew2_f64[B_RELU] = k_relu_backward[double]
+    t.ew2_f32[B_LEAKY_RELU] = k_leaky_relu_backward[float]
+    t.ew2_f64[B_LEAKY_RELU] = k_leaky_relu_backward[double]
+    t.ew2_f32[B_GELU] = k_gelu_backward[float]
+    t.ew2_f64[B_GELU] = k_gelu_backward[double]
+    t.ew2_f32[B_GELU_TANH] = k_gelu_tanh_backward[float]
+    t.ew2_f64[B_GELU_TANH] = k_gelu_tanh_backward[double]
+    t.ew2_f32[B_SILU] = k_silu_backward[float]
+    t.ew2_f64[B_SILU] = k_silu_backward[double]
+    t.ew2_f32[B_BCE] = k_bce[float]
+    t.ew2_f64[B_BCE] = k_bce[double]
+    t.ew2_f32[B_BCE_BACKWARD] = k_bce_backward[float]
+    t.ew2_f64[B_BCE_BACKWARD] = k_bce_backward[double]
+    t.ew2_f32[B_SIGMOID_X] = k_sigmoid_backward_x[float]
+    t.ew2_f64[B_SIGMOID_X] = k_sigmoid_backward_x[double]
+    t.ew2_f32[B_TANH_X] = k_tanh_backward_x[float]
+    t.ew2_f64[B_TANH_X] = k_tanh_backward_x[double]
+
+    t.row1_f32[R_SOFTMAX] = softmax_k[float]
+    t.row1_f64[R_SOFTMAX] = softmax_k[double]
+    t.row1_f32[R_LOG_SOFTMAX] = log_softmax_k[float]
+    t.row1_f64[R_LOG_SOFTMAX] = log_softmax_k[double]
+    t.row1_f32[R_LOGSUMEXP] = logsumexp_k[float]
+    t.row1_f64[R_LOGSUMEXP] = logsumexp_k[double]
+    t.row2_f32[R2_SOFTMAX_BACKWARD] = softmax_backward_k[float]
+    t.row2_f64[R2_SOFTMAX_BACKWARD] = softmax_backward_k[double]
+    t.row2_f32[R2_LOG_SOFTMAX_BACKWARD] = log_softmax_backward_k[float]
+    t.row2_f64[R2_LOG_SOFTMAX_BACKWARD] = log_softmax_backward_k[double]
+    t.lse_bwd_f32 = logsumexp_backward_k[float]
+    t.lse_bwd_f64 = logsumexp_backward_k[double]
+    t.loss_f32 = cross_entropy_k[float]
+    t.loss_f64 = cross_entropy_k[double]

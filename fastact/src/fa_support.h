@@ -1,0 +1,124 @@
+/*
+ * fa_support.h -- the few things the Cython kernels of fastact need from C.
+ *
+ * Everything here is `static inline`, so that each extension module that
+ * includes it (the baseline `fastact._kernels` and the x86-64-v3 / -v4
+ * variants built from the same Cython source) gets its own copy compiled for
+ * its own instruction set, and the compiler can inline and vectorize it.
+ *
+ *  - bit casts between floats and unsigned integers (through memcpy, which
+ *    compilers turn into a register move, and which is well defined C);
+ *  - the low part of an exact product (FMA where the target has it, Dekker's
+ *    splitting where it does not);
+ *  - run-time CPU detection for the SIMD level;
+ *  - OpenMP queries that also compile without OpenMP.
+ *
+ * No floating-point environment is touched anywhere (no fesetenv, no
+ * MXCSR changes), and the extension must never be linked with -ffast-math.
+ */
+#ifndef FASTACT_FA_SUPPORT_H
+#define FASTACT_FA_SUPPORT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static inline uint32_t fa_f32_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
+static inline float fa_bits_f32(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
+static inline uint64_t fa_f64_bits(double x) { uint64_t u; memcpy(&u, &x, sizeof u); return u; }
+static inline double fa_bits_f64(uint64_t u) { double x; memcpy(&x, &u, sizeof x); return x; }
+
+/* ------------------------------------------------------------------------
+ * Exact products: a * b = hi + lo exactly, with hi = fl(a * b).
+ *
+ * With a hardware FMA, lo = fma(a, b, -hi).  Without one (x86-64 baseline)
+ * Dekker's algorithm: split each factor into halves whose products are
+ * exact.  The Dekker path must not be compiled with FP contraction into FMA
+ * instructions, which cannot happen on a target that has no FMA.
+ */
+#if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA) \
+    || defined(__powerpc64__) || defined(__s390x__)
+#define FA_HAVE_FMA 1
+static inline float fa_two_prod_lo_f32(float a, float b, float hi) { return __builtin_fmaf(a, b, -hi); }
+static inline double fa_two_prod_lo_f64(double a, double b, double hi) { return __builtin_fma(a, b, -hi); }
+#else
+#define FA_HAVE_FMA 0
+static inline float fa_two_prod_lo_f32(float a, float b, float hi)
+{
+    const float k = 4097.0f; /* 2^12 + 1 */
+    float ca = k * a, cb = k * b;
+    float ah = ca - (ca - a), al = a - ah;
+    float bh = cb - (cb - b), bl = b - bh;
+    return ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
+}
+static inline double fa_two_prod_lo_f64(double a, double b, double hi)
+{
+    const double k = 134217729.0; /* 2^27 + 1 */
+    double ca = k * a, cb = k * b;
+    double ah = ca - (ca - a), al = a - ah;
+    double bh = cb - (cb - b), bl = b - bh;
+    return ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
+}
+#endif
+
+/* ------------------------------------------------------------------------
+ * Run-time SIMD level: 4 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL), 3 = x86-64-v3
+ * (AVX2, FMA, BMI1/2, F16C, MOVBE, LZCNT), 0 = anything else.  The
+ * compiler's CPU model checks both the CPUID bits and that the OS saves the
+ * wider register state (XGETBV).
+ */
+static inline int fa_cpu_level(void)
+{
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    if (__builtin_cpu_supports("x86-64-v4")) return 4;
+    if (__builtin_cpu_supports("x86-64-v3")) return 3;
+#else
+    int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+             && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")
+             && __builtin_cpu_supports("f16c");
+    int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+             && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+             && __builtin_cpu_supports("avx512vl");
+    if (v4) return 4;
+    if (v3) return 3;
+#endif
+#endif
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * OpenMP, or its absence. */
+static inline int fa_have_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline int fa_omp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* number of threads actually running the current parallel region (1 outside) */
+static inline int fa_omp_team_size(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+#endif /* FASTACT_FA_SUPPORT_H */
