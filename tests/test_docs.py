@@ -6,14 +6,21 @@ import importlib
 
 import pytest
 
-import fastact
-
-MODULES = ["fastact", "fastact._api", "fastact._losses", "fastact._config", "fastact.special"]
+KERNEL_MODULES = ["fastact", "fastact._api", "fastact._losses", "fastact.special"]
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_docstring_examples(backend, module):
+def _doctest(module):
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE, raise_on_error=False)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("module", KERNEL_MODULES)
+def test_docstring_examples(backend, module):
+    _doctest(module)
+
+
+def test_backend_and_thread_examples():
+    # outside any use_backend() block: these examples switch the process default
+    _doctest("fastact._config")
