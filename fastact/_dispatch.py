@@ -263,28 +263,48 @@ def _out_target(out, canon_out, inputs, rdt, cdt):
 
 # ---------------------------------------------------------------------------
 # the operations
+#
+# Each has a fast path for the common call -- C-contiguous float32/float64
+# ndarrays of one dtype, the last axis, no out= or an out= that can be written
+# directly -- which skips the general planning below; everything else, and
+# every error, goes through the general path.  Both give the same results.
+
+
+def _plain(x, like=None):
+    """x is a C-contiguous native float32/float64 ndarray (of like's dtype
+    and shape when given)."""
+    if type(x) is not np.ndarray:
+        return False
+    dt = x.dtype
+    if like is None:
+        return (dt is _F32 or dt is _F64) and x.flags.c_contiguous
+    return dt is like.dtype and x.shape == like.shape and x.flags.c_contiguous
+
+
+def _direct_out(out, x, *inputs):
+    """out can be written by the kernel directly: plain, x's shape and dtype,
+    writeable, and either one of the inputs or disjoint from all of them."""
+    if not (_plain(out, x) and out.flags.writeable):
+        return False
+    for a in inputs:
+        if out is not a and np.may_share_memory(out, a):
+            return False
+    return True
+
+
+def _last_axis(axis, x):
+    return type(axis) is int and (axis == -1 or axis == x.ndim - 1) and x.ndim and x.shape[-1]
 
 
 def elementwise(name, x, out, params=(), xname="x"):
     """y = f(x) elementwise."""
-    if (
-        type(x) is np.ndarray
-        and (x.dtype is _F32 or x.dtype is _F64)
-        and x.flags.c_contiguous
-    ):
+    if _plain(x):
         k = getattr(_config.current(), name)
         if out is None:
             y = np.empty_like(x)
             k(x.reshape(-1), y.reshape(-1), *params)
             return y
-        if (
-            type(out) is np.ndarray
-            and out.dtype is x.dtype
-            and out.shape == x.shape
-            and out.flags.c_contiguous
-            and out.flags.writeable
-            and (out is x or not np.may_share_memory(out, x))
-        ):
+        if _direct_out(out, x, x):
             k(x.reshape(-1), out.reshape(-1), *params)
             return out
     return _map(name, (x,), (xname,), out, params)
@@ -292,6 +312,10 @@ def elementwise(name, x, out, params=(), xname="x"):
 
 def elementwise2(name, a, b, out, params=(), names=("grad", "x")):
     """y = f(a, b) elementwise, a and b of one shape (backward kernels)."""
+    if _plain(b) and _plain(a, b) and (out is None or _direct_out(out, b, a, b)):
+        y = np.empty_like(b) if out is None else out
+        getattr(_config.current(), name)(a.reshape(-1), b.reshape(-1), y.reshape(-1), *params)
+        return y
     return _map(name, (a, b), names, out, params)
 
 
@@ -335,34 +359,23 @@ def _finish(plan, name, canon_in, out, params, rdt, cdt, flat=False):
 
 def rows(name, x, axis, out):
     """Same-shaped result of a reduction-based op (softmax, log_softmax)."""
-    if (
-        axis == -1
-        and type(x) is np.ndarray
-        and (x.dtype is _F32 or x.dtype is _F64)
-        and x.flags.c_contiguous
-        and x.ndim
-        and x.shape[-1]
-    ):
+    if _plain(x) and _last_axis(axis, x) and (out is None or _direct_out(out, x, x)):
         n = x.shape[-1]
-        k = getattr(_config.current(), name)
-        if out is None:
-            y = np.empty_like(x)
-            k(x.reshape(-1, n, 1), y.reshape(-1, n, 1))
-            return y
-        if (
-            type(out) is np.ndarray
-            and out.dtype is x.dtype
-            and out.shape == x.shape
-            and out.flags.c_contiguous
-            and out.flags.writeable
-            and (out is x or not np.may_share_memory(out, x))
-        ):
-            k(x.reshape(-1, n, 1), out.reshape(-1, n, 1))
-            return out
+        y = np.empty_like(x) if out is None else out
+        getattr(_config.current(), name)(x.reshape(-1, n, 1), y.reshape(-1, n, 1))
+        return y
     return rows_multi(name, (x,), ("x",), axis, out)
 
 
 def rows_multi(name, arrays, names, axis, out):
+    if len(arrays) == 2:  # backward: (grad, y)
+        a, b = arrays
+        if (_plain(b) and _plain(a, b) and _last_axis(axis, b)
+                and (out is None or _direct_out(out, b, a, b))):
+            n = b.shape[-1]
+            y = np.empty_like(b) if out is None else out
+            getattr(_config.current(), name)(a.reshape(-1, n, 1), b.reshape(-1, n, 1), y.reshape(-1, n, 1))
+            return y
     arrays = [asarray(a, n) for a, n in zip(arrays, names)]
     for a, n in zip(arrays[1:], names[1:]):
         check_same_shape(arrays[0], a, names[0], n)
@@ -380,6 +393,11 @@ def rows_multi(name, arrays, names, axis, out):
 
 def reduce_rows(name, x, axis, keepdims, out):
     """Reduced result (logsumexp)."""
+    if out is None and not keepdims and _plain(x) and _last_axis(axis, x):
+        n = x.shape[-1]
+        r = np.empty(x.shape[:-1], x.dtype)
+        getattr(_config.current(), name)(x.reshape(-1, n, 1), r.reshape(-1, 1))
+        return r
     x = asarray(x)
     axes = normalize_axes(axis, x.ndim)
     rdt = result_dtype(x)
@@ -409,6 +427,14 @@ def reduce_rows(name, x, axis, keepdims, out):
 
 def reduce_rows_backward(name, grad, x, lse, axis, out):
     """grad * exp(x - lse): grad and lse have the reduced shape."""
+    if (_plain(x) and _last_axis(axis, x) and _plain(lse) and _plain(grad, lse)
+            and lse.dtype is x.dtype and lse.shape == x.shape[:-1]
+            and (out is None or _direct_out(out, x, x))):
+        n = x.shape[-1]
+        y = np.empty_like(x) if out is None else out
+        getattr(_config.current(), name)(grad.reshape(-1, 1), x.reshape(-1, n, 1), lse.reshape(-1, 1),
+                                         y.reshape(-1, n, 1))
+        return y
     grad, x, lse = asarray(grad, "grad"), asarray(x, "x"), asarray(lse, "lse")
     axes = normalize_axes(axis, x.ndim)
     rdt = result_dtype(grad, x, lse)
