@@ -159,7 +159,48 @@ def _torch_peer(c):
             "silu_backward": lambda: aten.silu_backward(g, s),
             "logit_backward": lambda: aten.logit_backward(g, s),
         })
-    return table.get(name)
+    fn = table.get(name)
+    if fn is None and c.kernel.kind.startswith(("loss", "binary", "rows_reduce_backward")):
+        fn = _torch_autograd_peer(c, torch)
+    return fn
+
+
+def _torch_autograd_peer(c, torch):
+    """PyTorch's loss (and gradient through autograd, as its users get it)."""
+    F = torch.nn.functional
+    k = c.kernel
+    kw = dict(c.kwargs)
+    x = torch.from_numpy(np.ascontiguousarray(c.args[0]))
+    if k.kind == "rows_reduce_backward":
+        g, xa = (torch.from_numpy(np.ascontiguousarray(a)) for a in c.args[:2])
+        dim = kw.get("axis", -1)
+
+        def lse_bw():
+            xr = xa.detach().requires_grad_()
+            torch.logsumexp(xr, dim).backward(g)
+            return xr.grad
+        return lse_bw
+    t = torch.from_numpy(np.ascontiguousarray(c.args[1]))
+    if k.kind.startswith("binary"):
+        def loss(xr):
+            return F.binary_cross_entropy_with_logits(xr, t, reduction=kw["reduction"])
+        grad = torch.tensor(float(kw.get("grad", 1.0)), dtype=x.dtype)
+    else:
+        if kw.get("axis", -1) not in (-1, 1) or x.ndim != 2:
+            return None
+        opts = {key: kw[key] for key in ("ignore_index", "label_smoothing") if key in kw}
+
+        def loss(xr):
+            return F.cross_entropy(xr, t, reduction="none", **opts)
+        grad = torch.from_numpy(np.ascontiguousarray(kw["grad"])) if "grad" in kw else None
+    if k.kind in ("binary", "loss_index", "loss_prob"):
+        return lambda: loss(x)
+
+    def with_grad():
+        xr = x.detach().requires_grad_()
+        loss(xr).backward(grad)
+        return xr.grad
+    return with_grad
 
 
 PEERS = {"torch": _torch_peer, "scipy": _scipy_peer, "numpy": _numpy_peer}
