@@ -1,0 +1,873 @@
+"""Scalar math for the Numba backend, written once, inlined into every kernel.
+
+Everything here is generic over float32 and float64: each type is computed
+in its own precision (a float32 ``exp`` never goes through float64).  The
+helpers are branch-free, so that LLVM vectorizes the loops that call them
+(llvmlite has no vector math library: a loop over ``math.exp`` stays
+scalar).
+
+Building blocks (``numba.extending.intrinsic``, emitting LLVM IR directly):
+
+``K(x, c)``             the constant ``c`` in the float type of ``x``
+``KD(x, c32, c64)``     a per-precision constant
+``poly(x, "NAME")``     Horner polynomial with the per-precision
+                        coefficients ``_POLY["NAME"]`` (``llvm.fmuladd``)
+``fma``, ``fabs``, ``copysign``, ``fmax``/``fmin`` (``llvm.maxnum`` /
+``llvm.minnum``: they vectorize, unlike ``max()`` which Numba compiles to
+a compare-and-branch), ``radd`` (an add that may be reassociated: only
+sum accumulators use it, so LLVM vectorizes the reduction while the rest of
+the arithmetic keeps its order).
+
+Accuracy (max error over the tests in ``tests/test_numba_backend.py``,
+against mpmath; ULP of the result type):
+
+==============  =========  =========
+helper          float32    float64
+==============  =========  =========
+exp             1          1
+expm1 (x <= 0)  2          2
+log, log1p      1          1
+tanh            2          2
+erfc            3          4
+sigmoid         2          2
+==============  =========  =========
+
+The fastmath flags of every kernel are ``FASTMATH`` below: contraction into
+FMA, reciprocal, no signed zeros, approximate-function; never ``nnan`` /
+``ninf`` (NaN and inf keep their IEEE meaning) and never ``reassoc``
+(LLVM would undo the Cody-Waite range reduction of ``exp``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import llvmlite.binding as _llvm
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: fastmath flags of every kernel (no 'nnan', 'ninf', 'reassoc')
+FASTMATH = {"contract", "arcp", "nsz", "afn"}
+#: flags of the sum accumulators (``radd``): reassociation allowed there only
+_SUM_FLAGS = ("reassoc", "contract", "nsz", "arcp", "afn")
+
+
+def _probe():  # pragma: no cover - only decorated, never called
+    return 0
+
+
+def _cache_available() -> bool:
+    """Whether Numba can cache functions of this package's files (in-tree
+    ``__pycache__``, else ``NUMBA_CACHE_DIR`` or Numba's user-wide cache
+    directory).  If none is writable, functions are compiled per process
+    instead of failing to import."""
+    try:
+        njit(cache=True)(_probe)
+    except Exception:
+        return False
+    return True
+
+
+#: whether compiled functions are cached on disk
+CACHE = _cache_available()
+#: options of every compiled function of the backend
+JIT = dict(nogil=True, fastmath=FASTMATH, error_model="numpy", cache=CACHE)
+#: scalar helpers: ordinary functions that LLVM inlines (``always_inline``)
+HELPER = JIT
+
+# ---------------------------------------------------------------------------
+# polynomial coefficients (tools/numba_fit_coeffs.py regenerates them), lowest
+# degree first; each (float32 tuple, float64 tuple)
+
+_POLY = {
+    # exp(r) = 1 + r + r^2 EXP(r), |r| <= ln2/2
+    "EXP": (
+        (0.5, 0.16666576266288757, 0.04166685417294502, 0.008363226428627968,
+         0.0013901321217417717),
+        (0.5000000000000001, 0.16666666666666644, 0.04166666666662385,
+         0.008333333333356445, 0.0013888888917366607, 0.00019841269784213526,
+         2.480152104172087e-05, 2.755735569893974e-06, 2.76202152670826e-07,
+         2.5068212846794942e-08),
+    ),
+    # log(1+f) = f - (f^2/2 - s (f^2/2 + z LOG(z))), s = f/(2+f), z = s^2
+    "LOG": (
+        (0.6666666865348816, 0.4000012278556824, 0.28550755977630615,
+         0.233321413397789),
+        (0.666666666666667, 0.3999999999989856, 0.2857142862638533,
+         0.22222211070313275, 0.18182893681743922, 0.15331574006254206,
+         0.14618234102619715),
+    ),
+    # erf(a) = a ERF(a^2), |a| <= 1/2
+    "ERF": (
+        (1.1283791065216064, -0.37612608075141907, 0.11282821744680405,
+         -0.026757100597023964, 0.004717798437923193),
+        (1.1283791670955126, -0.3761263890318375, 0.11283791670954864,
+         -0.026866170644997276, 0.0052239776219662375, -0.0008548326504811915,
+         0.0001205528579680807, -1.4922987181920326e-05, 1.6370885703509827e-06,
+         -1.4617782720883132e-07),
+    ),
+    # erfc(a) = exp(-a^2) ERFC(t) / (a + 3), t = (a - 3)/(a + 3), a >= 1/2
+    "ERFC": (
+        (1.0740069150924683, -0.8833944797515869, 0.5902281999588013,
+         -0.31046679615974426, 0.11953096091747284, -0.026832645758986473,
+         -0.0012372006895020604, 0.003054308006539941, -0.00046511125401593745,
+         -0.00029148836620151997),
+        (1.0740069070883398, -0.8833944531698837, 0.5902283571041087,
+         -0.31046726190055474, 0.11952776128684872, -0.026827234624801948,
+         -0.0012124166161736126, 0.003034062003493404, -0.0005483098319811808,
+         -0.00027677783073930024, 0.0001075625130894492, 3.0397821381717037e-05,
+         -1.747515935416846e-05, -4.74693388666795e-06, 2.7781847680381048e-06,
+         9.908559372301046e-07, -4.2971166266830624e-07, -2.1758740532518928e-07,
+         6.699650625600715e-08, 3.3426213979819857e-08, -1.0353900205099505e-08),
+    ),
+}
+
+# bit layout of the two float types: (int type, mantissa bits, exponent bias)
+_LAYOUT = {32: (ir.IntType(32), 23, 127), 64: (ir.IntType(64), 52, 1023)}
+# 1.5 * 2**mant: adding it rounds to an integer kept in the low mantissa bits
+_SHIFTER = {32: 12582912.0, 64: 6755399441055744.0}
+
+
+def _bits(ty):
+    return 32 if ty == types.float32 else 64
+
+
+def _is_float(*tys):
+    return all(isinstance(t, types.Float) for t in tys)
+
+
+# ---------------------------------------------------------------------------
+# IR emitters: each works on a float or double value and on vectors of them,
+# so that the scalar helpers below (vectorized by LLVM's loop vectorizer) and
+# the explicit vector code of the short-row kernels (numba_rows.py) share one
+# implementation.
+
+#: flags of the arithmetic the emitters produce (a subset of FASTMATH)
+_EFLAGS = ("nsz", "contract")
+
+
+def _elem(ty):
+    return ty.element if isinstance(ty, ir.VectorType) else ty
+
+
+def _fbits(ty):
+    return 32 if isinstance(_elem(ty), ir.FloatType) else 64
+
+
+def _suffix(ty):
+    e = "f32" if _fbits(ty) == 32 else "f64"
+    return f"v{ty.count}{e}" if isinstance(ty, ir.VectorType) else e
+
+
+def const(ty, v):
+    """The constant ``v`` in type ``ty`` (splat for a vector type)."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [ir.Constant(ty.element, v)] * ty.count)
+    return ir.Constant(ty, v)
+
+
+def int_type(ty):
+    """The integer (vector) type with the width of float (vector) type ``ty``."""
+    it = ir.IntType(_fbits(ty))
+    return ir.VectorType(it, ty.count) if isinstance(ty, ir.VectorType) else it
+
+
+def llvm_call(builder, base, ty, *args, suffix=None):
+    """Call ``llvm.<base>.<suffix of ty>`` returning ``ty``."""
+    name = f"llvm.{base}.{suffix or _suffix(ty)}"
+    fnty = ir.FunctionType(ty, [a.type for a in args])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    return builder.call(fn, args)
+
+
+def _fmuladd(b, x, y, z):
+    return llvm_call(b, "fmuladd", x.type, x, y, z)
+
+
+def emit_poly(b, x, key):
+    """Horner evaluation of ``_POLY[key]`` at ``x`` (llvm.fmuladd)."""
+    ty = x.type
+    coeffs = _POLY[key][0 if _fbits(ty) == 32 else 1]
+    acc = const(ty, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = _fmuladd(b, acc, x, const(ty, c))
+    return acc
+
+
+def _clamp(b, x, lo, hi):
+    """min(max(x, lo), hi) keeping NaN (compare-and-select)."""
+    ty = x.type
+    if hi is not None:
+        h = const(ty, hi)
+        x = b.select(b.fcmp_ordered(">", x, h), h, x)
+    if lo is not None:
+        l_ = const(ty, lo)
+        x = b.select(b.fcmp_ordered("<", x, l_), l_, x)
+    return x
+
+
+_EXP_HI = {32: 89.0, 64: 710.0}
+_EXP_LO = {32: -104.0, 64: -746.0}
+# ln 2 = _LN2_HI + _LN2_LO, _LN2_HI with few bits so that n * _LN2_HI is exact
+_LN2_HI = {32: 0.693359375, 64: 0.6931457519531250}
+_LN2_LO = {32: -2.12194440e-4, 64: 1.4286068203094172e-06}
+
+
+def emit_reduce(b, x, lo=None, hi=None):
+    """(n, r): x = n ln2 + r, |r| <= ln2/2 (Cody-Waite), n held as
+    ``z = SHIFTER + n``; x first clamped to [lo, hi] (NaN kept)."""
+    ty = x.type
+    bits = _fbits(ty)
+    x = _clamp(b, x, lo, hi)
+    sh = const(ty, _SHIFTER[bits])
+    z = _fmuladd(b, x, const(ty, 1.4426950408889634), sh)
+    n = b.fsub(z, sh, flags=_EFLAGS)
+    r = _fmuladd(b, n, const(ty, -_LN2_HI[bits]), x)
+    r = _fmuladd(b, n, const(ty, -_LN2_LO[bits]), r)
+    return z, r
+
+
+def emit_exp_parts(b, x):
+    """(p, z) with e**x = p * 2**n, z = SHIFTER + n, p in [0.7, 1.5]."""
+    bits = _fbits(x.type)
+    z, r = emit_reduce(b, x, _EXP_LO[bits], _EXP_HI[bits])
+    # p = 1 + (r + r^2 q(r))
+    t = _fmuladd(b, b.fmul(r, r, flags=_EFLAGS), emit_poly(b, r, "EXP"), r)
+    p = b.fadd(const(x.type, 1.0), t, flags=_EFLAGS)
+    return p, z
+
+
+# below this e**x rounds to 0
+_EXP_ZERO = {32: -103.98, 64: -745.2}
+
+
+def _exponent_scale(b, e, ty):
+    """2**e as a float from integer e (within the normal range)."""
+    bits = _fbits(ty)
+    ity, mant, bias = _LAYOUT[bits]
+    it = int_type(ty)
+    v = b.shl(b.add(e, const(it, bias)), const(it, mant))
+    return b.bitcast(v, ty)
+
+
+def _shifted_int(b, z):
+    it = int_type(z.type)
+    si = ir.Constant(ir.IntType(_fbits(z.type)), 0)
+    si = b.bitcast(const(z.type, _SHIFTER[_fbits(z.type)]), it)
+    return b.sub(b.bitcast(z, it), si)
+
+
+def emit_scale2(b, p, z):
+    """p * 2**n (z = SHIFTER + n) in two exact steps so that inf, normal and
+    subnormal results are all right, rounded once."""
+    ty = p.type
+    it = int_type(ty)
+    n = _shifted_int(b, z)
+    e1 = b.ashr(n, const(it, 1))
+    e2 = b.sub(n, e1)
+    s1 = _exponent_scale(b, e1, ty)
+    s2 = _exponent_scale(b, e2, ty)
+    return b.fmul(b.fmul(p, s1, flags=_EFLAGS), s2, flags=_EFLAGS)
+
+
+def emit_pow2(b, z):
+    """2**n for z = SHIFTER + n, n within the normal exponent range."""
+    return _exponent_scale(b, _shifted_int(b, z), z.type)
+
+
+def emit_exp(b, x):
+    """e**x, <= 1 ULP (overflow inf, underflow through subnormals to 0).
+
+    Arguments whose result is 0 (-inf included) are computed as e**0 and
+    replaced by 0: no lane goes through a subnormal intermediate, which
+    costs a ~150-cycle microcode assist for the whole vector.  Only lanes
+    whose result is itself subnormal pay it.
+    """
+    ty = x.type
+    zero = b.fcmp_ordered("<", x, const(ty, _EXP_ZERO[_fbits(ty)]))
+    p, z = emit_exp_parts(b, b.select(zero, const(ty, 0.0), x))
+    return b.select(zero, const(ty, 0.0), emit_scale2(b, p, z))
+
+
+def emit_fkey(b, x):
+    """Integer with the order of float x (see ``fkey``)."""
+    bits = _fbits(x.type)
+    it = int_type(x.type)
+    v = b.bitcast(x, it)
+    sgn = b.ashr(v, const(it, bits - 1))
+    return b.xor(v, b.and_(sgn, const(it, (1 << (bits - 1)) - 1)))
+
+
+def emit_from_fkey(b, k, fty):
+    bits = _fbits(fty)
+    it = k.type
+    sgn = b.ashr(k, const(it, bits - 1))
+    v = b.xor(k, b.and_(sgn, const(it, (1 << (bits - 1)) - 1)))
+    return b.bitcast(v, fty)
+
+
+# ---------------------------------------------------------------------------
+# intrinsics
+
+
+@intrinsic
+def K(typingctx, like, value):
+    """``value`` (a Python number) as a constant of the float type of ``like``."""
+    if not _is_float(like):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[1], sig.args[1], sig.return_type)
+
+    return like(like, value), codegen
+
+
+@intrinsic
+def KA(typingctx, arr, value):
+    """``value`` as a constant of the element type of the float array ``arr``."""
+    if not (isinstance(arr, types.Array) and _is_float(arr.dtype)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[1], sig.args[1], sig.return_type)
+
+    return arr.dtype(arr, value), codegen
+
+
+@intrinsic
+def KD(typingctx, like, c32, c64):
+    """``c32`` if ``like`` is float32 else ``c64``, in the type of ``like``."""
+    if not _is_float(like):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i = 1 if sig.return_type == types.float32 else 2
+        return context.cast(builder, args[i], sig.args[i], sig.return_type)
+
+    return like(like, c32, c64), codegen
+
+
+def _call(builder, name, ty, *args):
+    fnty = ir.FunctionType(ty, [ty] * len(args))
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    return builder.call(fn, args)
+
+
+def _llvm_name(base, ty):
+    return f"llvm.{base}.{'f32' if ty == types.float32 else 'f64'}"
+
+
+@intrinsic
+def poly(typingctx, x, name):
+    """Horner evaluation of the coefficients ``_POLY[name]`` at ``x``."""
+    if not (_is_float(x) and isinstance(name, types.StringLiteral)):
+        return None
+    key = name.literal_value
+    if key not in _POLY:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_poly(builder, args[0], key)
+
+    return x(x, name), codegen
+
+
+def _unary_llvm(base):
+    @intrinsic
+    def f(typingctx, x):
+        if not _is_float(x):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ty = sig.return_type
+            return _call(builder, _llvm_name(base, ty), context.get_value_type(ty), *args)
+
+        return x(x), codegen
+
+    return f
+
+
+def _binary_llvm(base):
+    @intrinsic
+    def f(typingctx, x, y):
+        if not (_is_float(x) and x == y):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ty = sig.return_type
+            return _call(builder, _llvm_name(base, ty), context.get_value_type(ty), *args)
+
+        return x(x, y), codegen
+
+    return f
+
+
+fabs = _unary_llvm("fabs")
+#: llvm.maxnum / llvm.minnum: the non-NaN operand if one is NaN
+fmax = _binary_llvm("maxnum")
+fmin = _binary_llvm("minnum")
+copysign = _binary_llvm("copysign")
+
+
+@intrinsic
+def fma(typingctx, x, y, z):
+    """x * y + z with one rounding (``llvm.fma``)."""
+    if not (_is_float(x) and x == y == z):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = sig.return_type
+        return _call(builder, _llvm_name("fma", ty), context.get_value_type(ty), *args)
+
+    return x(x, y, z), codegen
+
+
+@intrinsic
+def fkey(typingctx, x):
+    """An integer with the order of the float ``x`` (a signed-magnitude to
+    two's-complement map of its bits; +NaN sorts above +inf, -NaN below
+    -inf).  Row maxima are taken over keys: an integer max reduction
+    vectorizes and reduces with a log-depth tree, whereas a vector
+    ``llvm.maxnum`` reduction is finished element by element."""
+    if not _is_float(x):
+        return None
+    ity = types.int32 if x == types.float32 else types.int64
+
+    def codegen(context, builder, sig, args):
+        return emit_fkey(builder, args[0])
+
+    return ity(x), codegen
+
+
+@intrinsic
+def from_fkey(typingctx, k, like):
+    """The float of a key made by ``fkey`` (the map is its own inverse)."""
+    if not (isinstance(k, types.Integer) and _is_float(like)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_from_fkey(builder, args[0], context.get_value_type(sig.return_type))
+
+    return like(k, like), codegen
+
+
+@intrinsic
+def imax(typingctx, a, b):
+    """Signed integer max (``llvm.smax``), for key reductions."""
+    if not (isinstance(a, types.Integer) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lty = context.get_value_type(sig.return_type)
+        fnty = ir.FunctionType(lty, [lty, lty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.smax.i{lty.width}")
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def radd(typingctx, acc, x):
+    """``acc + x`` that LLVM may reassociate (for sum accumulators, so that
+    the reduction vectorizes).  ``x`` is converted to the type of ``acc``."""
+    if not _is_float(acc, x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = context.cast(builder, args[1], sig.args[1], sig.return_type)
+        return builder.fadd(args[0], v, flags=_SUM_FLAGS)
+
+    return acc(acc, x), codegen
+
+
+@intrinsic
+def rdiv(typingctx, a, b):
+    """``a / b`` for a finite ``a`` and a finite nonzero ``b`` (or NaN): with
+    ``fast_div()`` in the kernel this becomes a reciprocal estimate and
+    Newton steps (the flags 'ninf' + 'arcp' on this one division allow it)."""
+    if not (_is_float(a) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fdiv(args[0], args[1], flags=("ninf", "arcp", "afn", "contract", "nsz"))
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def scale2(typingctx, p, z):
+    """``p * 2**n`` where ``z = SHIFTER + n`` holds the integer n in its low
+    mantissa bits (see ``emit_scale2``)."""
+    if not (_is_float(p) and p == z):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_scale2(builder, *args)
+
+    return p(p, z), codegen
+
+
+@intrinsic
+def pow2(typingctx, z):
+    """``2**n`` where ``z = SHIFTER + n`` (n within the normal exponent range)."""
+    if not _is_float(z):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_pow2(builder, args[0])
+
+    return z(z), codegen
+
+
+@intrinsic
+def exp(typingctx, x):
+    """e**x, <= 1 ULP; overflow gives inf, underflow subnormals then 0."""
+    if not _is_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_exp(builder, args[0])
+
+    return x(x), codegen
+
+
+@intrinsic
+def exp_parts(typingctx, x):
+    """``(p, z)`` with e**x = scale2(p, z), p in [0.7, 1.5]: callers fold
+    factors into p before the final scaling, so that no intermediate is a
+    (slow) subnormal."""
+    if not _is_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p, z = emit_exp_parts(builder, args[0])
+        return context.make_tuple(builder, sig.return_type, (p, z))
+
+    return types.UniTuple(x, 2)(x), codegen
+
+
+@intrinsic
+def split_sqrt2(typingctx, u):
+    """``(m, k)`` with ``u = m * 2**k``, ``m`` in [sqrt(2)/2, sqrt(2)), for
+    positive normal ``u`` (``k`` returned as a float)."""
+    if not _is_float(u):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = sig.args[0]
+        bits = _bits(ty)
+        ity, mant, bias = _LAYOUT[bits]
+        fty = context.get_value_type(ty)
+        one = builder.bitcast(ir.Constant(fty, 1.0), ity)
+        r2 = builder.bitcast(ir.Constant(fty, 0.7071067811865476), ity)
+        off = builder.sub(one, r2)
+        ix = builder.add(builder.bitcast(args[0], ity), off)
+        k = builder.sub(builder.ashr(ix, ir.Constant(ity, mant)), ir.Constant(ity, bias))
+        mask = ir.Constant(ity, (1 << mant) - 1)
+        m = builder.bitcast(builder.add(builder.and_(ix, mask), r2), fty)
+        kf = builder.sitofp(k, fty)
+        return context.make_tuple(builder, sig.return_type, (m, kf))
+
+    return types.UniTuple(u, 2)(u), codegen
+
+
+# ---------------------------------------------------------------------------
+# function attributes, thread count, parallel-region lock
+
+
+def _fn_attr(builder, attr):
+    try:
+        set.add(builder.function.attributes, attr)
+    except Exception:  # pragma: no cover - llvmlite internals changed
+        pass
+
+
+@intrinsic
+def wide(typingctx):
+    """Let LLVM use 512-bit vectors in the calling function.
+
+    LLVM's tuning for AVX-512 CPUs prefers 256-bit vectors; for these
+    compute-bound loops (exp, erf polynomials) the full zmm width is faster.
+    Sets the function attribute ``"prefer-vector-width"="512"``; CPUs
+    without AVX-512 are unaffected.
+    """
+
+    def codegen(context, builder, sig, args):
+        _fn_attr(builder, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def always_inline(typingctx):
+    """Mark the calling function ``alwaysinline`` for LLVM.
+
+    The scalar helpers are ordinary Numba functions (compiled once per
+    type, cheap for Numba's front end) that LLVM then inlines into every
+    loop that calls them, where they vectorize.  (Numba-level
+    ``inline="always"`` gives the same code but re-types the inlined IR at
+    every call site: seconds of compile time per kernel.)"""
+
+    def codegen(context, builder, sig, args):
+        _fn_attr(builder, "alwaysinline")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def never_inline(typingctx):
+    """Mark the calling function ``noinline`` for LLVM (the serial run
+    functions, called from both branches of a parallel driver)."""
+
+    def codegen(context, builder, sig, args):
+        _fn_attr(builder, "noinline")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def fast_div(typingctx):
+    """Let LLVM compute vector divisions of the calling function with a
+    reciprocal estimate and Newton steps (1 for float32, 2 for float64):
+    about 1 ULP instead of 0.5, several times faster.
+
+    Only for functions whose divisors are finite and nonzero (the estimate
+    turns 1/0 and 1/inf into NaN): the helpers here divide by 1 + e**-|x|,
+    a + 3, 2 + f, 2 + t, never by user data.
+    """
+
+    def codegen(context, builder, sig, args):
+        _fn_attr(builder, '"reciprocal-estimates"="vec-divf:1,vec-divd:2,divf:1,divd:2"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def noalias(typingctx):
+    """Declare that the array arguments of the calling function do not
+    overlap (LLVM ``noalias`` on their data pointers).  Without it LLVM
+    guards every loop that reads one array and writes another with a
+    run-time overlap test, and cannot vectorize fully unrolled short loops.
+    Only for functions that are never called with one array twice (kernels
+    have separate in-place variants)."""
+
+    def codegen(context, builder, sig, args):
+        for a in builder.function.args:
+            if a.name.startswith("arg.") and a.name.endswith(".4") and isinstance(a.type, ir.PointerType):
+                try:
+                    a.add_attribute("noalias")
+                except Exception:  # pragma: no cover
+                    pass
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+# Process-wide state that compiled (and cached) kernels read at run time: a
+# C int registered as an LLVM symbol, resolved by name when the kernel's
+# machine code is linked, so cached code finds the current process's copy.
+_NTHREADS = ctypes.c_int32(1)
+_PLOCK = ctypes.c_int32(0)
+_SYM_NTHREADS = "fastact_numba_nthreads"
+_SYM_PLOCK = "fastact_numba_parallel_lock"
+_llvm.add_symbol(_SYM_NTHREADS, ctypes.addressof(_NTHREADS))
+_llvm.add_symbol(_SYM_PLOCK, ctypes.addressof(_PLOCK))
+
+
+def _global_i32(builder, name):
+    mod = builder.module
+    try:
+        return mod.get_global(name)
+    except KeyError:
+        gv = ir.GlobalVariable(mod, ir.IntType(32), name)
+        gv.linkage = "external"
+        return gv
+
+
+@intrinsic
+def max_threads(typingctx):
+    """The thread count set by ``fastact.set_num_threads`` (any Python
+    thread's setting applies to all, as documented)."""
+
+    def codegen(context, builder, sig, args):
+        v = builder.load_atomic(_global_i32(builder, _SYM_NTHREADS), "monotonic", 4)
+        return builder.sext(v, ir.IntType(64))
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def try_lock(typingctx):
+    """Take the parallel-region lock if free; True if taken.
+
+    One parallel region at a time: a kernel called while another Python
+    thread's kernel holds the lock runs on its own thread instead of
+    oversubscribing the cores (and of nesting thread pools, which Numba's
+    workqueue layer does not support)."""
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        gv = _global_i32(builder, _SYM_PLOCK)
+        res = builder.cmpxchg(gv, ir.Constant(i32, 0), ir.Constant(i32, 1), "acquire", "monotonic")
+        return builder.extract_value(res, 1)
+
+    return types.boolean(), codegen
+
+
+@intrinsic
+def unlock(typingctx):
+    def codegen(context, builder, sig, args):
+        builder.store_atomic(ir.Constant(ir.IntType(32), 0), _global_i32(builder, _SYM_PLOCK), "release", 4)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+def set_max_threads(n: int) -> None:
+    _NTHREADS.value = max(1, int(n))
+
+
+# ---------------------------------------------------------------------------
+# scalar functions (generic over float32 / float64)
+
+_LN2 = 0.6931471805599453
+_LOG2E = 1.4426950408889634
+
+
+@njit(**HELPER)
+def expm1_neg(x):
+    """e**x - 1 for x <= 0 (or NaN), relative error <= 2 ULP."""
+    always_inline()
+    lo = KD(x, -20.0, -45.0)
+    x = lo if x < lo else x
+    sh = KD(x, 12582912.0, 6755399441055744.0)
+    z = x * K(x, _LOG2E) + sh
+    n = z - sh
+    r = x - n * KD(x, 0.693359375, 0.6931457519531250)
+    r = r - n * KD(x, -2.12194440e-4, 1.4286068203094172e-06)
+    em = r + r * r * poly(r, "EXP")
+    s = pow2(z)
+    return s * em + (s - K(x, 1.0))
+
+
+@njit(**HELPER)
+def _log1pf(f):
+    """log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1]."""
+    always_inline()
+    s = rdiv(f, K(f, 2.0) + f)
+    z = s * s
+    hfsq = K(f, 0.5) * f * f
+    return f - (hfsq - s * (hfsq + z * poly(z, "LOG")))
+
+
+@njit(**HELPER)
+def log(x):
+    """Natural log, <= 1 ULP; log(0) = -inf, log(x<0) = NaN."""
+    always_inline()
+    tiny = x < KD(x, 1.1754943508222875e-38, 2.2250738585072014e-308)
+    u = x * KD(x, 16777216.0, 18014398509481984.0) if tiny else x
+    mk = split_sqrt2(u)
+    m = mk[0]
+    k = mk[1] - (KD(x, 24.0, 54.0) if tiny else K(x, 0.0))
+    f = m - K(x, 1.0)
+    r = k * KD(x, 0.693359375, 0.6931457519531250) + (
+        _log1pf(f) + k * KD(x, -2.12194440e-4, 1.4286068203094172e-06)
+    )
+    inf = K(x, 1.0) / K(x, 0.0)
+    r = x if not (x < inf) else r  # +inf, NaN
+    r = -inf if x == K(x, 0.0) else r
+    r = (x - x) / K(x, 0.0) if x < K(x, 0.0) else r  # NaN
+    return r
+
+
+@njit(**HELPER)
+def log1p(x):
+    """log(1 + x), <= 1 ULP; log1p(-1) = -inf, x < -1 gives NaN."""
+    always_inline()
+    one = K(x, 1.0)
+    u = one + x
+    mk = split_sqrt2(u)
+    m = mk[0]
+    k = mk[1]
+    c = (one - (u - x)) if k > K(x, 0.0) else (x - (u - one))
+    c = c / u
+    f = m - one
+    r = k * KD(x, 0.693359375, 0.6931457519531250) + (
+        _log1pf(f) + (k * KD(x, -2.12194440e-4, 1.4286068203094172e-06) + c)
+    )
+    inf = one / K(x, 0.0)
+    r = x if not (x < inf) else r
+    r = -inf if u == K(x, 0.0) else r
+    r = (x - x) / K(x, 0.0) if x < -one else r
+    return r
+
+
+@njit(**HELPER)
+def tanh(x):
+    """tanh, <= 2 ULP: -t/(2+t) with t = expm1(-2|x|)."""
+    always_inline()
+    t = expm1_neg(K(x, -2.0) * fabs(x))
+    y = rdiv(-t, K(x, 2.0) + t)
+    return copysign(y, x)
+
+
+@njit(**HELPER)
+def sigmoid(x):
+    """1 / (1 + e**-x) without overflow (the reference's formula)."""
+    always_inline()
+    e = exp(-fabs(x))
+    num = K(x, 1.0) if x >= K(x, 0.0) else e
+    return rdiv(num, K(x, 1.0) + e)
+
+
+@njit(**HELPER)
+def log1p_unit(y):
+    """log(1 + y) for y in [0, 1] (or NaN), <= 2 ULP; cheaper than log1p:
+    no division for the rounding of 1 + y, which is never formed."""
+    always_inline()
+    big = y > K(y, 0.41421356237309503)
+    # 1 + y = 2 (1 + f) with f = (y - 1)/2 in [-0.29, 0] when y > sqrt(2) - 1
+    f = (y - K(y, 1.0)) * K(y, 0.5) if big else y
+    k = K(y, 1.0) if big else K(y, 0.0)
+    return k * KD(y, 0.693359375, 0.6931457519531250) + (
+        _log1pf(f) + k * KD(y, -2.12194440e-4, 1.4286068203094172e-06)
+    )
+
+
+@njit(**HELPER)
+def log1pexp_neg_abs(x):
+    """log(1 + e**-|x|), in (0, log 2]."""
+    always_inline()
+    return log1p_unit(exp(-fabs(x)))
+
+
+@njit(**HELPER)
+def erfc(x):
+    """Complementary error function, <= 4 ULP (float64), 3 ULP (float32)."""
+    always_inline()
+    a = fabs(x)
+    one = K(x, 1.0)
+    # |x| < 1/2: erf as an odd polynomial
+    e = a * poly(a * a, "ERF")
+    # |x| >= 1/2: exp(-a^2) R(t), a^2 = hi + lo exactly (FMA)
+    big = KD(x, 10.5, 28.0)
+    ac = big if a > big else a
+    hi = ac * ac
+    lo = fma(ac, ac, -hi)
+    inv = rdiv(K(x, 1.0), ac + K(x, 3.0))
+    t = (ac - K(x, 3.0)) * inv
+    p, z = exp_parts(-hi)
+    w = p * (poly(t, "ERFC") * inv)
+    q = scale2(w - w * lo, z)
+    small = a < K(x, 0.5)
+    if x < K(x, 0.0):
+        r = one + e if small else K(x, 2.0) - q
+    else:
+        r = one - e if small else q
+    return r
