@@ -42,13 +42,15 @@ def test_saturated_gradients_from_x(backend, dtype):
     from_x = fastact.sigmoid_backward(g, x=x)
     assert max(rel(a, w) for a, w in zip(from_x, want)) < 8 * np.finfo(dtype).eps
     if dtype == np.float32:
-        assert fastact.sigmoid_backward(g, fastact.sigmoid(x))[0] == 0.0  # the y-form's limit
+        # from y = sigmoid(17) (1 or 1 - 6e-8 in float32), y (1 - y) is 0 or
+        # 6e-8: no correct digit
+        assert rel(fastact.sigmoid_backward(g, fastact.sigmoid(x))[0], want[0]) > 0.3
     x = np.array([10.0, 20.0, -10.0, 0.3], dtype)
     want = [1 / mpmath.cosh(v) ** 2 for v in x]
     from_x = fastact.tanh_backward(np.ones_like(x), x=x)
     assert max(rel(a, w) for a, w in zip(from_x, want)) < 8 * np.finfo(dtype).eps
-    if dtype == np.float32:
-        assert fastact.tanh_backward(np.ones_like(x), fastact.tanh(x))[0] == 0.0
+    if dtype == np.float32:  # y = tanh(10) is 1 within an ulp: (1-y)(1+y) has no correct digit
+        assert rel(fastact.tanh_backward(np.ones_like(x), fastact.tanh(x))[0], want[0]) > 0.3
 
 
 def test_exactly_one_of_y_or_x(backend):
