@@ -375,17 +375,36 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
     if nt > 1 and outer < 2 and inner < 32:
         nt = 1
     if nt <= 1:
-        nch = 1
-        chunk = outer
-        by_outer = True
-    else:
-        by_outer = _split_outer(outer, inner, nt)
-        if by_outer:
-            chunk = (outer + nt - 1) // nt
-            nch = (outer + chunk - 1) // chunk
+        # no parallel region at all: entering one costs ~0.4 us even for a
+        # team of one
+        if kind == 1:
+            if real is float:
+                r1f(a, out, outer, n, inner, inner)
+            else:
+                r1d(a, out, outer, n, inner, inner)
+        elif kind == 2:
+            if real is float:
+                r1f(a, out, outer, n, inner, inner)
+            else:
+                r1d(a, out, outer, n, inner, inner)
+        elif kind == 3:
+            if real is float:
+                r2f(a, b, out, outer, n, inner, inner)
+            else:
+                r2d(a, b, out, outer, n, inner, inner)
         else:
-            chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
-            nch = (inner + chunk - 1) // chunk
+            if real is float:
+                r3f(a, b, c, out, outer, n, inner, inner)
+            else:
+                r3d(a, b, c, out, outer, n, inner, inner)
+        return
+    by_outer = _split_outer(outer, inner, nt)
+    if by_outer:
+        chunk = (outer + nt - 1) // nt
+        nch = (outer + chunk - 1) // chunk
+    else:
+        chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
+        nch = (inner + chunk - 1) // chunk
     full = n * inner
     for ci in prange(nch, num_threads=nt, schedule="static"):
         lo = ci * chunk
@@ -445,17 +464,18 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
     if nt > 1 and outer < 2 and inner < 32:
         nt = 1
     if nt <= 1:
-        nch = 1
-        chunk = outer
-        by_outer = True
-    else:
-        by_outer = _split_outer(outer, inner, nt)
-        if by_outer:
-            chunk = (outer + nt - 1) // nt
-            nch = (outer + chunk - 1) // chunk
+        if real is float:
+            lf(x, tidx, p, sc, loss, dx, outer, n, inner, inner, ignore, eps)
         else:
-            chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
-            nch = (inner + chunk - 1) // chunk
+            ld(x, tidx, p, sc, loss, dx, outer, n, inner, inner, ignore, eps)
+        return
+    by_outer = _split_outer(outer, inner, nt)
+    if by_outer:
+        chunk = (outer + nt - 1) // nt
+        nch = (outer + chunk - 1) // chunk
+    else:
+        chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
+        nch = (inner + chunk - 1) // chunk
     full = n * inner
     for ci in prange(nch, num_threads=nt, schedule="static"):
         lo = ci * chunk

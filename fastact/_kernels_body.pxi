@@ -53,14 +53,6 @@ ctypedef fused real:
 # sums are accumulated in double for both dtypes
 ctypedef double acc_t
 
-cdef enum:
-    NL = 16        # partial results per row in the contiguous-row reductions
-    LMAX = 64      # lanes (inner columns) per chunk in the strided-row kernels
-    JB = 64        # rows of a lane chunk summed before adding to the total
-    BLK = 256      # elements of a contiguous row summed before adding
-    TR = 32        # rows per tile in the short-row path
-    NSHORT = 32    # contiguous rows with n <= NSHORT go through tiles
-
 
 # ===========================================================================
 # scalar math
@@ -130,6 +122,56 @@ cdef inline double exp_f64(double x) noexcept nogil:
     ub = fa_f64_bits(t) - (0x4338000000000000ULL - 1100ULL)
     h = ub >> 1
     return (p * fa_bits_f64((h + (1023ULL - 550ULL)) << 52)) * fa_bits_f64((ub - h + (1023ULL - 550ULL)) << 52)
+
+
+# exp for x <= 0 (or NaN) only -- every exp in the row kernels and the
+# activations is of a non-positive argument (x - max, -|x|, -x^2): no upper
+# clamp, and 2^n (n in [-150, 0]) applied as one factor 2^(n+64) and a
+# constant 2^-64, which still rounds once into the subnormal range.
+
+cdef inline float expn_f32(float x) noexcept nogil:
+    cdef float lo = -104.0
+    cdef float log2e = 1.44269504088896341, magic = 12582912.0
+    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
+    cdef float c0 = 0.499999934517084335897, c1 = 0.166665206898330188061
+    cdef float c2 = 0.0416683873612611455482, c3 = 0.00836870982417119432296
+    cdef float c4 = 0.00138146132607797708093
+    cdef float one = 1.0, tiny = 5.421010862427522e-20      # 2^-64
+    cdef float t, kf, r, p
+    x = lo if x < lo else x
+    t = x * log2e + magic
+    kf = t - magic
+    r = x - kf * l2h
+    r = r - kf * l2l
+    p = c3 + r * c4
+    p = c2 + r * p
+    p = c1 + r * p
+    p = c0 + r * p
+    p = one + (r + r * r * p)
+    return (p * fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 191U)) << 23)) * tiny
+
+
+cdef inline double expn_f64(double x) noexcept nogil:
+    cdef double lo = -760.0
+    cdef double log2e = 1.4426950408889634, magic = 6755399441055744.0
+    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
+    cdef double c0 = 0.500000000000001061675, c1 = 0.166666666666664127759
+    cdef double c2 = 0.0416666666665302659992, c3 = 0.0083333333334943329904
+    cdef double c4 = 0.00138888889435976896333, c5 = 0.000198412695067796630235
+    cdef double c6 = 0.0000248014931361972530688, c7 = 0.00000275575862664084875914
+    cdef double c8 = 2.76302339149586352775e-7, c9 = 2.50000722921512436658e-8
+    cdef double one = 1.0, tiny = 2.409919865102884e-181    # 2^-600
+    cdef double t, kf, r, p, r2
+    x = lo if x < lo else x
+    t = x * log2e + magic
+    kf = t - magic
+    r = x - kf * l2h
+    r = r - kf * l2l
+    r2 = r * r
+    p = ((c0 + r * c1) + r2 * (c2 + r * c3)) + (r2 * r2) * (
+        ((c4 + r * c5) + r2 * (c6 + r * c7)) + (r2 * r2) * (c8 + r * c9))
+    p = one + (r + r2 * p)
+    return (p * fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1623ULL)) << 52)) * tiny
 
 
 # ---- expm1 for x <= 0 (tanh) ------------------------------------------------
@@ -349,6 +391,14 @@ cdef inline real fexp(real x) noexcept nogil:
         return exp_f64(x)
 
 
+cdef inline real fexpn(real x) noexcept nogil:
+    # exp(x) for x <= 0 or NaN
+    if real is float:
+        return expn_f32(x)
+    else:
+        return expn_f64(x)
+
+
 cdef inline real fexpm1n(real x) noexcept nogil:
     if real is float:
         return expm1n_f32(x)
@@ -388,13 +438,13 @@ cdef inline real ferfcp(real x) noexcept nogil:
 
 cdef inline real _sigmoid(real x) noexcept nogil:
     cdef real one = 1, zero = 0
-    cdef real e = fexp(-abs(x))
+    cdef real e = fexpn(-abs(x))
     return (one if x >= zero else e) / (one + e)
 
 
 cdef inline real _log1pexp_nabs(real x) noexcept nogil:
     # log(1 + exp(-|x|)), in (0, log 2]
-    return flog1p01(fexp(-abs(x)))
+    return flog1p01(fexpn(-abs(x)))
 
 
 cdef inline real _softplus0(real x) noexcept nogil:
@@ -479,7 +529,7 @@ cdef void k_relu(const real* x, real* out, Py_ssize_t n, double p1, double p2) n
     cdef real v, zero = 0
     for i in range(n):
         v = x[i]
-        out[i] = v if (v > zero or v != v) else zero
+        out[i] = v if v > zero else (v if v != v else zero)
 
 
 cdef void k_leaky_relu(const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
@@ -527,7 +577,7 @@ cdef void k_sigmoid_backward_x(const real* g, const real* x, real* out, Py_ssize
     cdef Py_ssize_t i
     cdef real one = 1, e
     for i in range(n):
-        e = fexp(-abs(x[i]))
+        e = fexpn(-abs(x[i]))
         out[i] = g[i] * (e / ((one + e) * (one + e)))
 
 
@@ -536,7 +586,7 @@ cdef void k_tanh_backward_x(const real* g, const real* x, real* out, Py_ssize_t 
     cdef Py_ssize_t i
     cdef real one = 1, two = 2, four = 4, e
     for i in range(n):
-        e = fexp(-two * abs(x[i]))
+        e = fexpn(-two * abs(x[i]))
         out[i] = g[i] * (four * e / ((one + e) * (one + e)))
 
 
@@ -593,7 +643,7 @@ cdef void k_gelu_backward(const real* g, const real* x, real* out, Py_ssize_t n,
     cdef real v, d, pdf, zero = 0, one = 1, mhalf = -0.5, isq = 0.3989422804014327
     for i in range(n):
         v = x[i]
-        pdf = fexp(mhalf * v * v) * isq
+        pdf = fexpn(mhalf * v * v) * isq
         d = _ndtr(v) + v * pdf
         out[i] = g[i] * _limit(v, d, zero, one)
 
@@ -605,7 +655,7 @@ cdef void k_gelu_tanh_backward(const real* g, const real* x, real* out, Py_ssize
     for i in range(n):
         v = x[i]
         z = _gelu_tanh_arg(v)
-        e = fexp(-abs(z))
+        e = fexpn(-abs(z))
         r = one / (one + e)
         s = r if z >= zero else e * r
         sc = e * r if z >= zero else r
@@ -618,7 +668,7 @@ cdef void k_silu_backward(const real* g, const real* x, real* out, Py_ssize_t n,
     cdef real v, e, r, s, sc, zero = 0, one = 1
     for i in range(n):
         v = x[i]
-        e = fexp(-abs(v))
+        e = fexpn(-abs(v))
         r = one / (one + e)
         s = r if v >= zero else e * r
         sc = e * r if v >= zero else r
@@ -644,22 +694,35 @@ cdef void k_bce_backward(const real* x, const real* t, real* out, Py_ssize_t n, 
 # row kernels
 #
 # Three code paths per kernel:
-#   _xxx_row    one contiguous row (inner == 1), vectorized along the row
-#               with NL partial results;
+#   _xxx_row    one contiguous row (inner == 1).  Work is split into passes
+#               that GCC vectorizes well: plain elementwise loops (one
+#               aliasing check per loop, vectorized epilogues) and
+#               reductions that only load, into NL partial results (4 zmm
+#               of float32) so that no reassociation flag is needed.
+#               float32 partials are summed in float32 for BLK elements at a
+#               time, then in double.
 #   _xxx_lanes  L <= LMAX rows side by side, element (j, k) at p[j*st + k]:
 #               vectorized across the lanes k.  Used for inner > 1 directly,
 #               and for short contiguous rows after transposing a tile of TR
-#               rows (so that a (65536, 16) or (64, 10) array is computed 16
-#               or 8 rows per SIMD instruction instead of one short row at
-#               a time).
-#   _xxx_k      the entry point, choosing the path.
+#               rows (so that (65536, 16) or (64, 10) is computed 16 rows per
+#               instruction instead of one short row at a time).
+#   xxx_k       the entry point, choosing the path.
+
+cdef enum:
+    NL = 64        # partial results of a contiguous-row reduction
+    BLK = 1024     # elements per block of working-precision partial sums
+    LMAX = 64      # lanes (inner columns) per chunk in the strided kernels
+    JB = 16        # rows of a lane chunk summed in working precision
+    TR = 64        # rows per tile in the short-row path
+    NSHORT = 32    # contiguous rows with n <= NSHORT go through tiles
+
 
 cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
 
 
 cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
-    # pairwise sum of NL partial sums
+    # pairwise sum of the NL partial sums
     cdef Py_ssize_t w, k
     w = NL // 2
     while w > 0:
@@ -671,7 +734,7 @@ cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
 
 cdef inline real _rowmax(const real* x, Py_ssize_t n) noexcept nogil:
     # maximum ignoring NaN (-inf for an empty or all-NaN row); a NaN in the
-    # row still makes every result NaN through the sums that follow
+    # row still makes the row's result NaN through the sums that follow
     cdef real m[NL]
     cdef real v, r = -INFINITY
     cdef Py_ssize_t i, k, nb = n - n % NL
@@ -689,79 +752,11 @@ cdef inline real _rowmax(const real* x, Py_ssize_t n) noexcept nogil:
     return r
 
 
-cdef inline acc_t _expsum_store(const real* x, real* out, Py_ssize_t n, real m) noexcept nogil:
-    # out = exp(x - m); returns sum(out)
+cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept nogil:
+    # sum(a), or sum(a*b) with the products rounded in the working precision
+    # as the reference forms them (b may be NULL)
+    cdef real part[NL]
     cdef acc_t acc[NL]
-    cdef acc_t blk[NL]
-    cdef acc_t s
-    cdef real t
-    cdef Py_ssize_t i, k, b, e, nb = n - n % NL
-    for k in range(NL):
-        acc[k] = 0
-    b = 0
-    while b < nb:
-        e = _imin(b + BLK, nb)
-        for k in range(NL):
-            blk[k] = 0
-        for i from b <= i < e by NL:
-            for k in range(NL):
-                t = fexp(x[i + k] - m)
-                out[i + k] = t
-                blk[k] += t
-        for k in range(NL):
-            acc[k] += blk[k]
-        b = e
-    s = _hsum(acc)
-    for i in range(nb, n):
-        t = fexp(x[i] - m)
-        out[i] = t
-        s += t
-    return s
-
-
-cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m) noexcept nogil:
-    # sum of exp(x - m) over all but one maximum (see numpy_ref._row_parts):
-    # the maximum's own term 1 is kept out so that log1p(rest) stays
-    # accurate when the other terms are tiny
-    cdef acc_t acc[NL]
-    cdef acc_t blk[NL]
-    cdef acc_t cnt[NL]
-    cdef acc_t s, c
-    cdef real t, v
-    cdef Py_ssize_t i, k, b, e, nb = n - n % NL
-    for k in range(NL):
-        acc[k] = 0
-        cnt[k] = 0
-    b = 0
-    while b < nb:
-        e = _imin(b + BLK, nb)
-        for k in range(NL):
-            blk[k] = 0
-        for i from b <= i < e by NL:
-            for k in range(NL):
-                v = x[i + k]
-                t = fexp(v - m)
-                blk[k] += 0 if v == m else t
-                cnt[k] += 1 if v == m else 0
-        for k in range(NL):
-            acc[k] += blk[k]
-        b = e
-    s = _hsum(acc)
-    c = _hsum(cnt)
-    for i in range(nb, n):
-        v = x[i]
-        if v == m:
-            c += 1
-        else:
-            s += fexp(v - m)
-    return s + (c - 1)
-
-
-cdef inline acc_t _dotsum(const real* a, const real* b, Py_ssize_t n) noexcept nogil:
-    # sum of a*b (products rounded in the working precision, as the
-    # reference forms them; b may be NULL for a plain sum of a)
-    cdef acc_t acc[NL]
-    cdef acc_t blk[NL]
     cdef acc_t s
     cdef Py_ssize_t i, k, bb, e, nb = n - n % NL
     for k in range(NL):
@@ -770,17 +765,17 @@ cdef inline acc_t _dotsum(const real* a, const real* b, Py_ssize_t n) noexcept n
     while bb < nb:
         e = _imin(bb + BLK, nb)
         for k in range(NL):
-            blk[k] = 0
+            part[k] = 0
         if b != NULL:
             for i from bb <= i < e by NL:
                 for k in range(NL):
-                    blk[k] += <real>(a[i + k] * b[i + k])
+                    part[k] += a[i + k] * b[i + k]
         else:
             for i from bb <= i < e by NL:
                 for k in range(NL):
-                    blk[k] += a[i + k]
+                    part[k] += a[i + k]
         for k in range(NL):
-            acc[k] += blk[k]
+            acc[k] += part[k]
         bb = e
     s = _hsum(acc)
     if b != NULL:
@@ -792,21 +787,202 @@ cdef inline acc_t _dotsum(const real* a, const real* b, Py_ssize_t n) noexcept n
     return s
 
 
-# ---- tiles: TR short rows transposed so that the rows become SIMD lanes ----
+cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m) noexcept nogil:
+    # sum of exp(x - m) over all but one maximum (see numpy_ref._row_parts):
+    # the maximum's own term 1 is kept out so that log1p(rest) stays
+    # accurate when the other terms are tiny
+    cdef real part[NL]
+    cdef real cnt[NL]
+    cdef acc_t acc[NL]
+    cdef acc_t cacc[NL]
+    cdef acc_t s, c
+    cdef real v, zero = 0, one = 1
+    cdef Py_ssize_t i, k, bb, e, nb = n - n % NL
+    for k in range(NL):
+        acc[k] = 0
+        cacc[k] = 0
+    bb = 0
+    while bb < nb:
+        e = _imin(bb + BLK, nb)
+        for k in range(NL):
+            part[k] = 0
+            cnt[k] = 0
+        for i from bb <= i < e by NL:
+            for k in range(NL):
+                v = x[i + k]
+                part[k] += zero if v == m else fexpn(v - m)
+                cnt[k] += one if v == m else zero
+        for k in range(NL):
+            acc[k] += part[k]
+            cacc[k] += cnt[k]
+        bb = e
+    s = _hsum(acc)
+    c = _hsum(cacc)
+    for i in range(nb, n):
+        v = x[i]
+        if v == m:
+            c += 1
+        else:
+            s += fexpn(v - m)
+    return s + (c - 1)
 
-cdef inline void _gather(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+
+# ---- tiles: TR short rows transposed so that the rows become SIMD lanes ----
+# The transposes are compiled once per row length 1..NSHORT (a constant n
+# lets GCC turn them into in-register permutations: measured 3x faster than
+# with a run-time n), row-outer (contiguous loads).
+
+cdef inline void _to_tile_n(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     # tile[j*TR + r] = x[r*n + j]
     cdef Py_ssize_t j, r
-    for j in range(n):
-        for r in range(R):
+    for r in range(R):
+        for j in range(n):
             tile[j * TR + r] = x[r * n + j]
 
 
-cdef inline void _scatter(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+cdef inline void _from_tile_n(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     cdef Py_ssize_t j, r
-    for j in range(n):
-        for r in range(R):
+    for r in range(R):
+        for j in range(n):
             out[r * n + j] = tile[j * TR + r]
+
+
+cdef void _to_tile(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+    if n == 1:
+        _to_tile_n(x, tile, 1, R)
+    elif n == 2:
+        _to_tile_n(x, tile, 2, R)
+    elif n == 3:
+        _to_tile_n(x, tile, 3, R)
+    elif n == 4:
+        _to_tile_n(x, tile, 4, R)
+    elif n == 5:
+        _to_tile_n(x, tile, 5, R)
+    elif n == 6:
+        _to_tile_n(x, tile, 6, R)
+    elif n == 7:
+        _to_tile_n(x, tile, 7, R)
+    elif n == 8:
+        _to_tile_n(x, tile, 8, R)
+    elif n == 9:
+        _to_tile_n(x, tile, 9, R)
+    elif n == 10:
+        _to_tile_n(x, tile, 10, R)
+    elif n == 11:
+        _to_tile_n(x, tile, 11, R)
+    elif n == 12:
+        _to_tile_n(x, tile, 12, R)
+    elif n == 13:
+        _to_tile_n(x, tile, 13, R)
+    elif n == 14:
+        _to_tile_n(x, tile, 14, R)
+    elif n == 15:
+        _to_tile_n(x, tile, 15, R)
+    elif n == 16:
+        _to_tile_n(x, tile, 16, R)
+    elif n == 17:
+        _to_tile_n(x, tile, 17, R)
+    elif n == 18:
+        _to_tile_n(x, tile, 18, R)
+    elif n == 19:
+        _to_tile_n(x, tile, 19, R)
+    elif n == 20:
+        _to_tile_n(x, tile, 20, R)
+    elif n == 21:
+        _to_tile_n(x, tile, 21, R)
+    elif n == 22:
+        _to_tile_n(x, tile, 22, R)
+    elif n == 23:
+        _to_tile_n(x, tile, 23, R)
+    elif n == 24:
+        _to_tile_n(x, tile, 24, R)
+    elif n == 25:
+        _to_tile_n(x, tile, 25, R)
+    elif n == 26:
+        _to_tile_n(x, tile, 26, R)
+    elif n == 27:
+        _to_tile_n(x, tile, 27, R)
+    elif n == 28:
+        _to_tile_n(x, tile, 28, R)
+    elif n == 29:
+        _to_tile_n(x, tile, 29, R)
+    elif n == 30:
+        _to_tile_n(x, tile, 30, R)
+    elif n == 31:
+        _to_tile_n(x, tile, 31, R)
+    elif n == 32:
+        _to_tile_n(x, tile, 32, R)
+    else:
+        _to_tile_n(x, tile, n, R)
+
+
+cdef void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+    if n == 1:
+        _from_tile_n(tile, out, 1, R)
+    elif n == 2:
+        _from_tile_n(tile, out, 2, R)
+    elif n == 3:
+        _from_tile_n(tile, out, 3, R)
+    elif n == 4:
+        _from_tile_n(tile, out, 4, R)
+    elif n == 5:
+        _from_tile_n(tile, out, 5, R)
+    elif n == 6:
+        _from_tile_n(tile, out, 6, R)
+    elif n == 7:
+        _from_tile_n(tile, out, 7, R)
+    elif n == 8:
+        _from_tile_n(tile, out, 8, R)
+    elif n == 9:
+        _from_tile_n(tile, out, 9, R)
+    elif n == 10:
+        _from_tile_n(tile, out, 10, R)
+    elif n == 11:
+        _from_tile_n(tile, out, 11, R)
+    elif n == 12:
+        _from_tile_n(tile, out, 12, R)
+    elif n == 13:
+        _from_tile_n(tile, out, 13, R)
+    elif n == 14:
+        _from_tile_n(tile, out, 14, R)
+    elif n == 15:
+        _from_tile_n(tile, out, 15, R)
+    elif n == 16:
+        _from_tile_n(tile, out, 16, R)
+    elif n == 17:
+        _from_tile_n(tile, out, 17, R)
+    elif n == 18:
+        _from_tile_n(tile, out, 18, R)
+    elif n == 19:
+        _from_tile_n(tile, out, 19, R)
+    elif n == 20:
+        _from_tile_n(tile, out, 20, R)
+    elif n == 21:
+        _from_tile_n(tile, out, 21, R)
+    elif n == 22:
+        _from_tile_n(tile, out, 22, R)
+    elif n == 23:
+        _from_tile_n(tile, out, 23, R)
+    elif n == 24:
+        _from_tile_n(tile, out, 24, R)
+    elif n == 25:
+        _from_tile_n(tile, out, 25, R)
+    elif n == 26:
+        _from_tile_n(tile, out, 26, R)
+    elif n == 27:
+        _from_tile_n(tile, out, 27, R)
+    elif n == 28:
+        _from_tile_n(tile, out, 28, R)
+    elif n == 29:
+        _from_tile_n(tile, out, 29, R)
+    elif n == 30:
+        _from_tile_n(tile, out, 30, R)
+    elif n == 31:
+        _from_tile_n(tile, out, 31, R)
+    elif n == 32:
+        _from_tile_n(tile, out, 32, R)
+    else:
+        _from_tile_n(tile, out, n, R)
 
 
 # ---- lanes helpers -----------------------------------------------------------
@@ -824,34 +1000,64 @@ cdef inline void _lanes_max(const real* x, real* m, Py_ssize_t n, Py_ssize_t st,
             m[k] = v if v > m[k] else m[k]
 
 
+cdef inline void _lanes_sum(const real* a, const real* b, acc_t* s, Py_ssize_t n, Py_ssize_t st,
+                            Py_ssize_t L) noexcept nogil:
+    # s[k] = sum_j a[j, k] (or of a*b, products rounded in working precision)
+    cdef real part[LMAX]
+    cdef Py_ssize_t j, k, bb, e
+    cdef const real* ar
+    cdef const real* br
+    for k in range(L):
+        s[k] = 0
+    bb = 0
+    while bb < n:
+        e = _imin(bb + JB, n)
+        for k in range(L):
+            part[k] = 0
+        for j in range(bb, e):
+            ar = a + j * st
+            if b != NULL:
+                br = b + j * st
+                for k in range(L):
+                    part[k] += ar[k] * br[k]
+            else:
+                for k in range(L):
+                    part[k] += ar[k]
+        for k in range(L):
+            s[k] += part[k]
+        bb = e
+
+
 cdef inline void _lanes_rest(const real* x, const real* m, acc_t* rest, Py_ssize_t n,
                              Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     # rest[k] = sum over all but one maximum of exp(x - m), per lane
-    cdef acc_t blk[LMAX]
-    cdef acc_t cnt[LMAX]
-    cdef Py_ssize_t j, k, b, e
+    cdef real part[LMAX]
+    cdef real cnt[LMAX]
+    cdef acc_t cacc[LMAX]
+    cdef Py_ssize_t j, k, bb, e
     cdef const real* xr
-    cdef real v, t
+    cdef real v, zero = 0, one = 1
     for k in range(L):
         rest[k] = 0
-        cnt[k] = 0
-    b = 0
-    while b < n:
-        e = _imin(b + JB, n)
+        cacc[k] = 0
+    bb = 0
+    while bb < n:
+        e = _imin(bb + JB, n)
         for k in range(L):
-            blk[k] = 0
-        for j in range(b, e):
+            part[k] = 0
+            cnt[k] = 0
+        for j in range(bb, e):
             xr = x + j * st
             for k in range(L):
                 v = xr[k]
-                t = fexp(v - m[k])
-                blk[k] += 0 if v == m[k] else t
-                cnt[k] += 1 if v == m[k] else 0
+                part[k] += zero if v == m[k] else fexpn(v - m[k])
+                cnt[k] += one if v == m[k] else zero
         for k in range(L):
-            rest[k] += blk[k]
-        b = e
+            rest[k] += part[k]
+            cacc[k] += cnt[k]
+        bb = e
     for k in range(L):
-        rest[k] = rest[k] + (cnt[k] - 1)
+        rest[k] = rest[k] + (cacc[k] - 1)
 
 
 cdef inline void _lanes_log1p(acc_t* r, Py_ssize_t L) noexcept nogil:
@@ -864,51 +1070,35 @@ cdef inline void _lanes_log1p(acc_t* r, Py_ssize_t L) noexcept nogil:
 
 cdef void _softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
     cdef real m = _rowmax(x, n)
-    cdef acc_t s = _expsum_store(x, out, n, m)
-    cdef acc_t inv = 1.0 / s
     cdef Py_ssize_t i
-    cdef real vinv
-    if real is float:
-        for i in range(n):
-            out[i] = <float>(<double>out[i] * inv)
-    else:
-        vinv = inv
-        for i in range(n):
-            out[i] = out[i] * vinv
+    cdef real inv
+    for i in range(n):
+        out[i] = fexpn(x[i] - m)
+    inv = <real>(1.0 / _rowsum(out, <const real*>NULL, n))
+    for i in range(n):
+        out[i] = out[i] * inv
 
 
 cdef void _softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef real m[LMAX]
+    cdef real inv[LMAX]
     cdef acc_t s[LMAX]
-    cdef acc_t blk[LMAX]
-    cdef Py_ssize_t j, k, b, e
+    cdef Py_ssize_t j, k
     cdef const real* xr
     cdef real* orow
-    cdef real t
     _lanes_max(x, m, n, st, L)
-    for k in range(L):
-        s[k] = 0
-    b = 0
-    while b < n:
-        e = _imin(b + JB, n)
+    for j in range(n):
+        xr = x + j * st
+        orow = out + j * st
         for k in range(L):
-            blk[k] = 0
-        for j in range(b, e):
-            xr = x + j * st
-            orow = out + j * st
-            for k in range(L):
-                t = fexp(xr[k] - m[k])
-                orow[k] = t
-                blk[k] += t
-        for k in range(L):
-            s[k] += blk[k]
-        b = e
+            orow[k] = fexpn(xr[k] - m[k])
+    _lanes_sum(out, <const real*>NULL, s, n, st, L)
     for k in range(L):
-        s[k] = 1.0 / s[k]
+        inv[k] = <real>(1.0 / s[k])
     for j in range(n):
         orow = out + j * st
         for k in range(L):
-            orow[k] = <real>(orow[k] * s[k])
+            orow[k] = orow[k] * inv[k]
 
 
 cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
@@ -921,9 +1111,9 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _gather(x + r0 * n, tile, n, R)
+                _to_tile(x + r0 * n, tile, n, R)
                 _softmax_lanes(tile, tile, n, TR, R)
-                _scatter(tile, out + r0 * n, n, R)
+                _from_tile(tile, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 _softmax_row(x + o * n, out + o * n, n)
@@ -937,14 +1127,15 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
 
 cdef void _log_softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
     cdef real m = _rowmax(x, n)
-    cdef acc_t L = log1p_f64(_restsum(x, n, m))
+    cdef real L = <real>log1p_f64(_restsum(x, n, m))
     cdef Py_ssize_t i
     for i in range(n):
-        out[i] = <real>(<acc_t>(x[i] - m) - L)
+        out[i] = (x[i] - m) - L
 
 
 cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef real m[LMAX]
+    cdef real lr[LMAX]
     cdef acc_t lse[LMAX]
     cdef Py_ssize_t j, k
     cdef const real* xr
@@ -952,11 +1143,13 @@ cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t 
     _lanes_max(x, m, n, st, L)
     _lanes_rest(x, m, lse, n, st, L)
     _lanes_log1p(lse, L)
+    for k in range(L):
+        lr[k] = <real>lse[k]
     for j in range(n):
         xr = x + j * st
         orow = out + j * st
         for k in range(L):
-            orow[k] = <real>(<acc_t>(xr[k] - m[k]) - lse[k])
+            orow[k] = (xr[k] - m[k]) - lr[k]
 
 
 cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
@@ -969,9 +1162,9 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _gather(x + r0 * n, tile, n, R)
+                _to_tile(x + r0 * n, tile, n, R)
                 _log_softmax_lanes(tile, tile, n, TR, R)
-                _scatter(tile, out + r0 * n, n, R)
+                _from_tile(tile, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 _log_softmax_row(x + o * n, out + o * n, n)
@@ -1010,7 +1203,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _gather(x + r0 * n, tile, n, R)
+                _to_tile(x + r0 * n, tile, n, R)
                 _logsumexp_lanes(tile, out + r0, n, TR, R)
         else:
             for o in range(outer):
@@ -1025,7 +1218,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
 # ---- softmax_backward: y * (g - sum(g*y)) ------------------------------------------
 
 cdef void _softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize_t n) noexcept nogil:
-    cdef real d = <real>_dotsum(g, y, n)
+    cdef real d = <real>_rowsum(g, y, n)
     cdef Py_ssize_t i
     for i in range(n):
         out[i] = y[i] * (g[i] - d)
@@ -1034,27 +1227,12 @@ cdef void _softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize_t n
 cdef void _softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t n,
                              Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef acc_t s[LMAX]
-    cdef acc_t blk[LMAX]
     cdef real d[LMAX]
-    cdef Py_ssize_t j, k, b, e
+    cdef Py_ssize_t j, k
     cdef const real* gr
     cdef const real* yr
     cdef real* orow
-    for k in range(L):
-        s[k] = 0
-    b = 0
-    while b < n:
-        e = _imin(b + JB, n)
-        for k in range(L):
-            blk[k] = 0
-        for j in range(b, e):
-            gr = g + j * st
-            yr = y + j * st
-            for k in range(L):
-                blk[k] += <real>(gr[k] * yr[k])
-        for k in range(L):
-            s[k] += blk[k]
-        b = e
+    _lanes_sum(g, y, s, n, st, L)
     for k in range(L):
         d[k] = <real>s[k]
     for j in range(n):
@@ -1076,10 +1254,10 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _gather(g + r0 * n, tg, n, R)
-                _gather(y + r0 * n, ty, n, R)
+                _to_tile(g + r0 * n, tg, n, R)
+                _to_tile(y + r0 * n, ty, n, R)
                 _softmax_bwd_lanes(tg, ty, tg, n, TR, R)
-                _scatter(tg, out + r0 * n, n, R)
+                _from_tile(tg, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 _softmax_bwd_row(g + o * n, y + o * n, out + o * n, n)
@@ -1093,7 +1271,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
 # ---- log_softmax_backward: g - exp(y) * sum(g) ---------------------------------------
 
 cdef void _log_softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize_t n) noexcept nogil:
-    cdef real tot = <real>_dotsum(g, <const real*>NULL, n)
+    cdef real tot = <real>_rowsum(g, <const real*>NULL, n)
     cdef Py_ssize_t i
     for i in range(n):
         out[i] = g[i] - fexp(y[i]) * tot
@@ -1102,26 +1280,12 @@ cdef void _log_softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize
 cdef void _log_softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t n,
                                  Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef acc_t s[LMAX]
-    cdef acc_t blk[LMAX]
     cdef real d[LMAX]
-    cdef Py_ssize_t j, k, b, e
+    cdef Py_ssize_t j, k
     cdef const real* gr
     cdef const real* yr
     cdef real* orow
-    for k in range(L):
-        s[k] = 0
-    b = 0
-    while b < n:
-        e = _imin(b + JB, n)
-        for k in range(L):
-            blk[k] = 0
-        for j in range(b, e):
-            gr = g + j * st
-            for k in range(L):
-                blk[k] += gr[k]
-        for k in range(L):
-            s[k] += blk[k]
-        b = e
+    _lanes_sum(g, <const real*>NULL, s, n, st, L)
     for k in range(L):
         d[k] = <real>s[k]
     for j in range(n):
@@ -1143,10 +1307,10 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _gather(g + r0 * n, tg, n, R)
-                _gather(y + r0 * n, ty, n, R)
+                _to_tile(g + r0 * n, tg, n, R)
+                _to_tile(y + r0 * n, ty, n, R)
                 _log_softmax_bwd_lanes(tg, ty, tg, n, TR, R)
-                _scatter(tg, out + r0 * n, n, R)
+                _from_tile(tg, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 _log_softmax_bwd_row(g + o * n, y + o * n, out + o * n, n)
@@ -1182,9 +1346,9 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _gather(x + r0 * n, tile, n, R)
+                _to_tile(x + r0 * n, tile, n, R)
                 _lse_bwd_lanes(g + r0, tile, lse + r0, tile, n, TR, R)
-                _scatter(tile, out + r0 * n, n, R)
+                _from_tile(tile, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 gv = g[o]
@@ -1209,7 +1373,9 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
 #                 targets: softmax(x) - q, as the reference forms it).
 # q = (1 - eps) * onehot + eps / C (or (1 - eps) * p + eps / C), rounded in
 # the working precision as the reference rounds it; a class with q == 0
-# contributes 0 to the loss whatever its log-probability.
+# contributes 0 to the loss whatever its log-probability.  Targets are
+# validated by the caller; an out-of-range index is never used to address
+# memory (it matches no class).
 
 cdef struct LossQ:
     double onem     # 1 - eps
@@ -1221,11 +1387,12 @@ cdef void _ce_lanes(const real* x, const npy_intp* tidx, const real* p, const re
                     real* loss, real* dx, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L,
                     npy_intp ignore, LossQ q) noexcept nogil:
     cdef real m[LMAX]
+    cdef real lr[LMAX]
+    cdef real invr[LMAX]
+    cdef real qsr[LMAX]
     cdef acc_t lse[LMAX]
-    cdef acc_t inv[LMAX]
     cdef acc_t qs[LMAX]
     cdef acc_t acc[LMAX]
-    cdef real qsr[LMAX]
     cdef Py_ssize_t j, k
     cdef const real* xr
     cdef const real* pr
@@ -1233,50 +1400,48 @@ cdef void _ce_lanes(const real* x, const npy_intp* tidx, const real* p, const re
     cdef real v, lp, qc, sm, d, zero = 0, one = 1
     cdef real onem = <real>q.onem, qoff = <real>q.qoff
     cdef real qon = (onem + qoff) if q.smooth else one
-    cdef bint valid
     _lanes_max(x, m, n, st, L)
     _lanes_rest(x, m, lse, n, st, L)
     for k in range(L):
-        # softmax = exp(x - m) / (1 + rest), NaN when the max is not finite
-        inv[k] = (1.0 / (1.0 + lse[k])) if (m[k] - m[k] == 0) else NAN
+        # softmax = exp(x - m) / (1 + rest), NaN where the max is not finite
+        invr[k] = <real>(1.0 / (1.0 + lse[k])) if (m[k] - m[k] == 0) else <real>NAN
         qs[k] = 0
         acc[k] = 0
     _lanes_log1p(lse, L)
+    for k in range(L):
+        lr[k] = <real>lse[k]
     if tidx == NULL:
         for j in range(n):
             pr = p + j * st
             for k in range(L):
-                qc = (onem * pr[k] + qoff) if q.smooth else pr[k]
-                qs[k] += qc
+                qs[k] += (onem * pr[k] + qoff) if q.smooth else pr[k]
     for k in range(L):
         qsr[k] = <real>qs[k]
     for j in range(n):
         xr = x + j * st
         if tidx != NULL:
             for k in range(L):
-                v = xr[k]
-                lp = <real>(<acc_t>(v - m[k]) - lse[k])
+                lp = (xr[k] - m[k]) - lr[k]
                 qc = qon if tidx[k] == j else qoff
                 acc[k] += zero if qc == zero else qc * lp
         else:
             pr = p + j * st
             for k in range(L):
-                v = xr[k]
-                lp = <real>(<acc_t>(v - m[k]) - lse[k])
+                lp = (xr[k] - m[k]) - lr[k]
                 qc = (onem * pr[k] + qoff) if q.smooth else pr[k]
                 acc[k] += zero if qc == zero else qc * lp
         if dx != NULL:
             dr = dx + j * st
             if tidx != NULL:
                 for k in range(L):
-                    sm = <real>(fexp(xr[k] - m[k]) * inv[k])
+                    sm = fexpn(xr[k] - m[k]) * invr[k]
                     qc = qon if tidx[k] == j else qoff
                     d = sc[k] * (sm - qc)
                     dr[k] = d if tidx[k] != ignore else zero
             else:
                 pr = p + j * st
                 for k in range(L):
-                    sm = <real>(fexp(xr[k] - m[k]) * inv[k])
+                    sm = fexpn(xr[k] - m[k]) * invr[k]
                     qc = (onem * pr[k] + qoff) if q.smooth else pr[k]
                     dr[k] = sc[k] * (sm * qsr[k] - qc)
     if tidx != NULL:
@@ -1287,34 +1452,50 @@ cdef void _ce_lanes(const real* x, const npy_intp* tidx, const real* p, const re
             loss[k] = <real>(-acc[k])
 
 
-cdef inline acc_t _qlpsum(const real* x, Py_ssize_t a, Py_ssize_t b, real m, acc_t lse, real qc) noexcept nogil:
-    # sum over [a, b) of qc * log_softmax(x), the terms rounded as the
-    # reference rounds them
+cdef inline acc_t _qlpsum(const real* x, const real* p, Py_ssize_t a, Py_ssize_t b, real m, real lse,
+                          real qa, real qb, bint smooth) noexcept nogil:
+    # sum over [a, b) of q * log_softmax(x) where q = qa (p NULL: class
+    # indices) or q = qa * p + qb (smooth) or p; a term with q == 0 is 0
+    cdef real part[NL]
     cdef acc_t acc[NL]
-    cdef acc_t s
-    cdef real lp
-    cdef Py_ssize_t i, k, nb = a + (b - a) - (b - a) % NL
+    cdef real lp, qc, zero = 0
+    cdef Py_ssize_t i, k, bb, e, nb = a + (b - a) - (b - a) % NL
     for k in range(NL):
         acc[k] = 0
-    for i from a <= i < nb by NL:
+    bb = a
+    while bb < nb:
+        e = _imin(bb + BLK, nb)
         for k in range(NL):
-            lp = <real>(<acc_t>(x[i + k] - m) - lse)
-            acc[k] += qc * lp
-    s = _hsum(acc)
+            part[k] = 0
+        if p == NULL:
+            for i from bb <= i < e by NL:
+                for k in range(NL):
+                    part[k] += qa * ((x[i + k] - m) - lse)
+        else:
+            for i from bb <= i < e by NL:
+                for k in range(NL):
+                    lp = (x[i + k] - m) - lse
+                    qc = (qa * p[i + k] + qb) if smooth else p[i + k]
+                    part[k] += zero if qc == zero else qc * lp
+        for k in range(NL):
+            acc[k] += part[k]
+        bb = e
     for i in range(nb, b):
-        lp = <real>(<acc_t>(x[i] - m) - lse)
-        s += qc * lp
-    return s
+        lp = (x[i] - m) - lse
+        if p == NULL:
+            qc = qa
+        else:
+            qc = (qa * p[i] + qb) if smooth else p[i]
+        acc[0] += zero if qc == zero else qc * lp
+    return _hsum(acc)
 
 
 cdef void _ce_row(const real* x, npy_intp t, const real* p, real scv, real* loss, real* dx,
                   Py_ssize_t n, npy_intp ignore, LossQ q) noexcept nogil:
     # one contiguous row
-    cdef acc_t acc[NL]
-    cdef Py_ssize_t i, k, nb = n - n % NL
-    cdef real m, lp, qc, sm, zero = 0, one = 1
-    cdef acc_t rest, lse, inv, qs, s
-    cdef real qsr
+    cdef Py_ssize_t i
+    cdef real m, lp, qc, sm, smt, zero = 0, one = 1, lser, inv, qsr
+    cdef acc_t rest, s
     cdef real onem = <real>q.onem, qoff = <real>q.qoff
     cdef real qon = (onem + qoff) if q.smooth else one
     cdef bint tv = 0 <= t < n
@@ -1326,62 +1507,39 @@ cdef void _ce_row(const real* x, npy_intp t, const real* p, real scv, real* loss
         return
     m = _rowmax(x, n)
     rest = _restsum(x, n, m)
-    inv = (1.0 / (1.0 + rest)) if (m - m == 0) else NAN
-    lse = log1p_f64(rest)
+    inv = <real>(1.0 / (1.0 + rest)) if (m - m == 0) else <real>NAN
+    lser = <real>log1p_f64(rest)
     if p == NULL:
-        # class index: every class has q = qoff except the target (qon);
-        # (targets are validated by the caller; one out of range only
-        # loses its qon term here, it is never used as an index)
+        # class index: q = qoff for every class but the target (qon)
         s = 0
         if qoff != zero:
             if tv:
-                s = _qlpsum(x, 0, t, m, lse, qoff) + _qlpsum(x, t + 1, n, m, lse, qoff)
+                s = _qlpsum(x, p, 0, t, m, lser, qoff, zero, False) + _qlpsum(x, p, t + 1, n, m, lser, qoff, zero, False)
             else:
-                s = _qlpsum(x, 0, n, m, lse, qoff)
-        if tv and qon != zero:
-            lp = <real>(<acc_t>(x[t] - m) - lse)
-            s += qon * lp
+                s = _qlpsum(x, p, 0, n, m, lser, qoff, zero, False)
+        smt = zero
+        if tv:
+            lp = (x[t] - m) - lser
+            if qon != zero:
+                s += qon * lp
+            smt = fexpn(x[t] - m) * inv
         loss[0] = <real>(-s)
         if dx != NULL:
             for i in range(n):
-                sm = <real>(fexp(x[i] - m) * inv)
-                dx[i] = scv * (sm - qoff)
+                dx[i] = scv * (fexpn(x[i] - m) * inv - qoff)
             if tv:
-                sm = <real>(fexp(x[t] - m) * inv)
-                dx[t] = scv * (sm - qon)
+                dx[t] = scv * (smt - qon)
     else:
-        for k in range(NL):
-            acc[k] = 0
-        if q.smooth:
-            for i from 0 <= i < nb by NL:
-                for k in range(NL):
-                    acc[k] += onem * p[i + k] + qoff
-        else:
-            for i from 0 <= i < nb by NL:
-                for k in range(NL):
-                    acc[k] += p[i + k]
-        qs = _hsum(acc)
-        for i in range(nb, n):
-            qs += (onem * p[i] + qoff) if q.smooth else p[i]
-        qsr = <real>qs
-        for k in range(NL):
-            acc[k] = 0
-        for i from 0 <= i < nb by NL:
-            for k in range(NL):
-                lp = <real>(<acc_t>(x[i + k] - m) - lse)
-                qc = (onem * p[i + k] + qoff) if q.smooth else p[i + k]
-                acc[k] += zero if qc == zero else qc * lp
-        s = _hsum(acc)
-        for i in range(nb, n):
-            lp = <real>(<acc_t>(x[i] - m) - lse)
-            qc = (onem * p[i] + qoff) if q.smooth else p[i]
-            s += zero if qc == zero else qc * lp
+        qsr = <real>(_rowsum(p, <const real*>NULL, n) * q.onem + qoff * n) if q.smooth else <real>_rowsum(p, <const real*>NULL, n)
+        s = _qlpsum(x, p, 0, n, m, lser, onem, qoff, q.smooth)
         loss[0] = <real>(-s)
         if dx != NULL:
-            for i in range(n):
-                sm = <real>(fexp(x[i] - m) * inv)
-                qc = (onem * p[i] + qoff) if q.smooth else p[i]
-                dx[i] = scv * (sm * qsr - qc)
+            if q.smooth:
+                for i in range(n):
+                    dx[i] = scv * ((fexpn(x[i] - m) * inv) * qsr - (onem * p[i] + qoff))
+            else:
+                for i in range(n):
+                    dx[i] = scv * ((fexpn(x[i] - m) * inv) * qsr - p[i])
 
 
 cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, const real* sc,
@@ -1393,6 +1551,9 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
     cdef LossQ q
     cdef real nzero = -0.0, zero = 0
     cdef const real* pp
+    cdef const npy_intp* pt
+    cdef const real* ps
+    cdef real* pd
     cdef real scv
     if outer <= 0 or ni <= 0:
         return
@@ -1411,29 +1572,51 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _gather(x + r0 * n, tx, n, R)
+                _to_tile(x + r0 * n, tx, n, R)
+                pt = NULL
+                pp = NULL
+                ps = NULL
+                pd = NULL
+                if tidx != NULL:
+                    pt = tidx + r0
                 if p != NULL:
-                    _gather(p + r0 * n, tp, n, R)
-                _ce_lanes(tx, (tidx + r0) if tidx != NULL else NULL, tp if p != NULL else NULL,
-                          (sc + r0) if sc != NULL else NULL, loss + r0,
-                          tx if dx != NULL else NULL, n, TR, R, ignore, q)
+                    _to_tile(p + r0 * n, tp, n, R)
+                    pp = tp
+                if sc != NULL:
+                    ps = sc + r0
                 if dx != NULL:
-                    _scatter(tx, dx + r0 * n, n, R)
+                    pd = tx
+                _ce_lanes(tx, pt, pp, ps, loss + r0, pd, n, TR, R, ignore, q)
+                if dx != NULL:
+                    _from_tile(tx, dx + r0 * n, n, R)
         else:
             for o in range(outer):
                 off = o * n
-                pp = (p + off) if p != NULL else NULL
+                pp = NULL
+                pd = NULL
+                if p != NULL:
+                    pp = p + off
+                if dx != NULL:
+                    pd = dx + off
                 scv = sc[o] if sc != NULL else zero
-                _ce_row(x + off, tidx[o] if tidx != NULL else 0, pp, scv, loss + o,
-                        (dx + off) if dx != NULL else NULL, n, ignore, q)
+                _ce_row(x + off, tidx[o] if tidx != NULL else 0, pp, scv, loss + o, pd, n, ignore, q)
     else:
         for o in range(outer):
             for k0 from 0 <= k0 < ni by LMAX:
                 off = o * n * st + k0
-                _ce_lanes(x + off, (tidx + o * st + k0) if tidx != NULL else NULL,
-                          (p + off) if p != NULL else NULL,
-                          (sc + o * st + k0) if sc != NULL else NULL, loss + o * st + k0,
-                          (dx + off) if dx != NULL else NULL, n, st, _imin(LMAX, ni - k0), ignore, q)
+                pt = NULL
+                pp = NULL
+                ps = NULL
+                pd = NULL
+                if tidx != NULL:
+                    pt = tidx + o * st + k0
+                if p != NULL:
+                    pp = p + off
+                if sc != NULL:
+                    ps = sc + o * st + k0
+                if dx != NULL:
+                    pd = dx + off
+                _ce_lanes(x + off, pt, pp, ps, loss + o * st + k0, pd, n, st, _imin(LMAX, ni - k0), ignore, q)
 
 
 # ===========================================================================

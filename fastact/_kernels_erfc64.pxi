@@ -62,4 +62,4 @@ cdef inline double erfcp_f64(double a) noexcept nogil:
     P = e0 + u16 * e8
     z = a * a
     zl = fa_two_prod_lo_f64(a, a, z)
-    return one if a == 0 else exp_f64(-z) * ((one - zl) * (v * P))
+    return one if a == 0 else expn_f64(-z) * ((one - zl) * (v * P))
