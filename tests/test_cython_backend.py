@@ -1,0 +1,456 @@
+"""Tests specific to the compiled "cython" backend (fastact._kernels).
+
+The registry-driven suite (test_backends.py) already runs every kernel on
+this backend against the NumPy reference through the public API.  Here:
+the pieces only this backend has -- its SIMD builds and their run-time
+selection, the paths inside the kernels (short-row tiles, strided lanes,
+thread splits) at their boundaries, OpenMP, the floating-point state of the
+process, the C API that Cython users cimport, the contract checks, a missing
+extension, and thread safety.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact import _registry
+from fastact import testing as ft
+
+K = pytest.importorskip("fastact._kernels", reason="compiled extension not built")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastact.__file__)))
+
+
+def run_py(code, env=None, timeout=300):
+    """Run ``code`` in a fresh interpreter; return its stdout (asserting rc 0)."""
+    e = dict(os.environ)
+    e.pop("FASTACT_SIMD", None)
+    e.update(env or {})
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                       env=e, timeout=timeout, cwd=ROOT)
+    assert r.returncode == 0, f"subprocess failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def ref_call(fn, *args):
+    with fastact.use_backend("numpy"):
+        return fn(*args)
+
+
+def close(a, b, kernel, n=1):
+    problem, err = ft.compare(a, b)
+    assert problem is None, f"{kernel}: {problem}"
+    assert err <= _registry.ulps_bound(kernel, n), f"{kernel}: {err:.1f} ulp"
+
+
+# ---------------------------------------------------------------------------
+# SIMD builds and their selection
+
+PATHS = ("baseline", "x86-64-v3", "x86-64-v4")
+
+
+def available_paths():
+    level = K.cpu_level()
+    return [p for p, lv in zip(PATHS, (0, 3, 4)) if lv <= level and (
+        lv == 0 or K.variant_status.get(p) in ("selected", "available"))]
+
+
+def test_simd_path_reported():
+    path = K.simd_path()
+    assert path in PATHS
+    assert fastact._backends.cython_ext.simd_path() == path
+    assert K.variant_status[path] == "selected"
+    # the best build this CPU runs and this install has is the one in use
+    assert path == available_paths()[-1]
+    print(f"SIMD path: {K.simd_description()} (cpu level {K.cpu_level()}); {K.variant_status}")
+
+
+def test_simd_path_here_is_avx512_when_the_cpu_has_it():
+    if K.cpu_level() < 4:
+        pytest.skip("no AVX-512 on this CPU")
+    if not sys.platform.startswith("linux") or sysconfig.get_platform().split("-")[-1] != "x86_64":
+        pytest.skip("x86-64 Linux build only")
+    assert K.simd_path() == "x86-64-v4"
+
+
+@pytest.mark.parametrize("cap,expect", [("baseline", "baseline"), ("avx2", "x86-64-v3"),
+                                        ("x86-64-v4", "x86-64-v4"), ("bogus", None)])
+def test_fastact_simd_caps_the_path(cap, expect):
+    avail = available_paths()
+    if expect is not None and expect not in avail:
+        pytest.skip(f"{expect} not available here")
+    out = run_py("import fastact._kernels as K; print(K.simd_path()); print(K.variant_status)",
+                 env={"FASTACT_SIMD": cap})
+    path = out.splitlines()[0]
+    assert path == (expect or avail[-1])
+    if expect is None:
+        assert "ignored unknown value" in out
+
+
+def _all_kernels_script(n_rows, n_cols):
+    # every registry kernel on the cython backend vs the reference, C layout,
+    # last axis and axis 0 (inner > 1); prints the worst error in units of the bound
+    return f"""
+        import numpy as np, fastact
+        from fastact import _registry, testing as ft
+        worst = 0.0
+        for name, k in _registry.KERNELS.items():
+            for dt in (np.float32, np.float64):
+                for axis in (-1, 0):
+                    if axis == 0 and not k.kind.startswith(("rows", "loss")):
+                        continue
+                    c = ft.case(name, ({n_rows}, {n_cols}), dt, axis, seed=3)
+                    ref = ft.reference(c)
+                    with fastact.use_backend("cython"):
+                        r = ft.run(c)
+                    prob, err = ft.compare(r, ref)
+                    assert prob is None, (name, dt, axis, prob)
+                    n = {n_cols} if axis == -1 else {n_rows}
+                    worst = max(worst, err / _registry.ulps_bound(name, n))
+        print(worst)
+    """
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_simd_path_matches_reference(path):
+    """The registry suite runs the selected build; this runs the others."""
+    if path not in available_paths():
+        pytest.skip(f"{path} not available here")
+    for shape in ((37, 1000), (130, 10)):
+        out = run_py(_all_kernels_script(*shape), env={"FASTACT_SIMD": path})
+        assert float(out.strip()) <= 1.0
+
+
+# ---------------------------------------------------------------------------
+# kernel paths at their boundaries (short-row tiles of TR=64 rows for
+# n <= 32, contiguous rows above, strided lanes in chunks of 64 inner columns)
+
+ROW_KERNELS = [k for k, v in _registry.KERNELS.items()
+               if v.kind.startswith(("rows", "loss"))]
+
+
+@pytest.mark.parametrize("kernel", ROW_KERNELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_row_paths_at_their_boundaries(kernel, dtype):
+    shapes = [(1, 1), (3, 1), (65, 2), (64, 10), (63, 16), (129, 31), (70, 32), (5, 33),
+              (2, 63), (2, 64), (2, 65), (1, 1000), (2, 1031)]
+    for shape in shapes:
+        c = ft.case(kernel, shape, dtype, -1, seed=1)
+        with fastact.use_backend("cython"):
+            r = ft.run(c)
+        close(r, ft.reference(c), kernel, shape[-1])
+    # reduction over a non-last axis of a contiguous array: inner = 1..130
+    for inner in (2, 3, 15, 16, 17, 63, 64, 65, 130):
+        c = ft.case(kernel, (3, 7, inner), dtype, 1, seed=2)
+        with fastact.use_backend("cython"):
+            r = ft.run(c)
+        close(r, ft.reference(c), kernel, 7)
+
+
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
+                                    "log_softmax_backward", "logsumexp_backward",
+                                    "cross_entropy_index_grad", "cross_entropy_prob_grad"])
+def test_row_edge_values_in_tiles_and_lanes(kernel):
+    """NaN/inf rows in the tile path (n <= 32), the row path and the lanes path."""
+    k = _registry.KERNELS[kernel]
+    base = ft.edge_rows()  # 14 rows of 4
+    for x in (np.tile(base, (5, 1)), np.tile(base, (1, 20)), np.ascontiguousarray(np.tile(base, (1, 20)).T)):
+        for dt in (np.float32, np.float64):
+            with np.errstate(over="ignore"):
+                xx = x.astype(dt)
+            axis = -1 if x.shape[0] == 70 or x.shape[1] == 80 else 0
+            if k.kind.startswith("loss"):
+                c = ft.case(kernel, xx.shape, dt, axis, x=xx)
+            else:
+                c = ft.case(kernel, xx.shape, dt, axis, x=xx)
+            with fastact.use_backend("cython"):
+                r = ft.run(c)
+            ref = ft.reference(c)
+            for a, b in zip(r if isinstance(r, tuple) else (r,), ref if isinstance(ref, tuple) else (ref,)):
+                problem, _ = ft.compare(a, b)
+                assert problem is None, f"{kernel} {dt.__name__} {x.shape}: {problem}"
+
+
+def test_logsumexp_keeps_tiny_rest_in_every_path():
+    # log(1 + e^-40) = 4.248e-18: the max's own term is kept out of the sum
+    for x in (np.array([[0.0, -40.0]]), np.array([[0.0, -40.0] + [-np.inf] * 98]),
+              np.array([[0.0], [-40.0]])):
+        axis = 0 if x.shape[1] == 1 else -1
+        with fastact.use_backend("cython"):
+            r = fastact.logsumexp(x, axis=axis)
+        assert abs(r[0] - 4.248354255291589e-18) < 1e-30
+
+
+# ---------------------------------------------------------------------------
+# threads
+
+def test_openmp_and_thread_count():
+    if not K.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    old = fastact.get_num_threads()
+    try:
+        fastact.set_num_threads(1)
+        assert K.get_num_threads() == 1
+        fastact.set_num_threads(2)
+        assert K.get_num_threads() == 2
+        ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if ncpu >= 2:
+            assert K._team_size(2) == 2
+    finally:
+        fastact.set_num_threads(old)
+
+
+@pytest.mark.parametrize("kernel", list(_registry.KERNELS))
+def test_thread_splits_give_the_same_results(kernel):
+    """Force every call parallel (threshold 0): splits over rows, over the
+    inner axis and over elements must not change a single bit."""
+    old_n = fastact.get_num_threads()
+    old_thr = K._set_parallel_threshold(0.0, 1.0)
+    try:
+        for shape, axis in (((37, 50), -1), ((3, 500), 0), ((1, 5, 77), 1), ((5, 1001), -1)):
+            if not _registry.KERNELS[kernel].kind.startswith(("rows", "loss")) and axis != -1:
+                continue
+            c = ft.case(kernel, shape, np.float32, axis, seed=4)
+            with fastact.use_backend("cython"):
+                fastact.set_num_threads(1)
+                one = ft.run(c)
+                fastact.set_num_threads(3)
+                many = ft.run(c)
+            for a, b in zip(one if isinstance(one, tuple) else (one,), many if isinstance(many, tuple) else (many,)):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        K._set_parallel_threshold(*old_thr)
+        fastact.set_num_threads(old_n)
+
+
+def test_concurrent_python_threads():
+    x = np.random.default_rng(0).standard_normal((512, 300)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    with fastact.use_backend("cython"):
+        want = [fastact.softmax(x), fastact.gelu(x), fastact.logsumexp(x), fastact.softmax_backward(g, fastact.softmax(x))]
+    errors = []
+
+    def work():
+        try:
+            with fastact.use_backend("cython"):
+                for _ in range(20):
+                    y = fastact.softmax(x)
+                    got = [y, fastact.gelu(x), fastact.logsumexp(x), fastact.softmax_backward(g, y)]
+                    for a, b in zip(got, want):
+                        np.testing.assert_array_equal(a, b)
+        except Exception as exc:  # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+# ---------------------------------------------------------------------------
+# floating-point state of the process
+
+def test_importing_and_running_leaves_fp_mode_unchanged():
+    out = run_py("""
+        import numpy as np
+        assert 5e-324 * 1.0 != 0.0
+        import fastact, fastact._kernels as K
+        import importlib
+        for mod in ("fastact._kernels_x86_64_v3", "fastact._kernels_x86_64_v4"):
+            try:
+                importlib.import_module(mod)   # import only: never run on a CPU without it
+            except ImportError:
+                pass
+        assert 5e-324 * 1.0 != 0.0, "flush-to-zero after import"
+        x = np.array([[5e-324, 1e-310, 0.0, -1e-310]])
+        with fastact.use_backend("cython"):
+            for dt in (np.float32, np.float64):
+                xx = x.astype(dt)
+                fastact.softmax(xx); fastact.gelu(xx); fastact.tanh(xx); fastact.logsumexp(xx)
+                fastact.softplus(xx); fastact.log_softmax(xx); fastact.sigmoid(xx)
+        assert 5e-324 * 1.0 != 0.0, "flush-to-zero after running kernels"
+        assert np.float64(5e-324) * np.float64(1.0) != 0.0
+        assert np.nextafter(np.float32(0), np.float32(1)) * np.float32(1) != 0
+        # denormals are also computed, not flushed, by the kernels
+        with fastact.use_backend("cython"):
+            y = fastact.softmax(np.array([0.0, -100.0], np.float32))
+            assert 0 < y[1] < 1e-38, y
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_extension_not_linked_with_fast_math():
+    if not sys.platform.startswith("linux") or shutil.which("nm") is None:
+        pytest.skip("needs nm on Linux")
+    import glob
+    here = os.path.dirname(K.__file__)
+    for so in glob.glob(os.path.join(here, "_kernels*.so")):
+        syms = subprocess.run(["nm", "-D", "--defined-only", so], capture_output=True, text=True).stdout
+        syms += subprocess.run(["nm", so], capture_output=True, text=True).stdout
+        assert "set_fast_math" not in syms, f"{so} contains crtfastmath"
+
+
+# ---------------------------------------------------------------------------
+# a missing or partial extension
+
+def test_missing_extension_is_reported_and_fastact_still_works():
+    out = run_py("""
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.startswith("fastact._kernels"):
+                    raise ImportError(f"blocked {name} for the test")
+                return None
+        sys.meta_path.insert(0, Block())
+        import fastact, numpy as np
+        assert "cython" not in fastact.backends(), fastact.backends()
+        why = fastact.backend_status()["cython"]
+        print(why)
+        assert fastact.softmax([0.0, 0.0]).tolist() == [0.5, 0.5]
+        try:
+            fastact.set_backend("cython")
+        except ValueError as e:
+            assert "not available" in str(e)
+        else:
+            raise AssertionError("set_backend('cython') should fail")
+    """)
+    assert "compiled extension fastact._kernels is not available" in out
+    assert "C compiler" in out
+
+
+def test_missing_simd_variants_fall_back_to_baseline():
+    out = run_py("""
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.startswith("fastact._kernels_x86_64"):
+                    raise ImportError("variant not built")
+                return None
+        sys.meta_path.insert(0, Block())
+        import fastact, fastact._kernels as K
+        assert "cython" in fastact.backends()
+        print(K.simd_path())
+        print(K.variant_status)
+        with fastact.use_backend("cython"):
+            assert abs(fastact.softmax([1.0, 2.0, 3.0])[2] - 0.6652409557748219) < 1e-15
+    """)
+    assert out.splitlines()[0] == "baseline"
+
+
+# ---------------------------------------------------------------------------
+# the kernel contract is checked, never trusted with memory
+
+def test_contract_violations_raise():
+    x = np.zeros((4, 5, 1))
+    with pytest.raises(ValueError):
+        K.softmax(x, np.zeros((4, 6, 1)))
+    with pytest.raises(ValueError):
+        K.softmax(x, np.zeros((4, 5)))
+    with pytest.raises(TypeError):
+        K.softmax(x, np.zeros((4, 5, 1), np.float32))
+    with pytest.raises(TypeError):
+        K.softmax(x.astype(np.int64), np.zeros((4, 5, 1), np.int64))
+    with pytest.raises(ValueError):
+        K.softmax(np.zeros((4, 10, 1))[:, ::2], np.zeros((4, 5, 1)))
+    ro = np.zeros((4, 5, 1))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.softmax(x, ro)
+    with pytest.raises(ValueError):
+        K.sigmoid(np.zeros(5), np.zeros(6))
+    with pytest.raises(ValueError):
+        K.logsumexp(x, np.zeros((4, 2)))
+    with pytest.raises(ValueError):
+        K.logsumexp_backward(np.zeros((4, 2)), x, np.zeros((4, 1)), np.zeros_like(x))
+    with pytest.raises(TypeError):
+        K.cross_entropy_index(x, np.zeros((4, 1), np.int32), np.zeros((4, 1)), -100, 0.0)
+    with pytest.raises(TypeError):
+        K.softmax(None, x)
+
+
+def test_out_of_range_class_index_never_addresses_memory():
+    # the dispatch layer validates targets; the kernel must still not read
+    # or write outside the row for a bad index
+    x = np.random.default_rng(0).standard_normal((3, 40, 1))
+    for t in (40, 10**9, -5):
+        tgt = np.full((3, 1), t, np.intp)
+        loss = np.empty((3, 1))
+        dx = np.empty_like(x)
+        K.cross_entropy_index_grad(x, tgt, np.ones((3, 1)), loss, dx, -100, 0.1)
+        assert np.isfinite(loss).all()
+
+
+# ---------------------------------------------------------------------------
+# the C API for Cython users
+
+USER_PYX = """
+# cython: language_level=3
+from fastact._kernels cimport (softmax_row_f32, softmax_rows_f64, logsumexp_row_f64,
+                               log_softmax_row_f64, softmax_backward_row_f64, sigmoid_f32)
+
+def run(float[::1] x32, double[:, ::1] x64, double[::1] g):
+    cdef float[::1] y32 = x32.copy()
+    cdef double[:, ::1] y64 = x64.copy()
+    cdef double[::1] ls = g.copy()
+    cdef double[::1] gb = g.copy()
+    cdef float[::1] s32 = x32.copy()
+    cdef double lse
+    with nogil:
+        softmax_row_f32(&x32[0], &y32[0], x32.shape[0])
+        softmax_rows_f64(&x64[0, 0], &y64[0, 0], x64.shape[0], x64.shape[1])
+        lse = logsumexp_row_f64(&x64[0, 0], x64.shape[1])
+        log_softmax_row_f64(&x64[0, 0], &ls[0], x64.shape[1])
+        softmax_backward_row_f64(&g[0], &y64[0, 0], &gb[0], x64.shape[1])
+        sigmoid_f32(&x32[0], &s32[0], x32.shape[0])
+    return list(y32), [list(r) for r in y64], lse, list(ls), list(gb), list(s32)
+"""
+
+USER_SETUP = """
+from setuptools import setup, Extension
+from Cython.Build import cythonize
+setup(ext_modules=cythonize([Extension("userkern", ["userkern.pyx"])],
+                            include_path=[{root!r}], quiet=True),
+      script_args=["build_ext", "--inplace"])
+"""
+
+
+def test_cython_users_can_cimport_the_row_kernels(tmp_path):
+    pytest.importorskip("Cython")
+    if shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc") is None:
+        pytest.skip("no C compiler")
+    pxd_dir = os.path.dirname(os.path.dirname(K.__file__))
+    assert os.path.exists(os.path.join(pxd_dir, "fastact", "_kernels.pxd")), "the .pxd must ship"
+    (tmp_path / "userkern.pyx").write_text(USER_PYX)
+    (tmp_path / "setup.py").write_text(USER_SETUP.format(root=pxd_dir))
+    r = subprocess.run([sys.executable, "setup.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0 and ("command 'gcc' failed" in r.stderr or "No such file" in r.stderr):
+        pytest.skip("C compiler unusable: " + r.stderr[-300:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = run_py(f"""
+        import sys; sys.path.insert(0, {str(tmp_path)!r})
+        import numpy as np, fastact, userkern
+        x32 = np.array([3.0, 1.0, -2.0], np.float32)
+        x64 = np.array([[0.0, -40.0, -1.0], [1.0, 2.0, 3.0]])
+        g = np.array([0.5, -1.0, 2.0])
+        y32, y64, lse, ls, gb, s32 = userkern.run(x32, x64, g)
+        with fastact.use_backend("numpy"):
+            assert np.allclose(y32, fastact.softmax(x32), rtol=1e-6)
+            assert np.allclose(y64, fastact.softmax(x64), rtol=1e-14)
+            assert abs(lse - fastact.logsumexp(x64[0])) < 1e-15
+            assert np.allclose(ls, fastact.log_softmax(x64[0]), rtol=1e-14)
+            assert np.allclose(gb, fastact.softmax_backward(g, np.asarray(y64[0])), rtol=1e-13)
+            assert np.allclose(s32, fastact.sigmoid(x32), rtol=1e-6)
+        print("ok", y32[0])
+    """)
+    assert out.startswith("ok 0.8756")
