@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised without numba
     raise
 
 import math
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -58,23 +59,25 @@ from .numba_math import (
     fkey,
     from_fkey,
     imax,
+    ind,
     log,
     log1p,
     log1p_unit,
     log1pexp_neg_abs,
-    max_threads,
     radd,
     rdiv,
     sigmoid as _sigmoid,
     tanh as _tanh,
-    try_lock,
-    unlock,
     wide,
 )
 from .numba_rows import (
     vrow_dot,
     vrow_log_softmax_bwd,
+    vrow_log_softmax_bwd1,
     vrow_lse_bwd,
+    vrow_max_rest,
+    vrow_softmax1,
+    vrow_softmax_bwd1,
     vrow_max,
     vrow_rest,
     vrow_scale,
@@ -91,9 +94,13 @@ NAME = "numba"
 _JIT = _m.JIT
 _PAR = dict(_JIT, parallel=True)
 _HLP = _m.HELPER
+#: helpers with loops: inlined by Numba (their loops then vectorize in the
+#: kernel, with its context; LLVM-inlining a separately vectorized helper
+#: gave slower code)
+_INL = dict(nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 
 #: a kernel runs multi-threaded only if its estimated single-thread time
-#: is at least this many nanoseconds (see tools/numba_threshold.py)
+#: is at least this many nanoseconds
 PAR_NS = 200_000.0
 #: elements per block of the long-row sums
 BLK = 1024
@@ -101,24 +108,8 @@ BLK = 1024
 TW = 256
 
 
-def set_num_threads(n: int) -> None:
-    """Hook called by ``fastact.set_num_threads`` (and at load)."""
-    _m.set_max_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
-
-
 # ---------------------------------------------------------------------------
 # shared small pieces
-
-
-@njit(**_HLP)
-def _nthreads(work_ns):
-    """Chunks to split the work into: 1 (serial) or the thread count, in
-    which case the caller holds the parallel-region lock and must unlock."""
-    always_inline()
-    t = max_threads()
-    if t > 1 and work_ns >= PAR_NS and try_lock():
-        return t
-    return 1
 
 
 @njit(**_HLP)
@@ -391,16 +382,11 @@ def _e_sigmoid(x, out):
 
 
 @njit(**_PAR)
-def sigmoid(x, out):
+def _p_sigmoid(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 0.4)
-    if nt == 1:
-        _e_sigmoid(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_sigmoid(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -416,16 +402,11 @@ def _e_log_sigmoid(x, out):
 
 
 @njit(**_PAR)
-def log_sigmoid(x, out):
+def _p_log_sigmoid(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 0.8)
-    if nt == 1:
-        _e_log_sigmoid(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_log_sigmoid(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -441,16 +422,11 @@ def _e_logit(x, out):
 
 
 @njit(**_PAR)
-def logit(x, out):
+def _p_logit(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 1.2)
-    if nt == 1:
-        _e_logit(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_logit(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -468,16 +444,11 @@ def _e_softplus(x, out, beta, threshold):
 
 
 @njit(**_PAR)
-def softplus(x, out, beta, threshold):
+def _p_softplus(x, out, beta, threshold, nt):
     n = x.size
-    nt = _nthreads(n * 0.8)
-    if nt == 1:
-        _e_softplus(x, out, beta, threshold)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_softplus(x[a:b], out[a:b], beta, threshold)
-    unlock()
 
 
 @njit(**_JIT)
@@ -493,16 +464,11 @@ def _e_tanh(x, out):
 
 
 @njit(**_PAR)
-def tanh(x, out):
+def _p_tanh(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 0.4)
-    if nt == 1:
-        _e_tanh(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_tanh(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -518,16 +484,11 @@ def _e_relu(x, out):
 
 
 @njit(**_PAR)
-def relu(x, out):
+def _p_relu(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 0.25)
-    if nt == 1:
-        _e_relu(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_relu(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -544,16 +505,11 @@ def _e_leaky_relu(x, out, negative_slope):
 
 
 @njit(**_PAR)
-def leaky_relu(x, out, negative_slope):
+def _p_leaky_relu(x, out, negative_slope, nt):
     n = x.size
-    nt = _nthreads(n * 0.25)
-    if nt == 1:
-        _e_leaky_relu(x, out, negative_slope)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_leaky_relu(x[a:b], out[a:b], negative_slope)
-    unlock()
 
 
 @njit(**_JIT)
@@ -569,16 +525,11 @@ def _e_gelu(x, out):
 
 
 @njit(**_PAR)
-def gelu(x, out):
+def _p_gelu(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 1.0)
-    if nt == 1:
-        _e_gelu(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_gelu(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -594,16 +545,11 @@ def _e_gelu_tanh(x, out):
 
 
 @njit(**_PAR)
-def gelu_tanh(x, out):
+def _p_gelu_tanh(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 0.5)
-    if nt == 1:
-        _e_gelu_tanh(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_gelu_tanh(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -619,16 +565,11 @@ def _e_silu(x, out):
 
 
 @njit(**_PAR)
-def silu(x, out):
+def _p_silu(x, out, nt):
     n = x.size
-    nt = _nthreads(n * 0.4)
-    if nt == 1:
-        _e_silu(x, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_silu(x[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -647,16 +588,11 @@ def _e_sigmoid_backward(g, s, out):
 
 
 @njit(**_PAR)
-def sigmoid_backward(g, s, out):
+def _p_sigmoid_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.3)
-    if nt == 1:
-        _e_sigmoid_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_sigmoid_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -675,16 +611,11 @@ def _e_sigmoid_backward_x(g, s, out):
 
 
 @njit(**_PAR)
-def sigmoid_backward_x(g, s, out):
+def _p_sigmoid_backward_x(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.4)
-    if nt == 1:
-        _e_sigmoid_backward_x(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_sigmoid_backward_x(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -703,16 +634,11 @@ def _e_tanh_backward_x(g, s, out):
 
 
 @njit(**_PAR)
-def tanh_backward_x(g, s, out):
+def _p_tanh_backward_x(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.4)
-    if nt == 1:
-        _e_tanh_backward_x(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_tanh_backward_x(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -731,16 +657,11 @@ def _e_log_sigmoid_backward(g, s, out):
 
 
 @njit(**_PAR)
-def log_sigmoid_backward(g, s, out):
+def _p_log_sigmoid_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.5)
-    if nt == 1:
-        _e_log_sigmoid_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_log_sigmoid_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -759,16 +680,11 @@ def _e_logit_backward(g, s, out):
 
 
 @njit(**_PAR)
-def logit_backward(g, s, out):
+def _p_logit_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.4)
-    if nt == 1:
-        _e_logit_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_logit_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -789,16 +705,11 @@ def _e_softplus_backward(g, s, out, beta, threshold):
 
 
 @njit(**_PAR)
-def softplus_backward(g, s, out, beta, threshold):
+def _p_softplus_backward(g, s, out, beta, threshold, nt):
     n = out.size
-    nt = _nthreads(n * 0.5)
-    if nt == 1:
-        _e_softplus_backward(g, s, out, beta, threshold)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_softplus_backward(g[a:b], s[a:b], out[a:b], beta, threshold)
-    unlock()
 
 
 @njit(**_JIT)
@@ -817,16 +728,11 @@ def _e_tanh_backward(g, s, out):
 
 
 @njit(**_PAR)
-def tanh_backward(g, s, out):
+def _p_tanh_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.3)
-    if nt == 1:
-        _e_tanh_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_tanh_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -845,16 +751,11 @@ def _e_relu_backward(g, s, out):
 
 
 @njit(**_PAR)
-def relu_backward(g, s, out):
+def _p_relu_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.3)
-    if nt == 1:
-        _e_relu_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_relu_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -874,16 +775,11 @@ def _e_leaky_relu_backward(g, s, out, negative_slope):
 
 
 @njit(**_PAR)
-def leaky_relu_backward(g, s, out, negative_slope):
+def _p_leaky_relu_backward(g, s, out, negative_slope, nt):
     n = out.size
-    nt = _nthreads(n * 0.3)
-    if nt == 1:
-        _e_leaky_relu_backward(g, s, out, negative_slope)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_leaky_relu_backward(g[a:b], s[a:b], out[a:b], negative_slope)
-    unlock()
 
 
 @njit(**_JIT)
@@ -902,16 +798,11 @@ def _e_gelu_backward(g, s, out):
 
 
 @njit(**_PAR)
-def gelu_backward(g, s, out):
+def _p_gelu_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 1.2)
-    if nt == 1:
-        _e_gelu_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_gelu_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -930,16 +821,11 @@ def _e_gelu_tanh_backward(g, s, out):
 
 
 @njit(**_PAR)
-def gelu_tanh_backward(g, s, out):
+def _p_gelu_tanh_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.6)
-    if nt == 1:
-        _e_gelu_tanh_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_gelu_tanh_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -958,16 +844,11 @@ def _e_silu_backward(g, s, out):
 
 
 @njit(**_PAR)
-def silu_backward(g, s, out):
+def _p_silu_backward(g, s, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.5)
-    if nt == 1:
-        _e_silu_backward(g, s, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_silu_backward(g[a:b], s[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -986,16 +867,11 @@ def _e_bce_with_logits(x, t, out):
 
 
 @njit(**_PAR)
-def bce_with_logits(x, t, out):
+def _p_bce_with_logits(x, t, out, nt):
     n = out.size
-    nt = _nthreads(n * 0.8)
-    if nt == 1:
-        _e_bce_with_logits(x, t, out)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_bce_with_logits(x[a:b], t[a:b], out[a:b])
-    unlock()
 
 
 @njit(**_JIT)
@@ -1015,47 +891,39 @@ def _e_bce_with_logits_backward(x, t, out, scale):
 
 
 @njit(**_PAR)
-def bce_with_logits_backward(x, t, out, scale):
+def _p_bce_with_logits_backward(x, t, out, scale, nt):
     n = out.size
-    nt = _nthreads(n * 0.5)
-    if nt == 1:
-        _e_bce_with_logits_backward(x, t, out, scale)
-        return
     for c in prange(nt):
         a, b = c * n // nt, (c + 1) * n // nt
         _e_bce_with_logits_backward(x[a:b], t[a:b], out[a:b], scale)
-    unlock()
 
 
 # ---------------------------------------------------------------------------
 # rows, inner == 1: long rows (n > 64) as fused loops
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _row_max(xr):
     """Row maximum through integer keys (vectorized, log-depth reduction):
     +NaN gives NaN; -NaN is passed over (its exp makes the sums NaN)."""
-    always_inline()
     km = fkey(K(xr[0], -math.inf))
     for j in range(xr.size):
         km = imax(km, fkey(xr[j]))
     return from_fkey(km, xr[0])
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _row_hasnan(xr):
-    always_inline()
     h = False
     for j in range(xr.size):
         h |= xr[j] != xr[j]
     return h
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _row_sumexp(xr, dst, m):
     """sum(exp(x - m)) in float64, writing exp(x - m) into dst; blocks of
     BLK summed in the data type (vectorized), block sums in float64."""
-    always_inline()
     n = xr.size
     tot = 0.0
     for b0 in range(0, n, BLK):
@@ -1071,17 +939,15 @@ def _row_sumexp(xr, dst, m):
     return tot
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _row_rest(xr, m):
     """sum(exp(x - m)) without one maximum's own term, in float64: the
     other terms, plus (number of maxima - 1).  log1p of it keeps full
     relative accuracy when the other terms are tiny."""
-    always_inline()
     n = xr.size
     tot = 0.0
     cnt = 0.0
     zero = K(m, 0.0)
-    one = K(m, 1.0)
     for b0 in range(0, n, BLK):
         b1 = min(b0 + BLK, n)
         xb = xr[b0:b1]
@@ -1089,18 +955,16 @@ def _row_rest(xr, m):
         c = zero
         for j in range(xb.size):
             d = xb[j] - m
-            e = exp(d)
-            top = d == zero
-            s = radd(s, zero if top else e)
-            c = radd(c, one if top else zero)
+            w = ind(d == zero, d)  # a maximum: its term exp(0) = 1 exactly
+            s = radd(s, exp(d) - w)
+            c = radd(c, w)
         tot += s
         cnt += c
     return tot + (cnt - 1.0)
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _long_softmax(xr, orow, scratch, inplace):
-    always_inline()
     m = _row_max(xr)
     if not _finite(m):
         for j in range(orow.size):
@@ -1117,20 +981,18 @@ def _long_softmax(xr, orow, scratch, inplace):
             orow[j] = orow[j] * inv
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _log_softmax_nonfinite(xr, orow, m):
     """Row whose max is not finite: x - m, all NaN if the row has a NaN
     (as the reference, whose max propagates NaN)."""
-    always_inline()
     if _row_hasnan(xr):
         m = _nan(m)
     for j in range(orow.size):
         orow[j] = xr[j] - m
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _long_log_softmax(xr, orow, inplace):
-    always_inline()
     m = _row_max(xr)
     if not _finite(m):
         _log_softmax_nonfinite(xr, orow, m)
@@ -1170,33 +1032,36 @@ def _kmax(a, b):
     return from_fkey(imax(fkey(a), fkey(b)), a)
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _t_max(xf, off, n):
-    always_inline()
     m = vrow_max(xf, off, min(n, VL), VL)
     for c0 in range(VL, n, VL):
         m = _kmax(m, vrow_max(xf, off + c0, min(VL, n - c0), VL))
     return m
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _t_rest(xf, off, n, m):
-    always_inline()
     rest = vrow_rest(xf, off, min(n, VL), m, VL)
     for c0 in range(VL, n, VL):
         rest += vrow_rest(xf, off + c0, min(VL, n - c0), m, VL) + 1.0
     return rest
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _t_block_rest(xf, n, b0, b1, mb, lb):
     """For rows b0..b1: max into mb, log1p(rest) into lb (float64; 0 for a
     row with a non-finite max)."""
-    always_inline()
-    for r in range(b0, b1):
-        m = _t_max(xf, r * n, n)
-        mb[r - b0] = m
-        lb[r - b0] = _t_rest(xf, r * n, n, m) if _finite(m) else 0.0
+    if n <= VL:
+        for r in range(b0, b1):
+            m, rest = vrow_max_rest(xf, r * n, n, VL)
+            mb[r - b0] = m
+            lb[r - b0] = rest if _finite(m) else 0.0
+    else:
+        for r in range(b0, b1):
+            m = _t_max(xf, r * n, n)
+            mb[r - b0] = m
+            lb[r - b0] = _t_rest(xf, r * n, n, m) if _finite(m) else 0.0
     _log1p_block(lb, b1 - b0)
 
 
@@ -1207,9 +1072,8 @@ def _log1p_block(lb, count):
         lb[i] = log1p(lb[i])
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _tiny_softmax(xf, of, n, r0, r1):
-    always_inline()
     sb = stack_array(64, xf[0])
     for b0 in range(r0, r1, _RB):
         b1 = min(b0 + _RB, r1)
@@ -1230,9 +1094,8 @@ def _tiny_softmax(xf, of, n, r0, r1):
                 vrow_scale(of, r * n + c0, min(VL, n - c0), sb[r - b0], of, VL)
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _tiny_log_softmax(xf, of, n, r0, r1):
-    always_inline()
     mb = stack_array(64, xf[0])
     lb = stack_array(64, 0.0)
     for b0 in range(r0, r1, _RB):
@@ -1248,9 +1111,8 @@ def _tiny_log_softmax(xf, of, n, r0, r1):
                 _log_softmax_nonfinite(xf[r * n:r * n + n], of[r * n:r * n + n], m)
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _tiny_logsumexp(xf, of, n, r0, r1):
-    always_inline()
     mb = stack_array(64, xf[0])
     lb = stack_array(64, 0.0)
     for b0 in range(r0, r1, _RB):
@@ -1265,10 +1127,16 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_softmax(xf, of, n, r0, r1):
+def _rows_softmax(x, out, r0, r1):
     never_inline()
     wide()
-    if n <= TINY:
+    n = x.shape[1]
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    if n <= VL:
+        for r in range(r0, r1):
+            vrow_softmax1(xf, r * n, n, of, VL)
+    elif n <= TINY:
         _tiny_softmax(xf, of, n, r0, r1)
     elif _same(xf, of):
         scratch = np.empty(n, xf.dtype)
@@ -1280,9 +1148,12 @@ def _rows_softmax(xf, of, n, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_log_softmax(xf, of, n, r0, r1):
+def _rows_log_softmax(x, out, r0, r1):
     never_inline()
     wide()
+    n = x.shape[1]
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
     if n <= TINY:
         _tiny_log_softmax(xf, of, n, r0, r1)
     elif _same(xf, of):
@@ -1294,9 +1165,12 @@ def _rows_log_softmax(xf, of, n, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_logsumexp(xf, of, n, r0, r1):
+def _rows_logsumexp(x, out, r0, r1):
     never_inline()
     wide()
+    n = x.shape[1]
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
     if n <= TINY:
         _tiny_logsumexp(xf, of, n, r0, r1)
     else:
@@ -1310,9 +1184,17 @@ def _rows_logsumexp(xf, of, n, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_softmax_backward(gf, yf, of, n, r0, r1):
+def _rows_softmax_backward(g, y, out, r0, r1):
     never_inline()
     wide()
+    n = y.shape[1]
+    gf = g.reshape(g.size)
+    yf = y.reshape(y.size)
+    of = out.reshape(out.size)
+    if n <= VL:
+        for r in range(r0, r1):
+            vrow_softmax_bwd1(gf, yf, r * n, n, of, VL)
+        return
     if n <= TINY:
         for r in range(r0, r1):
             dot = 0.0
@@ -1348,9 +1230,17 @@ def _rows_softmax_backward(gf, yf, of, n, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_log_softmax_backward(gf, yf, of, n, r0, r1):
+def _rows_log_softmax_backward(g, y, out, r0, r1):
     never_inline()
     wide()
+    n = y.shape[1]
+    gf = g.reshape(g.size)
+    yf = y.reshape(y.size)
+    of = out.reshape(out.size)
+    if n <= VL:
+        for r in range(r0, r1):
+            vrow_log_softmax_bwd1(gf, yf, r * n, n, of, VL)
+        return
     if n <= TINY:
         for r in range(r0, r1):
             tot = 0.0
@@ -1385,9 +1275,14 @@ def _rows_log_softmax_backward(gf, yf, of, n, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_logsumexp_backward(gf, xf, lf, of, n, r0, r1):
+def _rows_logsumexp_backward(g, x, lse, out, r0, r1):
     never_inline()
     wide()
+    n = x.shape[1]
+    gf = g.reshape(g.size)
+    xf = x.reshape(x.size)
+    lf = lse.reshape(lse.size)
+    of = out.reshape(out.size)
     if n <= TINY:
         for r in range(r0, r1):
             for c0 in range(0, n, VL):
@@ -1424,10 +1319,9 @@ def _tile(u, ntile, n, inner):
     return o * n * inner + k0, min(TW, inner - k0), o * inner + k0
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _lane_max(xf, base, w, n, inner, m):
     """m[k] = max over j of x[j, k], NaN if any is NaN (as np.max)."""
-    always_inline()
     for k in range(w):
         m[k] = K(m[0], -math.inf)
     for j in range(n):
@@ -1438,11 +1332,10 @@ def _lane_max(xf, base, w, n, inner, m):
             m[k] = v if (v > mv or v != v) else mv
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _lane_rest(src, base, w, n, inner, m, rk, ck):
     """rk[k] = sum over j of exp(x - m) without one maximum's term
     (float64; garbage where m is not finite)."""
-    always_inline()
     for k in range(w):
         rk[k] = 0.0
         ck[k] = 0.0
@@ -1450,17 +1343,21 @@ def _lane_rest(src, base, w, n, inner, m, rk, ck):
         xs = src[base + j * inner:base + j * inner + w]
         for k in range(w):
             d = xs[k] - m[k]
-            top = d == K(d, 0.0)
-            rk[k] += 0.0 if top else np.float64(exp(d))
-            ck[k] += 1.0 if top else 0.0
+            t = ind(d == K(d, 0.0), d)
+            rk[k] += np.float64(exp(d) - t)
+            ck[k] += np.float64(t)
     for k in range(w):
         rk[k] = rk[k] + (ck[k] - 1.0)
 
 
 @njit(**_JIT)
-def _lanes_softmax(xf, of, n, inner, ntile, u0, u1):
+def _lanes_softmax(x, out, u0, u1):
     never_inline()
     wide()
+    _, n, inner = x.shape
+    ntile = (inner + TW - 1) // TW
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
     mk = np.empty(TW, xf.dtype)
     ik = np.empty(TW, xf.dtype)
     sk = np.empty(TW, np.float64)
@@ -1494,9 +1391,13 @@ def _lanes_softmax(xf, of, n, inner, ntile, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_log_softmax(xf, of, n, inner, ntile, u0, u1):
+def _lanes_log_softmax(x, out, u0, u1):
     never_inline()
     wide()
+    _, n, inner = x.shape
+    ntile = (inner + TW - 1) // TW
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
     mk = np.empty(TW, xf.dtype)
     lk = np.empty(TW, xf.dtype)
     rk = np.empty(TW, np.float64)
@@ -1521,9 +1422,13 @@ def _lanes_log_softmax(xf, of, n, inner, ntile, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_logsumexp(xf, of, n, inner, ntile, u0, u1):
+def _lanes_logsumexp(x, out, u0, u1):
     never_inline()
     wide()
+    _, n, inner = x.shape
+    ntile = (inner + TW - 1) // TW
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
     mk = np.empty(TW, xf.dtype)
     rk = np.empty(TW, np.float64)
     ck = np.empty(TW, np.float64)
@@ -1538,9 +1443,14 @@ def _lanes_logsumexp(xf, of, n, inner, ntile, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_softmax_backward(gf, yf, of, n, inner, ntile, u0, u1):
+def _lanes_softmax_backward(g, y, out, u0, u1):
     never_inline()
     wide()
+    _, n, inner = y.shape
+    ntile = (inner + TW - 1) // TW
+    gf = g.reshape(g.size)
+    yf = y.reshape(y.size)
+    of = out.reshape(out.size)
     dk = np.empty(TW, np.float64)
     ek = np.empty(TW, of.dtype)
     for u in range(u0, u1):
@@ -1574,9 +1484,14 @@ def _lanes_softmax_backward(gf, yf, of, n, inner, ntile, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_log_softmax_backward(gf, yf, of, n, inner, ntile, u0, u1):
+def _lanes_log_softmax_backward(g, y, out, u0, u1):
     never_inline()
     wide()
+    _, n, inner = y.shape
+    ntile = (inner + TW - 1) // TW
+    gf = g.reshape(g.size)
+    yf = y.reshape(y.size)
+    of = out.reshape(out.size)
     dk = np.empty(TW, np.float64)
     ek = np.empty(TW, of.dtype)
     for u in range(u0, u1):
@@ -1609,9 +1524,15 @@ def _lanes_log_softmax_backward(gf, yf, of, n, inner, ntile, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_logsumexp_backward(gf, xf, lf, of, n, inner, ntile, u0, u1):
+def _lanes_logsumexp_backward(g, x, lse, out, u0, u1):
     never_inline()
     wide()
+    _, n, inner = x.shape
+    ntile = (inner + TW - 1) // TW
+    gf = g.reshape(g.size)
+    xf = x.reshape(x.size)
+    lf = lse.reshape(lse.size)
+    of = out.reshape(out.size)
     for u in range(u0, u1):
         base, w, ob = _tile(u, ntile, n, inner)
         gs = gf[ob:ob + w]
@@ -1629,165 +1550,92 @@ def _lanes_logsumexp_backward(gf, xf, lf, of, n, inner, ntile, u0, u1):
 
 
 # ---------------------------------------------------------------------------
-# row kernel drivers
+# parallel versions: prange over chunks of rows / work units (compiled on
+# first use, for large arrays only)
 
 
 @njit(**_PAR)
-def softmax(x, out):
-    o, n, inner = x.shape
-    if x.size == 0:
-        return
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
-    nt = _nthreads(x.size * 0.5)
-    if inner == 1:
-        if nt == 1:
-            _rows_softmax(xf, of, n, 0, o)
-            return
-        for c in prange(nt):
-            _rows_softmax(xf, of, n, c * o // nt, (c + 1) * o // nt)
-    else:
-        ntile = (inner + TW - 1) // TW
-        U = o * ntile
-        if nt == 1:
-            _lanes_softmax(xf, of, n, inner, ntile, 0, U)
-            return
-        for c in prange(nt):
-            _lanes_softmax(xf, of, n, inner, ntile, c * U // nt, (c + 1) * U // nt)
-    unlock()
+def _pr_softmax(x, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rows_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
-def log_softmax(x, out):
-    o, n, inner = x.shape
-    if x.size == 0:
-        return
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
-    nt = _nthreads(x.size * 0.6)
-    if inner == 1:
-        if nt == 1:
-            _rows_log_softmax(xf, of, n, 0, o)
-            return
-        for c in prange(nt):
-            _rows_log_softmax(xf, of, n, c * o // nt, (c + 1) * o // nt)
-    else:
-        ntile = (inner + TW - 1) // TW
-        U = o * ntile
-        if nt == 1:
-            _lanes_log_softmax(xf, of, n, inner, ntile, 0, U)
-            return
-        for c in prange(nt):
-            _lanes_log_softmax(xf, of, n, inner, ntile, c * U // nt, (c + 1) * U // nt)
-    unlock()
+def _pl_softmax(x, out, nt):
+    U = _units(x)
+    for c in prange(nt):
+        _lanes_softmax(x, out, c * U // nt, (c + 1) * U // nt)
 
 
 @njit(**_PAR)
-def logsumexp(x, out):
-    o, n, inner = x.shape
-    if out.size == 0:
-        return
-    of = out.reshape(out.size)
-    if n == 0:
-        for i in range(of.size):
-            of[i] = KA(of, -math.inf)
-        return
-    xf = x.reshape(x.size)
-    nt = _nthreads(x.size * 0.4)
-    if inner == 1:
-        if nt == 1:
-            _rows_logsumexp(xf, of, n, 0, o)
-            return
-        for c in prange(nt):
-            _rows_logsumexp(xf, of, n, c * o // nt, (c + 1) * o // nt)
-    else:
-        ntile = (inner + TW - 1) // TW
-        U = o * ntile
-        if nt == 1:
-            _lanes_logsumexp(xf, of, n, inner, ntile, 0, U)
-            return
-        for c in prange(nt):
-            _lanes_logsumexp(xf, of, n, inner, ntile, c * U // nt, (c + 1) * U // nt)
-    unlock()
+def _pr_log_softmax(x, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rows_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
-def softmax_backward(grad, y, out):
-    o, n, inner = y.shape
-    if y.size == 0:
-        return
-    gf = grad.reshape(grad.size)
-    yf = y.reshape(y.size)
-    of = out.reshape(out.size)
-    nt = _nthreads(y.size * 0.3)
-    if inner == 1:
-        if nt == 1:
-            _rows_softmax_backward(gf, yf, of, n, 0, o)
-            return
-        for c in prange(nt):
-            _rows_softmax_backward(gf, yf, of, n, c * o // nt, (c + 1) * o // nt)
-    else:
-        ntile = (inner + TW - 1) // TW
-        U = o * ntile
-        if nt == 1:
-            _lanes_softmax_backward(gf, yf, of, n, inner, ntile, 0, U)
-            return
-        for c in prange(nt):
-            _lanes_softmax_backward(gf, yf, of, n, inner, ntile, c * U // nt, (c + 1) * U // nt)
-    unlock()
+def _pl_log_softmax(x, out, nt):
+    U = _units(x)
+    for c in prange(nt):
+        _lanes_log_softmax(x, out, c * U // nt, (c + 1) * U // nt)
 
 
 @njit(**_PAR)
-def log_softmax_backward(grad, y, out):
-    o, n, inner = y.shape
-    if y.size == 0:
-        return
-    gf = grad.reshape(grad.size)
-    yf = y.reshape(y.size)
-    of = out.reshape(out.size)
-    nt = _nthreads(y.size * 0.4)
-    if inner == 1:
-        if nt == 1:
-            _rows_log_softmax_backward(gf, yf, of, n, 0, o)
-            return
-        for c in prange(nt):
-            _rows_log_softmax_backward(gf, yf, of, n, c * o // nt, (c + 1) * o // nt)
-    else:
-        ntile = (inner + TW - 1) // TW
-        U = o * ntile
-        if nt == 1:
-            _lanes_log_softmax_backward(gf, yf, of, n, inner, ntile, 0, U)
-            return
-        for c in prange(nt):
-            _lanes_log_softmax_backward(gf, yf, of, n, inner, ntile, c * U // nt, (c + 1) * U // nt)
-    unlock()
+def _pr_logsumexp(x, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rows_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
-def logsumexp_backward(grad, x, lse, out):
-    o, n, inner = x.shape
-    if x.size == 0:
-        return
-    gf = grad.reshape(grad.size)
-    xf = x.reshape(x.size)
-    lf = lse.reshape(lse.size)
-    of = out.reshape(out.size)
-    nt = _nthreads(x.size * 0.4)
-    if inner == 1:
-        if nt == 1:
-            _rows_logsumexp_backward(gf, xf, lf, of, n, 0, o)
-            return
-        for c in prange(nt):
-            _rows_logsumexp_backward(gf, xf, lf, of, n, c * o // nt, (c + 1) * o // nt)
-    else:
-        ntile = (inner + TW - 1) // TW
-        U = o * ntile
-        if nt == 1:
-            _lanes_logsumexp_backward(gf, xf, lf, of, n, inner, ntile, 0, U)
-            return
-        for c in prange(nt):
-            _lanes_logsumexp_backward(gf, xf, lf, of, n, inner, ntile, c * U // nt, (c + 1) * U // nt)
-    unlock()
+def _pl_logsumexp(x, out, nt):
+    U = _units(x)
+    for c in prange(nt):
+        _lanes_logsumexp(x, out, c * U // nt, (c + 1) * U // nt)
+
+
+@njit(**_PAR)
+def _pr_softmax_backward(g, y, out, nt):
+    o = y.shape[0]
+    for c in prange(nt):
+        _rows_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _pl_softmax_backward(g, y, out, nt):
+    U = _units(y)
+    for c in prange(nt):
+        _lanes_softmax_backward(g, y, out, c * U // nt, (c + 1) * U // nt)
+
+
+@njit(**_PAR)
+def _pr_log_softmax_backward(g, y, out, nt):
+    o = y.shape[0]
+    for c in prange(nt):
+        _rows_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _pl_log_softmax_backward(g, y, out, nt):
+    U = _units(y)
+    for c in prange(nt):
+        _lanes_log_softmax_backward(g, y, out, c * U // nt, (c + 1) * U // nt)
+
+
+@njit(**_PAR)
+def _pr_logsumexp_backward(g, x, lse, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rows_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _pl_logsumexp_backward(g, x, lse, out, nt):
+    U = _units(x)
+    for c in prange(nt):
+        _lanes_logsumexp_backward(g, x, lse, out, c * U // nt, (c + 1) * U // nt)
 
 
 # ---------------------------------------------------------------------------
@@ -1798,12 +1646,11 @@ def logsumexp_backward(grad, x, lse, out):
 #   dx   = scale * (softmax(x) sum(q) - q)
 
 
-@njit(**_HLP)
+@njit(**_INL)
 def _ce_stats(xr):
     """(m, lse shift L, 1/(1 + rest) in float64): log_softmax_c =
     (x_c - m) - L and softmax_c = exp(x_c - m) * inv, with the reference's
     values for a row whose max is not finite (inv NaN)."""
-    always_inline()
     m = _row_max(xr)
     if _finite(m):
         rest = _row_rest(xr, m)
@@ -1849,43 +1696,10 @@ def _ce_index_run(xf, tf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad)
 
 
 @njit(**_PAR)
-def cross_entropy_index(x, target, loss, ignore_index, label_smoothing):
-    o, C, inner = x.shape
-    S = o * inner
-    if S == 0:
-        return
-    xf = x.reshape(x.size)
-    tf = target.reshape(target.size)
-    lf = loss.reshape(loss.size)
-    nt = _nthreads(x.size * 2.0)
-    if nt == 1:
-        _ce_index_run(xf, tf, lf, lf, lf, C, inner, 0, S, ignore_index, label_smoothing, False)
-        return
+def _p_ce_index(xf, tf, sf, lf, df, C, inner, ignore_index, eps, grad, nt):
+    S = lf.size
     for c in prange(nt):
-        _ce_index_run(xf, tf, lf, lf, lf, C, inner, c * S // nt, (c + 1) * S // nt,
-                      ignore_index, label_smoothing, False)
-    unlock()
-
-
-@njit(**_PAR)
-def cross_entropy_index_grad(x, target, scale, loss, dx, ignore_index, label_smoothing):
-    o, C, inner = x.shape
-    S = o * inner
-    if S == 0:
-        return
-    xf = x.reshape(x.size)
-    tf = target.reshape(target.size)
-    sf = scale.reshape(scale.size)
-    lf = loss.reshape(loss.size)
-    df = dx.reshape(dx.size)
-    nt = _nthreads(x.size * 3.0)
-    if nt == 1:
-        _ce_index_run(xf, tf, sf, lf, df, C, inner, 0, S, ignore_index, label_smoothing, True)
-        return
-    for c in prange(nt):
-        _ce_index_run(xf, tf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt,
-                      ignore_index, label_smoothing, True)
-    unlock()
+        _ce_index_run(xf, tf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, ignore_index, eps, grad)
 
 
 @njit(**_JIT)
@@ -1926,38 +1740,245 @@ def _ce_prob_run(xf, pf, sf, lf, df, C, inner, s0, s1, eps, grad):
 
 
 @njit(**_PAR)
+def _p_ce_prob(xf, pf, sf, lf, df, C, inner, eps, grad, nt):
+    S = lf.size
+    for c in prange(nt):
+        _ce_prob_run(xf, pf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, eps, grad)
+
+
+# ---------------------------------------------------------------------------
+# the kernels: thin Python functions that run the serial compiled function,
+# or its parallel version when the work is large enough, fastact's thread
+# count is above 1 and no other Python thread is in a parallel kernel (one
+# parallel region at a time: no oversubscription, and safe with Numba's
+# workqueue threading layer, which does not support concurrent regions).
+
+#: fastact's thread count (set through set_num_threads, clamped to Numba's pool)
+_NT = [1]
+_PLOCK = threading.Lock()
+
+
+def set_num_threads(n: int) -> None:
+    """Hook called by ``fastact.set_num_threads`` (and when the backend loads)."""
+    _NT[0] = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+
+
+def _parallel(par, args) -> bool:
+    """``par(*args, nt)`` on fastact's thread count; False if another thread
+    holds the parallel region (the caller then runs serially)."""
+    if not _PLOCK.acquire(False):
+        return False
+    try:
+        nt = _NT[0]
+        # numba's thread count is per Python thread: set it for this call
+        prev = numba.get_num_threads()
+        numba.set_num_threads(nt)
+        try:
+            par(*args, nt)
+        finally:
+            numba.set_num_threads(prev)
+    finally:
+        _PLOCK.release()
+    return True
+
+
+def _serial_below(cost_ns):
+    """Elements below which a kernel of the given cost runs serially."""
+    return PAR_NS / cost_ns
+
+
+def _ew1(run, par, cost):
+    limit = _serial_below(cost)
+
+    def kernel(x, out):
+        if x.size < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
+            run(x, out)
+
+    return kernel
+
+
+def _ew1p(run, par, cost):
+    limit = _serial_below(cost)
+
+    def kernel(x, out, *p):
+        if x.size < limit or _NT[0] < 2 or not _parallel(par, (x, out) + p):
+            run(x, out, *p)
+
+    return kernel
+
+
+def _ew2(run, par, cost):
+    limit = _serial_below(cost)
+
+    def kernel(a, b, out):
+        if out.size < limit or _NT[0] < 2 or not _parallel(par, (a, b, out)):
+            run(a, b, out)
+
+    return kernel
+
+
+def _ew2p(run, par, cost):
+    limit = _serial_below(cost)
+
+    def kernel(a, b, out, *p):
+        if out.size < limit or _NT[0] < 2 or not _parallel(par, (a, b, out) + p):
+            run(a, b, out, *p)
+
+    return kernel
+
+
+def _rows1(rows, lanes, prows, planes, cost):
+    """Row kernel k(x, out) with x (outer, n, inner)."""
+    limit = _serial_below(cost)
+
+    def kernel(x, out):
+        o, n, i = x.shape
+        if x.size == 0:
+            return
+        if i == 1:
+            if x.size < limit or _NT[0] < 2 or not _parallel(prows, (x, out)):
+                rows(x, out, 0, o)
+        elif x.size < limit or _NT[0] < 2 or not _parallel(planes, (x, out)):
+            lanes(x, out, 0, o * ((i + TW - 1) // TW))
+
+    return kernel
+
+
+def _rows2(rows, lanes, prows, planes, cost):
+    """Row kernel k(g, y, out), all (outer, n, inner)."""
+    limit = _serial_below(cost)
+
+    def kernel(g, y, out):
+        o, n, i = y.shape
+        if y.size == 0:
+            return
+        if i == 1:
+            if y.size < limit or _NT[0] < 2 or not _parallel(prows, (g, y, out)):
+                rows(g, y, out, 0, o)
+        elif y.size < limit or _NT[0] < 2 or not _parallel(planes, (g, y, out)):
+            lanes(g, y, out, 0, o * ((i + TW - 1) // TW))
+
+    return kernel
+
+
+def _named(k, name, doc):
+    k.__name__ = k.__qualname__ = name
+    k.__doc__ = doc
+    return k
+
+
+_EW1 = {  # name: cost in ns per element (float32), for the thread decision
+    "sigmoid": 0.4, "log_sigmoid": 0.8, "logit": 1.2, "tanh": 0.4, "relu": 0.25,
+    "gelu": 1.0, "gelu_tanh": 0.5, "silu": 0.4,
+}
+_EW1P = {"softplus": 0.8, "leaky_relu": 0.25}
+_EW2 = {
+    "sigmoid_backward": 0.3, "sigmoid_backward_x": 0.4, "tanh_backward_x": 0.4,
+    "log_sigmoid_backward": 0.5, "logit_backward": 0.4, "tanh_backward": 0.3,
+    "relu_backward": 0.3, "gelu_backward": 1.2, "gelu_tanh_backward": 0.6,
+    "silu_backward": 0.5, "bce_with_logits": 0.8,
+}
+_EW2P = {"softplus_backward": 0.5, "leaky_relu_backward": 0.3, "bce_with_logits_backward": 0.5}
+
+for _table, _make in ((_EW1, _ew1), (_EW1P, _ew1p), (_EW2, _ew2), (_EW2P, _ew2p)):
+    for _name, _cost in _table.items():
+        globals()[_name] = _named(
+            _make(globals()["_e_" + _name], globals()["_p_" + _name], _cost),
+            _name, f"Kernel ``{_name}`` (see fastact._registry), float32 or float64.")
+
+softmax = _named(_rows1(_rows_softmax, _lanes_softmax, _pr_softmax, _pl_softmax, 0.5),
+                 "softmax", "Kernel ``softmax``: x, out (outer, n, inner).")
+log_softmax = _named(_rows1(_rows_log_softmax, _lanes_log_softmax, _pr_log_softmax, _pl_log_softmax, 0.6),
+                     "log_softmax", "Kernel ``log_softmax``: x, out (outer, n, inner).")
+softmax_backward = _named(
+    _rows2(_rows_softmax_backward, _lanes_softmax_backward, _pr_softmax_backward, _pl_softmax_backward, 0.3),
+    "softmax_backward", "Kernel ``softmax_backward``: grad, y, out (outer, n, inner).")
+log_softmax_backward = _named(
+    _rows2(_rows_log_softmax_backward, _lanes_log_softmax_backward, _pr_log_softmax_backward,
+           _pl_log_softmax_backward, 0.4),
+    "log_softmax_backward", "Kernel ``log_softmax_backward``: grad, y, out (outer, n, inner).")
+
+_LSE_LIMIT = _serial_below(0.4)
+
+
+def logsumexp(x, out):
+    """Kernel ``logsumexp``: x (outer, n, inner), out (outer, inner)."""
+    o, n, i = x.shape
+    if out.size == 0:
+        return
+    if n == 0:
+        out[...] = -np.inf
+        return
+    if i == 1:
+        if x.size < _LSE_LIMIT or _NT[0] < 2 or not _parallel(_pr_logsumexp, (x, out)):
+            _rows_logsumexp(x, out, 0, o)
+    elif x.size < _LSE_LIMIT or _NT[0] < 2 or not _parallel(_pl_logsumexp, (x, out)):
+        _lanes_logsumexp(x, out, 0, o * ((i + TW - 1) // TW))
+
+
+_LSEB_LIMIT = _serial_below(0.4)
+
+
+def logsumexp_backward(grad, x, lse, out):
+    """Kernel ``logsumexp_backward``: grad, lse (outer, inner); x, out
+    (outer, n, inner)."""
+    o, n, i = x.shape
+    if x.size == 0:
+        return
+    if i == 1:
+        if x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(_pr_logsumexp_backward, (grad, x, lse, out)):
+            _rows_logsumexp_backward(grad, x, lse, out, 0, o)
+    elif x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(_pl_logsumexp_backward, (grad, x, lse, out)):
+        _lanes_logsumexp_backward(grad, x, lse, out, 0, o * ((i + TW - 1) // TW))
+
+
+_CE_LIMIT = _serial_below(2.0)
+_CEG_LIMIT = _serial_below(3.0)
+
+
+def cross_entropy_index(x, target, loss, ignore_index, label_smoothing):
+    """Kernel ``cross_entropy_index`` (see fastact._registry)."""
+    o, C, i = x.shape
+    if loss.size == 0:
+        return
+    lf = loss.reshape(-1)
+    args = (x.reshape(-1), target.reshape(-1), lf, lf, lf, C, i)
+    p = (int(ignore_index), float(label_smoothing), False)
+    if x.size < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
+        _ce_index_run(*args, 0, lf.size, *p)
+
+
+def cross_entropy_index_grad(x, target, scale, loss, dx, ignore_index, label_smoothing):
+    """Kernel ``cross_entropy_index_grad`` (see fastact._registry)."""
+    o, C, i = x.shape
+    if loss.size == 0:
+        return
+    lf = loss.reshape(-1)
+    args = (x.reshape(-1), target.reshape(-1), scale.reshape(-1), lf, dx.reshape(-1), C, i)
+    p = (int(ignore_index), float(label_smoothing), True)
+    if x.size < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
+        _ce_index_run(*args, 0, lf.size, *p)
+
+
 def cross_entropy_prob(x, p, loss, label_smoothing):
-    o, C, inner = x.shape
-    S = o * inner
-    if S == 0:
+    """Kernel ``cross_entropy_prob`` (see fastact._registry)."""
+    o, C, i = x.shape
+    if loss.size == 0:
         return
-    xf = x.reshape(x.size)
-    pf = p.reshape(p.size)
-    lf = loss.reshape(loss.size)
-    nt = _nthreads(x.size * 2.0)
-    if nt == 1:
-        _ce_prob_run(xf, pf, lf, lf, lf, C, inner, 0, S, label_smoothing, False)
-        return
-    for c in prange(nt):
-        _ce_prob_run(xf, pf, lf, lf, lf, C, inner, c * S // nt, (c + 1) * S // nt, label_smoothing, False)
-    unlock()
+    lf = loss.reshape(-1)
+    args = (x.reshape(-1), p.reshape(-1), lf, lf, lf, C, i)
+    q = (float(label_smoothing), False)
+    if x.size < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
+        _ce_prob_run(*args, 0, lf.size, *q)
 
 
-@njit(**_PAR)
 def cross_entropy_prob_grad(x, p, scale, loss, dx, label_smoothing):
-    o, C, inner = x.shape
-    S = o * inner
-    if S == 0:
+    """Kernel ``cross_entropy_prob_grad`` (see fastact._registry)."""
+    o, C, i = x.shape
+    if loss.size == 0:
         return
-    xf = x.reshape(x.size)
-    pf = p.reshape(p.size)
-    sf = scale.reshape(scale.size)
-    lf = loss.reshape(loss.size)
-    df = dx.reshape(dx.size)
-    nt = _nthreads(x.size * 3.0)
-    if nt == 1:
-        _ce_prob_run(xf, pf, sf, lf, df, C, inner, 0, S, label_smoothing, True)
-        return
-    for c in prange(nt):
-        _ce_prob_run(xf, pf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, label_smoothing, True)
-    unlock()
+    lf = loss.reshape(-1)
+    args = (x.reshape(-1), p.reshape(-1), scale.reshape(-1), lf, dx.reshape(-1), C, i)
+    q = (float(label_smoothing), True)
+    if x.size < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
+        _ce_prob_run(*args, 0, lf.size, *q)

@@ -40,9 +40,6 @@ FMA, reciprocal, no signed zeros, approximate-function; never ``nnan`` /
 
 from __future__ import annotations
 
-import ctypes
-
-import llvmlite.binding as _llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -469,6 +466,20 @@ def imax(typingctx, a, b):
 
 
 @intrinsic
+def ind(typingctx, cond, like):
+    """1.0 if ``cond`` else 0.0, in the float type of ``like``, without a
+    branch or select (``uitofp``): a select feeding a reduction keeps LLVM
+    from vectorizing it."""
+    if not (isinstance(cond, types.Boolean) and _is_float(like)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.uitofp(args[0], context.get_value_type(sig.return_type))
+
+    return like(cond, like), codegen
+
+
+@intrinsic
 def radd(typingctx, acc, x):
     """``acc + x`` that LLVM may reassociate (for sum accumulators, so that
     the reduction vectorizes).  ``x`` is converted to the type of ``acc``."""
@@ -574,7 +585,7 @@ def split_sqrt2(typingctx, u):
 
 
 # ---------------------------------------------------------------------------
-# function attributes, thread count, parallel-region lock
+# function attributes
 
 
 def _fn_attr(builder, attr):
@@ -613,6 +624,9 @@ def always_inline(typingctx):
 
     def codegen(context, builder, sig, args):
         _fn_attr(builder, "alwaysinline")
+        # a helper's own loops are vectorized in its own module, before it
+        # is inlined: give them the kernels' vector width
+        _fn_attr(builder, '"prefer-vector-width"="512"')
         return context.get_dummy_value()
 
     return types.none(), codegen
@@ -628,109 +642,6 @@ def never_inline(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
-
-
-@intrinsic
-def fast_div(typingctx):
-    """Let LLVM compute vector divisions of the calling function with a
-    reciprocal estimate and Newton steps (1 for float32, 2 for float64):
-    about 1 ULP instead of 0.5, several times faster.
-
-    Only for functions whose divisors are finite and nonzero (the estimate
-    turns 1/0 and 1/inf into NaN): the helpers here divide by 1 + e**-|x|,
-    a + 3, 2 + f, 2 + t, never by user data.
-    """
-
-    def codegen(context, builder, sig, args):
-        _fn_attr(builder, '"reciprocal-estimates"="vec-divf:1,vec-divd:2,divf:1,divd:2"')
-        return context.get_dummy_value()
-
-    return types.none(), codegen
-
-
-@intrinsic
-def noalias(typingctx):
-    """Declare that the array arguments of the calling function do not
-    overlap (LLVM ``noalias`` on their data pointers).  Without it LLVM
-    guards every loop that reads one array and writes another with a
-    run-time overlap test, and cannot vectorize fully unrolled short loops.
-    Only for functions that are never called with one array twice (kernels
-    have separate in-place variants)."""
-
-    def codegen(context, builder, sig, args):
-        for a in builder.function.args:
-            if a.name.startswith("arg.") and a.name.endswith(".4") and isinstance(a.type, ir.PointerType):
-                try:
-                    a.add_attribute("noalias")
-                except Exception:  # pragma: no cover
-                    pass
-        return context.get_dummy_value()
-
-    return types.none(), codegen
-
-
-# Process-wide state that compiled (and cached) kernels read at run time: a
-# C int registered as an LLVM symbol, resolved by name when the kernel's
-# machine code is linked, so cached code finds the current process's copy.
-_NTHREADS = ctypes.c_int32(1)
-_PLOCK = ctypes.c_int32(0)
-_SYM_NTHREADS = "fastact_numba_nthreads"
-_SYM_PLOCK = "fastact_numba_parallel_lock"
-_llvm.add_symbol(_SYM_NTHREADS, ctypes.addressof(_NTHREADS))
-_llvm.add_symbol(_SYM_PLOCK, ctypes.addressof(_PLOCK))
-
-
-def _global_i32(builder, name):
-    mod = builder.module
-    try:
-        return mod.get_global(name)
-    except KeyError:
-        gv = ir.GlobalVariable(mod, ir.IntType(32), name)
-        gv.linkage = "external"
-        return gv
-
-
-@intrinsic
-def max_threads(typingctx):
-    """The thread count set by ``fastact.set_num_threads`` (any Python
-    thread's setting applies to all, as documented)."""
-
-    def codegen(context, builder, sig, args):
-        v = builder.load_atomic(_global_i32(builder, _SYM_NTHREADS), "monotonic", 4)
-        return builder.sext(v, ir.IntType(64))
-
-    return types.int64(), codegen
-
-
-@intrinsic
-def try_lock(typingctx):
-    """Take the parallel-region lock if free; True if taken.
-
-    One parallel region at a time: a kernel called while another Python
-    thread's kernel holds the lock runs on its own thread instead of
-    oversubscribing the cores (and of nesting thread pools, which Numba's
-    workqueue layer does not support)."""
-
-    def codegen(context, builder, sig, args):
-        i32 = ir.IntType(32)
-        gv = _global_i32(builder, _SYM_PLOCK)
-        res = builder.cmpxchg(gv, ir.Constant(i32, 0), ir.Constant(i32, 1), "acquire", "monotonic")
-        return builder.extract_value(res, 1)
-
-    return types.boolean(), codegen
-
-
-@intrinsic
-def unlock(typingctx):
-    def codegen(context, builder, sig, args):
-        builder.store_atomic(ir.Constant(ir.IntType(32), 0), _global_i32(builder, _SYM_PLOCK), "release", 4)
-        return context.get_dummy_value()
-
-    return types.none(), codegen
-
-
-def set_max_threads(n: int) -> None:
-    _NTHREADS.value = max(1, int(n))
 
 
 # ---------------------------------------------------------------------------

@@ -322,3 +322,116 @@ def stack_array(typingctx, N, like):
         return ary._getvalue()
 
     return arrty(N, like), codegen
+
+
+# ---------------------------------------------------------------------------
+# fused whole-row operations for n <= VL: one load, one store per row
+
+
+def _hmax(b, v, ety):
+    """max of the lanes of v in key order (+NaN wins, -NaN loses)."""
+    return emit_from_fkey(b, _reduce_smax(b, emit_fkey(b, v)), ety)
+
+
+@intrinsic
+def vrow_softmax1(typingctx, x, off, n, out, VL):
+    """out = softmax(x) over a row of n <= VL elements.  IEEE arithmetic
+    gives the contract's NaN rows: a max of +inf or NaN makes x - m NaN
+    somewhere, an all -inf row gives -inf - -inf = NaN, and a NaN makes the
+    sum NaN."""
+    vl = _vl(VL)
+    if not (_check(x, vl) and _flat(out) and out.dtype == x.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
+        v = row.load(float("-inf"))
+        m = _hmax(b, v, row.ety)
+        e = emit_exp(b, b.fsub(v, row.splat(m), flags=_EFLAGS))
+        s = _reduce_fadd(b, e)
+        inv = b.fdiv(ir.Constant(row.ety, 1.0), s)
+        row.store(b.fmul(e, row.splat(inv), flags=_EFLAGS), _out_ptr(context, b, sig.args[3], args[3], args[1]))
+        return context.get_dummy_value()
+
+    return types.none(x, off, n, out, VL), codegen
+
+
+@intrinsic
+def vrow_max_rest(typingctx, x, off, n, VL):
+    """(max, rest) of a row of n <= VL elements: rest as in ``vrow_rest``
+    (float64; meaningless when the max is not finite)."""
+    vl = _vl(VL)
+    if not _check(x, vl):
+        return None
+    retty = types.Tuple((x.dtype, types.float64))
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
+        v = row.load(float("-inf"))
+        m = _hmax(b, v, row.ety)
+        d = b.fsub(v, row.splat(m), flags=_EFLAGS)
+        e = emit_exp(b, d)
+        zero = const(row.vty, 0.0)
+        is_max = b.and_(b.fcmp_ordered("==", d, zero), row.mask)
+        e = b.select(is_max, zero, e)
+        dbl = ir.DoubleType()
+        s = _reduce_fadd(b, e, dbl)
+        cnt = b.sitofp(
+            llvm_call(b, "ctpop", ir.IntType(vl), b.bitcast(is_max, ir.IntType(vl)), suffix=f"i{vl}"),
+            dbl,
+        )
+        rest = b.fadd(s, b.fsub(cnt, ir.Constant(dbl, 1.0)))
+        return context.make_tuple(b, sig.return_type, (m, rest))
+
+    return retty(x, off, n, VL), codegen
+
+
+@intrinsic
+def vrow_softmax_bwd1(typingctx, g, y, off, n, out, VL):
+    """out = y * (g - sum(g * y)) over a row of n <= VL elements (the sum
+    in float64)."""
+    vl = _vl(VL)
+    if not (_check(g, vl) and _flat(y) and _flat(out) and y.dtype == out.dtype == g.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], vl)
+        ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], vl)
+        vg, vy = rg.load(0.0), ry.load(0.0)
+        dv = ir.VectorType(ir.DoubleType(), vl)
+        if vg.type != dv:
+            dot = _reduce_fadd(b, b.fmul(b.fpext(vg, dv), b.fpext(vy, dv), flags=_EFLAGS))
+            dot = b.fptrunc(dot, rg.ety)
+        else:
+            dot = _reduce_fadd(b, b.fmul(vg, vy, flags=_EFLAGS))
+        v = b.fmul(vy, b.fsub(vg, rg.splat(dot), flags=_EFLAGS), flags=_EFLAGS)
+        rg.store(v, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+        return context.get_dummy_value()
+
+    return types.none(g, y, off, n, out, VL), codegen
+
+
+@intrinsic
+def vrow_log_softmax_bwd1(typingctx, g, y, off, n, out, VL):
+    """out = g - exp(y) * sum(g) over a row of n <= VL elements (the sum in
+    float64)."""
+    vl = _vl(VL)
+    if not (_check(g, vl) and _flat(y) and _flat(out) and y.dtype == out.dtype == g.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], vl)
+        ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], vl)
+        vg, vy = rg.load(0.0), ry.load(0.0)
+        tot = _reduce_fadd(b, vg, ir.DoubleType())
+        if rg.ety != tot.type:
+            tot = b.fptrunc(tot, rg.ety)
+        v = b.fsub(vg, b.fmul(emit_exp(b, vy), rg.splat(tot), flags=_EFLAGS), flags=_EFLAGS)
+        rg.store(v, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+        return context.get_dummy_value()
+
+    return types.none(g, y, off, n, out, VL), codegen
