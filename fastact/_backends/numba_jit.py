@@ -1126,13 +1126,8 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
                 of[r] = _lse_of(m, 0.0, _row_hasnan(xf[r * n:r * n + n]))
 
 
-@njit(**_JIT)
-def _rows_softmax(x, out, r0, r1):
-    never_inline()
-    wide()
-    n = x.shape[1]
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
+@njit(**_INL)
+def _flat_softmax(xf, of, n, r0, r1):
     if n <= VL:
         for r in range(r0, r1):
             vrow_softmax1(xf, r * n, n, of, VL)
@@ -1148,12 +1143,14 @@ def _rows_softmax(x, out, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_log_softmax(x, out, r0, r1):
+def _rows_softmax(x, out, r0, r1):
     never_inline()
     wide()
-    n = x.shape[1]
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
+    _flat_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_INL)
+def _flat_log_softmax(xf, of, n, r0, r1):
     if n <= TINY:
         _tiny_log_softmax(xf, of, n, r0, r1)
     elif _same(xf, of):
@@ -1165,12 +1162,14 @@ def _rows_log_softmax(x, out, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_logsumexp(x, out, r0, r1):
+def _rows_log_softmax(x, out, r0, r1):
     never_inline()
     wide()
-    n = x.shape[1]
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
+    _flat_log_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_INL)
+def _flat_logsumexp(xf, of, n, r0, r1):
     if n <= TINY:
         _tiny_logsumexp(xf, of, n, r0, r1)
     else:
@@ -1184,13 +1183,14 @@ def _rows_logsumexp(x, out, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_softmax_backward(g, y, out, r0, r1):
+def _rows_logsumexp(x, out, r0, r1):
     never_inline()
     wide()
-    n = y.shape[1]
-    gf = g.reshape(g.size)
-    yf = y.reshape(y.size)
-    of = out.reshape(out.size)
+    _flat_logsumexp(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_INL)
+def _flat_softmax_backward(gf, yf, of, n, r0, r1):
     if n <= VL:
         for r in range(r0, r1):
             vrow_softmax_bwd1(gf, yf, r * n, n, of, VL)
@@ -1230,13 +1230,14 @@ def _rows_softmax_backward(g, y, out, r0, r1):
 
 
 @njit(**_JIT)
-def _rows_log_softmax_backward(g, y, out, r0, r1):
+def _rows_softmax_backward(g, y, out, r0, r1):
     never_inline()
     wide()
-    n = y.shape[1]
-    gf = g.reshape(g.size)
-    yf = y.reshape(y.size)
-    of = out.reshape(out.size)
+    _flat_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+
+
+@njit(**_INL)
+def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
     if n <= VL:
         for r in range(r0, r1):
             vrow_log_softmax_bwd1(gf, yf, r * n, n, of, VL)
@@ -1272,6 +1273,13 @@ def _rows_log_softmax_backward(g, y, out, r0, r1):
         else:
             for j in range(n):
                 orow[j] = gr[j] - exp(yr[j]) * t
+
+
+@njit(**_JIT)
+def _rows_log_softmax_backward(g, y, out, r0, r1):
+    never_inline()
+    wide()
+    _flat_log_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)

@@ -40,6 +40,9 @@ FMA, reciprocal, no signed zeros, approximate-function; never ``nnan`` /
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -49,6 +52,63 @@ from numba.extending import intrinsic
 FASTMATH = {"contract", "arcp", "nsz", "afn"}
 #: flags of the sum accumulators (``radd``): reassociation allowed there only
 _SUM_FLAGS = ("reassoc", "contract", "nsz", "arcp", "afn")
+
+
+# The backend's compiled functions span several files (numba_math.py,
+# numba_rows.py, numba_jit.py, fastact/numba.py).  Numba keys a cached
+# function on its own source file only, so editing a helper here would leave
+# stale machine code behind for every kernel that inlined it.  These locators
+# (tried before Numba's own, for the backend's files only) key the cache of
+# all of them on the contents of all of them.
+_SOURCES = tuple(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
+    for f in ("numba_math.py", "numba_rows.py", "numba_jit.py", os.path.join(os.pardir, "numba.py"))
+)
+
+
+def _install_cache_locators():
+    try:
+        from numba.core import caching
+
+        def cls(name):
+            return getattr(caching, name, None) or getattr(caching, "_" + name)
+
+        bases = [cls("UserProvidedCacheLocator"), cls("InTreeCacheLocator"), cls("UserWideCacheLocator")]
+        registry = cls("CacheImpl")._locator_classes
+    except (ImportError, AttributeError):  # pragma: no cover - other Numba
+        return
+    if any(getattr(c, "_fastact", False) for c in registry):
+        return
+    ours = {os.path.normcase(os.path.realpath(f)) for f in _SOURCES}
+    digest = hashlib.sha256()
+    for f in _SOURCES:
+        try:
+            with open(f, "rb") as fh:
+                digest.update(fh.read())
+        except OSError:
+            pass
+    stamp = digest.digest()
+
+    def make(base):
+        class Locator(base):
+            _fastact = True
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.normcase(os.path.realpath(py_file)) not in ours:
+                    return None
+                return super().from_function(py_func, py_file)
+
+            def get_source_stamp(self):
+                return stamp
+
+        Locator.__name__ = Locator.__qualname__ = "Fastact" + base.__name__
+        return Locator
+
+    registry[:0] = [make(b) for b in bases]
+
+
+_install_cache_locators()
 
 
 def _probe():  # pragma: no cover - only decorated, never called
