@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _registry
 
-__all__ = ["Case", "case", "run", "reference", "layouts", "compare", "EDGE_VALUES", "edge_rows"]
+__all__ = ["Case", "case", "run", "reference", "layouts", "nasty", "compare", "EDGE_VALUES", "edge_rows"]
 
 #: values every elementwise kernel must handle without warnings
 EDGE_VALUES = (
@@ -47,6 +47,33 @@ def edge_rows():
         [3e38, -3e38, 0.0, 1.0],
         [5e-324, -5e-324, 0.0, -0.0],
     ])
+
+
+def nasty(dtype=np.float64, seed=0):
+    """``(name, array)`` pairs of hostile inputs every kernel must handle like
+    the reference: NaN/inf mixes, all -inf and +inf rows, huge and tiny
+    magnitudes, subnormals, 0-d, empty shapes, and the values of a random
+    array in every memory layout of :func:`layouts` (strided, negative
+    strides, F order, byte-swapped, read-only)."""
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    with np.errstate(over="ignore"):
+        yield "edge-values", np.array(EDGE_VALUES).astype(dtype).reshape(1, -1)
+        yield "edge-rows", edge_rows().astype(dtype)
+    fin = np.finfo(dtype)
+    yield "huge", (rng.uniform(-1, 1, (3, 8)) * fin.max / 4).astype(dtype)
+    yield "tiny", (rng.uniform(-1, 1, (3, 8)) * fin.tiny * 4).astype(dtype)
+    yield "subnormal", (rng.uniform(-1, 1, (3, 8)) * fin.tiny / 2 ** 10).astype(dtype)
+    yield "all-minus-inf", np.full((2, 5), -np.inf, dtype)
+    yield "all-plus-inf", np.full((2, 5), np.inf, dtype)
+    yield "all-nan", np.full((2, 5), np.nan, dtype)
+    yield "0-d", np.array(0.75, dtype)
+    yield "empty-rows", np.zeros((0, 5), dtype)
+    yield "empty-cols", np.zeros((5, 0), dtype)
+    base = rng.normal(size=(6, 9)).astype(dtype) * 3
+    for name, a in layouts(base):
+        if name != "C":
+            yield name, a
 
 
 @dataclasses.dataclass
