@@ -65,7 +65,6 @@ from .numba_math import (
     log1p_unit,
     log1pexp_neg_abs,
     radd,
-    rdiv,
     sigmoid as _sigmoid,
     tanh as _tanh,
     wide,
@@ -146,7 +145,7 @@ def _sig_pair(x):
     """(sigmoid(x), sigmoid(-x)) with one exp and one division."""
     always_inline()
     e = exp(-fabs(x))
-    r = rdiv(K(x, 1.0), K(x, 1.0) + e)
+    r = K(x, 1.0) / (K(x, 1.0) + e)
     if x >= K(x, 0.0):
         return r, e * r
     return e * r, r
@@ -196,7 +195,7 @@ def _f_logit(x):
     # near 1/2: 2 atanh(2x - 1) = log1p(2y / (1 - y)), exact 2x - 1; else
     # log(x / (1 - x)) (x = 0, 1 give -inf, inf; outside [0, 1] NaN)
     y = K(x, 2.0) * x - K(x, 1.0)
-    near = log1p(rdiv(K(x, 2.0) * y, K(x, 1.0) - y))
+    near = log1p(K(x, 2.0) * y / (K(x, 1.0) - y))  # (not rdiv: x = 1 divides by 0)
     far = log(x / (K(x, 1.0) - x))
     return near if fabs(x - K(x, 0.5)) < K(x, 0.25) else far
 
@@ -260,7 +259,7 @@ def _b_sigmoid_x(g, x):
     # sigmoid(x) sigmoid(-x) = e / (1 + e)^2, e = exp(-|x|)
     e = exp(-fabs(x))
     d = K(x, 1.0) + e
-    return g * rdiv(e, d * d)
+    return g * (e / (d * d))
 
 
 @njit(**_HLP)
@@ -269,7 +268,7 @@ def _b_tanh_x(g, x):
     # 1 / cosh(x)^2 = 4 e / (1 + e)^2, e = exp(-2|x|)
     e = exp(K(x, -2.0) * fabs(x))
     d = K(x, 1.0) + e
-    return g * rdiv(K(x, 4.0) * e, d * d)
+    return g * (K(x, 4.0) * e / (d * d))
 
 
 @njit(**_HLP)
@@ -1315,6 +1314,12 @@ def _rows_logsumexp_backward(g, x, lse, out, r0, r1):
 # ---------------------------------------------------------------------------
 # rows, inner > 1: lane-wise reductions over n, vectorized along inner, in
 # tiles of TW lanes; work units are (outer index, tile) pairs
+
+
+@njit(**_INL)
+def _units(x):
+    """Work units of an (outer, n, inner) array: outer * tiles of inner."""
+    return x.shape[0] * ((x.shape[2] + TW - 1) // TW)
 
 
 @njit(**_HLP)

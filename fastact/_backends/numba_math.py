@@ -554,20 +554,6 @@ def radd(typingctx, acc, x):
 
 
 @intrinsic
-def rdiv(typingctx, a, b):
-    """``a / b`` for a finite ``a`` and a finite nonzero ``b`` (or NaN): with
-    ``fast_div()`` in the kernel this becomes a reciprocal estimate and
-    Newton steps (the flags 'ninf' + 'arcp' on this one division allow it)."""
-    if not (_is_float(a) and a == b):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.fdiv(args[0], args[1], flags=("ninf", "arcp", "afn", "contract", "nsz"))
-
-    return a(a, b), codegen
-
-
-@intrinsic
 def scale2(typingctx, p, z):
     """``p * 2**n`` where ``z = SHIFTER + n`` holds the integer n in its low
     mantissa bits (see ``emit_scale2``)."""
@@ -731,7 +717,7 @@ def expm1_neg(x):
 def _log1pf(f):
     """log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1]."""
     always_inline()
-    s = rdiv(f, K(f, 2.0) + f)
+    s = f / (K(f, 2.0) + f)
     z = s * s
     hfsq = K(f, 0.5) * f * f
     return f - (hfsq - s * (hfsq + z * poly(z, "LOG")))
@@ -784,7 +770,7 @@ def tanh(x):
     """tanh, <= 2 ULP: -t/(2+t) with t = expm1(-2|x|)."""
     always_inline()
     t = expm1_neg(K(x, -2.0) * fabs(x))
-    y = rdiv(-t, K(x, 2.0) + t)
+    y = -t / (K(x, 2.0) + t)
     return copysign(y, x)
 
 
@@ -794,7 +780,7 @@ def sigmoid(x):
     always_inline()
     e = exp(-fabs(x))
     num = K(x, 1.0) if x >= K(x, 0.0) else e
-    return rdiv(num, K(x, 1.0) + e)
+    return num / (K(x, 1.0) + e)
 
 
 @njit(**HELPER)
@@ -831,7 +817,7 @@ def erfc(x):
     ac = big if a > big else a
     hi = ac * ac
     lo = fma(ac, ac, -hi)
-    inv = rdiv(K(x, 1.0), ac + K(x, 3.0))
+    inv = K(x, 1.0) / (ac + K(x, 3.0))
     t = (ac - K(x, 3.0)) * inv
     p, z = exp_parts(-hi)
     w = p * (poly(t, "ERFC") * inv)

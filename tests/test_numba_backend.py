@@ -1,0 +1,534 @@
+"""Tests specific to the "numba" backend (fastact._backends.numba_*) and to
+fastact.numba, the functions Numba users call from their own @njit code.
+
+The registry-driven suite (test_backends.py) already runs every kernel on
+this backend against the NumPy reference through the public API.  Here: the
+public Numba API called from a user's @njit function, the accuracy of the
+scalar helpers against high-precision references, the vector code (zmm on
+AVX-512), the paths inside the row kernels at their boundaries, the thread
+decision and concurrent Python threads, and the compilation cache (nothing
+compiled at import, read-only installs, stale-cache protection).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact import _registry
+from fastact import testing as ft
+
+numba = pytest.importorskip("numba")
+nj = pytest.importorskip("fastact._backends.numba_jit")
+import fastact.numba as fn  # noqa: E402
+from fastact._backends import numba_math as nm  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastact.__file__)))
+DTYPES = (np.float32, np.float64)
+
+
+def run_py(code, env=None, timeout=600, cwd=ROOT, drop=("NUMBA_CACHE_DIR",)):
+    """Run ``code`` in a fresh interpreter; return its stdout (asserting rc 0).
+    ``drop``: environment variables to unset."""
+    e = {k: v for k, v in os.environ.items() if k not in drop}
+    e.update(env or {})
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                       env=e, timeout=timeout, cwd=cwd)
+    assert r.returncode == 0, f"subprocess failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def ref(fname, *args, **kw):
+    with fastact.use_backend("numpy"):
+        return getattr(fastact, fname)(*args, **kw)
+
+
+def close(a, b, kernel, n=1, what=""):
+    problem, err = ft.compare(a, b)
+    assert problem is None, f"{kernel} {what}: {problem}"
+    bound = _registry.ulps_bound(kernel, n)
+    assert err <= bound, f"{kernel} {what}: {err:.1f} ulp (bound {bound})"
+
+
+# ---------------------------------------------------------------------------
+# fastact.numba from a user's @njit code
+
+
+@numba.njit
+def _user_rows(x, g):
+    """A user's compiled function doing its own loop over rows."""
+    n = x.shape[0]
+    sm = np.empty_like(x)
+    ls = np.empty_like(x)
+    lse = np.empty(n, x.dtype)
+    dsm = np.empty_like(x)
+    dls = np.empty_like(x)
+    for i in range(n):
+        fn.softmax_row(x[i], sm[i])
+        fn.log_softmax_row(x[i], ls[i])
+        lse[i] = fn.logsumexp_row(x[i])
+        fn.softmax_backward_row(g[i], sm[i], dsm[i])
+        fn.log_softmax_backward_row(g[i], ls[i], dls[i])
+    return sm, ls, lse, dsm, dls
+
+
+@numba.njit
+def _user_scalars(x, p):
+    out = np.empty((10,) + x.shape, x.dtype)
+    for i in range(x.size):
+        v = x[i]
+        out[0, i] = fn.sigmoid(v)
+        out[1, i] = fn.log_sigmoid(v)
+        out[2, i] = fn.softplus(v, 1.5, 20.0)
+        out[3, i] = fn.tanh(v)
+        out[4, i] = fn.relu(v)
+        out[5, i] = fn.leaky_relu(v, 0.01)
+        out[6, i] = fn.gelu(v)
+        out[7, i] = fn.gelu_tanh(v)
+        out[8, i] = fn.silu(v)
+        out[9, i] = fn.logit(p[i])
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [1, 5, 16, 17, 40, 64, 100, 3000])
+def test_user_njit_calls_the_row_functions(dtype, n):
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-10, 10, (6, n)).astype(dtype)
+    x[1, 0] = -np.inf
+    if n > 2:
+        x[2, :2] = -40.0 + x[2].max()  # tiny terms
+    x[3, -1] = np.nan
+    x[4, 0] = np.inf
+    g = rng.uniform(-2, 2, (6, n)).astype(dtype)
+    sm, ls, lse, dsm, dls = _user_rows(x, g)
+    close(sm, ref("softmax", x), "softmax", n)
+    close(ls, ref("log_softmax", x), "log_softmax", n)
+    close(lse, ref("logsumexp", x), "logsumexp", n)
+    rsm, rls = ref("softmax", x), ref("log_softmax", x)
+    close(dsm, ref("softmax_backward", g, rsm), "softmax_backward", n)
+    close(dls, ref("log_softmax_backward", g, rls), "log_softmax_backward", n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_user_njit_calls_the_scalar_functions(dtype):
+    with np.errstate(over="ignore"):
+        edge = np.array(ft.EDGE_VALUES).astype(dtype)
+    x = np.concatenate([edge, np.linspace(-12, 12, 1001).astype(dtype)])
+    p = np.concatenate([edge, np.linspace(0, 1, 1001).astype(dtype)])
+    out = _user_scalars(x, p)
+    assert out.dtype == dtype
+    close(out[0], ref("sigmoid", x), "sigmoid")
+    close(out[1], ref("log_sigmoid", x), "log_sigmoid")
+    close(out[2], ref("softplus", x, beta=1.5, threshold=20.0), "softplus")
+    close(out[3], ref("tanh", x), "tanh")
+    close(out[4], ref("relu", x), "relu")
+    close(out[5], ref("leaky_relu", x, negative_slope=0.01), "leaky_relu")
+    close(out[6], ref("gelu", x), "gelu")
+    close(out[7], ref("gelu", x, approximate="tanh"), "gelu_tanh")
+    close(out[8], ref("silu", x), "silu")
+    close(out[9], ref("logit", p), "logit")
+
+
+def test_row_functions_any_layout_in_place_and_types():
+    x = np.random.default_rng(0).standard_normal((40, 7))
+    out = np.empty(40)
+    fn.softmax_row(x[:, 3], out)  # strided input: copied, same result
+    close(out, ref("softmax", x[:, 3]), "softmax", 40)
+    col = np.array(x[:, 2])
+    fn.log_softmax_row(col, col)  # in place
+    close(col, ref("log_softmax", x[:, 2]), "log_softmax", 40)
+    assert fn.logsumexp_row(np.zeros(0)) == -np.inf
+    assert fn.logsumexp_row(np.array([0.0, -40.0])) == pytest.approx(4.248354255291589e-18, rel=1e-15)
+    assert np.float32(fn.logsumexp_row(np.array([0.0, -40.0], np.float32))) == np.float32(4.2483543e-18)
+    assert fn.sigmoid(0) == 0.5  # integers are taken as float64
+    with pytest.raises(numba.core.errors.TypingError, match="one dtype"):
+        fn.softmax_row(np.zeros(3, np.float32), np.zeros(3))
+    with pytest.raises(numba.core.errors.TypingError, match="1-D"):
+        fn.softmax_row(np.zeros((3, 3)), np.zeros((3, 3)))
+
+
+def test_fastact_numba_docstring_examples():
+    import doctest
+
+    r = doctest.testmod(fn, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert r.attempted > 0 and r.failed == 0
+
+
+# ---------------------------------------------------------------------------
+# accuracy of the scalar helpers (documented in numba_math's docstring)
+
+#: max ULP of each helper over the samples below, (float32, float64)
+HELPER_ULPS = {
+    "exp": (1.1, 1.1), "expm1_neg": (1.2, 1.3), "log": (1.3, 1.3), "log1p": (2.2, 1.7),
+    "tanh": (2.6, 2.7), "sigmoid": (2.4, 2.4), "log1pexp_neg_abs": (2.0, 2.0), "erfc": (5.0, 5.0),
+}
+DOMAINS = {
+    "exp": [(-103.9, -87.0), (-745.0, -708.0), (-20, 20), (80, 88.7), (700, 709.7), (-1, 1)],
+    "expm1_neg": [(-50, 0), (-1, 0), (-1e-3, 0)],
+    "log": [(0, 2), (1e-3, 1e6), (1e-40, 1e-37), (1e-310, 1e-307)],
+    "log1p": [(-1, 1), (-1e-3, 1e-3), (0, 1e6)],
+    "tanh": [(-20, 20), (-1, 1), (-1e-3, 1e-3)],
+    "sigmoid": [(-110, 110), (-10, 10)],
+    "log1pexp_neg_abs": [(-20, 20), (-110, 110)],
+    "erfc": [(-6, 6), (0.4, 0.6), (0.5, 27.2), (9, 10.05)],
+}
+
+
+def _map(helper):
+    f = getattr(nm, helper)
+
+    @numba.njit(fastmath=nm.FASTMATH, error_model="numpy")
+    def k(x, out):
+        nm.wide()
+        for i in range(x.size):
+            out[i] = f(x[i])
+
+    return k
+
+
+def _reference(helper, x):
+    """float64 for float32 arguments, long double (or mpmath) for float64."""
+    if helper == "erfc":
+        import mpmath
+
+        mpmath.mp.dps = 40
+        return np.array([float(mpmath.erfc(mpmath.mpf(float(v)))) if x.dtype == np.float32
+                         else mpmath.erfc(mpmath.mpf(float(v))) for v in x], dtype=object)
+    w = x.astype(np.float64 if x.dtype == np.float32 else np.longdouble)
+    with np.errstate(all="ignore"):
+        return {
+            "exp": np.exp, "expm1_neg": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh,
+            "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+            "log1pexp_neg_abs": lambda v: np.log1p(np.exp(-np.abs(v))),
+        }[helper](w)
+
+
+def _ulps(got, exact, dtype):
+    """|got - exact| in ULPs of the result type (subnormals: ULP of the
+    smallest normal)."""
+    import mpmath
+
+    ti = np.finfo(dtype)
+    errs = []
+    for g, e in zip(got, exact):
+        e = mpmath.mpf(e) if not isinstance(e, mpmath.mpf) else e
+        if not mpmath.isfinite(e):
+            assert g == float(e) or (mpmath.isnan(e) and np.isnan(g))
+            continue
+        mag = max(abs(e), mpmath.mpf(float(ti.tiny)))
+        ulp = mpmath.mpf(2) ** (mpmath.floor(mpmath.log(mag, 2)) - ti.nmant)
+        errs.append(float(abs(mpmath.mpf(float(g)) - e) / ulp))
+    return max(errs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("helper", list(HELPER_ULPS))
+def test_helper_accuracy(helper, dtype):
+    rng = np.random.default_rng(7)
+    k = _map(helper)
+    worst = 0.0
+    for lo, hi in DOMAINS[helper]:
+        N = 1500 if helper == "erfc" else 20000
+        x = (np.exp(rng.uniform(np.log(lo), np.log(hi), N)) if lo > 0 and hi / lo > 1e3
+             else rng.uniform(lo, hi, N)).astype(dtype)
+        out = np.empty_like(x)
+        k(x, out)
+        exact = _reference(helper, x)
+        if helper != "erfc":  # vectorized ULPs with the float64 / long double reference
+            t = np.finfo(dtype)
+            mag = np.maximum(np.abs(exact.astype(np.longdouble)), np.longdouble(t.tiny))
+            ulp = np.exp2(np.floor(np.log2(mag)) - t.nmant)
+            fin = np.isfinite(exact) & (np.abs(exact) <= t.max)  # else the result is +-inf / NaN
+            with np.errstate(over="ignore"):
+                assert np.array_equal(out[~fin], exact[~fin].astype(dtype), equal_nan=True)
+            e = float(np.max(np.abs(out[fin].astype(np.longdouble) - exact[fin]) / ulp[fin], initial=0))
+        else:
+            e = _ulps(out, exact, dtype)
+        worst = max(worst, e)
+    bound = HELPER_ULPS[helper][dtype == np.float64]
+    assert worst <= bound, f"{helper} {np.dtype(dtype).name}: {worst:.2f} ULP > documented {bound}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_helper_special_values(dtype):
+    sp = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, 1.0], dtype)
+    expect = {
+        "exp": [1, 1, np.inf, 0, np.nan, np.exp(-1.0), np.e],
+        "log": [-np.inf, -np.inf, np.inf, np.nan, np.nan, np.nan, 0],
+        "log1p": [0, 0, np.inf, np.nan, np.nan, -np.inf, np.log(2)],
+        "tanh": [0, 0, 1, -1, np.nan, np.tanh(-1.0), np.tanh(1.0)],
+        "sigmoid": [0.5, 0.5, 1, 0, np.nan, 1 / (1 + np.e), 1 / (1 + np.exp(-1.0))],
+        "erfc": [1, 1, 0, 2, np.nan, 1.8427007929497148, 0.15729920705028513],
+    }
+    for helper, e in expect.items():
+        out = np.empty_like(sp)
+        _map(helper)(sp, out)
+        np.testing.assert_allclose(out, np.array(e, dtype), rtol=4 * np.finfo(dtype).eps, err_msg=helper)
+
+
+# ---------------------------------------------------------------------------
+# vector code
+
+
+def _cpu_has_avx512():
+    try:
+        import llvmlite.binding as ll
+
+        return "+avx512f" in ll.get_host_cpu_features().flatten()
+    except Exception:  # pragma: no cover
+        return False
+
+
+def _fresh_asm(dispatcher, *args):
+    """Assembly of a freshly compiled copy (cached code cannot be inspected)."""
+    opts = dict(nm.JIT, cache=False)
+    d = numba.njit(**opts)(dispatcher.py_func)
+    d(*args)
+    return d.inspect_asm(d.signatures[0])
+
+
+@pytest.mark.skipif(not _cpu_has_avx512(), reason="CPU without AVX-512")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_hot_loops_use_512_bit_vectors(dtype):
+    x = np.linspace(-5, 5, 4096).astype(dtype)
+    o = np.empty_like(x)
+    for disp, args in ((nj._e_sigmoid, (x, o)), (nj._e_gelu, (x, o)), (nj._e_tanh_backward, (x, x, o)),
+                       (nj._rows_softmax, (x.reshape(4, 1024, 1), o.reshape(4, 1024, 1), 0, 4))):
+        asm = _fresh_asm(disp, *args)
+        name = disp.py_func.__name__
+        # packed arithmetic on zmm registers (vfmadd...ps/pd, vmulps/pd ... %zmm)
+        packed = [ln for ln in asm.splitlines() if "zmm" in ln and ("vfmadd" in ln or "vmulp" in ln)]
+        assert len(packed) >= 8, f"{name}: no 512-bit vector arithmetic"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_short_rows_use_masked_vectors(dtype):
+    # a row of <= 16 elements is one masked vector load/store (numba_rows)
+    x = np.linspace(-5, 5, 100).astype(dtype).reshape(10, 10, 1)
+    asm = _fresh_asm(nj._rows_softmax, x, np.empty_like(x), 0, 10)
+    masked = [ln for ln in asm.splitlines() if "{%k" in ln and ("vmov" in ln or "vblendm" in ln)]
+    assert masked, "no masked vector load/store in the short-row path"
+
+
+# ---------------------------------------------------------------------------
+# row kernels: each path (single vector n <= 16, chunked n <= 64, long rows,
+# lanes for inner > 1) at its boundaries, with non-finite rows, in place
+
+ROW_KERNELS = [k for k, v in _registry.KERNELS.items() if v.kind.startswith("rows")]
+
+
+def _row_input(n, inner, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-10, 10, (7, n, inner)).astype(dtype)
+    x[1, 0] = np.nan
+    x[2, -1] = np.inf
+    x[3] = -np.inf
+    x[4, : max(1, n // 2)] = -np.inf
+    x[5] = -3.0
+    if n > 1:
+        x[6, 1:] = x[6, 0] - 40.0  # the rest is tiny: log1p keeps it
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kernel", ROW_KERNELS)
+def test_row_paths_at_their_boundaries(kernel, dtype):
+    k = _registry.KERNELS[kernel]
+    for n in (1, 2, 15, 16, 17, 33, 63, 64, 65, 1024, 1025):
+        for inner in (1, 3, 257):
+            if n * inner > 70000:
+                continue
+            x = _row_input(n, inner, dtype, n * inner)
+            g = np.random.default_rng(1).uniform(-2, 2, x.shape).astype(dtype)
+            if k.kind in ("rows", "rows_reduce"):
+                args = (x,)
+            elif k.kind == "rows_backward":
+                args = (g, ref(k.forward, x, axis=1))
+            else:
+                lse = ref("logsumexp", x, axis=1)
+                args = (g[:, 0], x, lse)
+            want = ref(k.api, *args, axis=1)
+            with fastact.use_backend("numba"):
+                got = getattr(fastact, k.api)(*args, axis=1)
+                close(got, want, kernel, n, f"n={n} inner={inner}")
+                if k.kind != "rows_reduce":  # in place on each same-shaped input
+                    for i, a in enumerate(args):
+                        if a.shape == want.shape:
+                            fresh = [np.copy(b) for b in args]
+                            r = getattr(fastact, k.api)(*fresh, axis=1, out=fresh[i])
+                            close(r, want, kernel, n, f"n={n} inner={inner} in place on {i}")
+
+
+# ---------------------------------------------------------------------------
+# threads
+
+
+def test_thread_decision_follows_set_num_threads(monkeypatch):
+    calls = []
+    real = nj._parallel
+
+    def spy(par, args):
+        calls.append(par.py_func.__name__)
+        return real(par, args)
+
+    monkeypatch.setattr(nj, "_parallel", spy)
+    x = np.random.default_rng(0).standard_normal((2048, 512)).astype(np.float32)
+    small = x[:4, :16].copy()
+    n0 = fastact.get_num_threads()
+    try:
+        with fastact.use_backend("numba"):
+            fastact.set_num_threads(1)
+            want = fastact.softmax(x)
+            assert calls == []
+            fastact.set_num_threads(2)
+            fastact.softmax(small)
+            assert calls == []  # small work: serial whatever the thread count
+            got = fastact.softmax(x)
+            fastact.sigmoid(x)
+            fastact.softmax(np.ascontiguousarray(x.T), axis=0)
+    finally:
+        fastact.set_num_threads(n0)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        assert calls == ["_pr_softmax", "_p_sigmoid", "_pl_softmax"]
+        assert np.array_equal(got, want)  # row-wise: splitting changes nothing
+
+
+def test_concurrent_python_threads():
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((256 + 64 * i, 700)).astype(np.float32) for i in range(4)]
+    with fastact.use_backend("numba"):
+        want = [(fastact.softmax(x), fastact.logsumexp(x, axis=0), fastact.gelu(x)) for x in xs]
+    errors = []
+
+    def work(i):
+        try:
+            with fastact.use_backend("numba"):
+                for _ in range(15):
+                    got = (fastact.softmax(xs[i]), fastact.logsumexp(xs[i], axis=0), fastact.gelu(xs[i]))
+                    for a, b in zip(got, want[i]):
+                        np.testing.assert_array_equal(a, b)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+
+
+def test_set_num_threads_is_clamped_to_numbas_pool():
+    n0 = fastact.get_num_threads()
+    try:
+        fastact.set_num_threads(10_000)
+        assert nj._NT[0] == numba.config.NUMBA_NUM_THREADS
+        fastact.set_num_threads(1)
+        assert nj._NT[0] == 1
+    finally:
+        fastact.set_num_threads(n0)
+
+
+# ---------------------------------------------------------------------------
+# compilation and the cache
+
+
+def test_import_compiles_nothing():
+    out = run_py("""
+        import sys, time
+        t = time.perf_counter()
+        import fastact
+        print('numba' in sys.modules)
+        import fastact._backends.numba_jit as nj, fastact.numba as fn
+        from numba.core.registry import CPUDispatcher
+        ds = [d for m in (nj, fn) for d in vars(m).values() if isinstance(d, CPUDispatcher)]
+        print(len(ds) > 50, sum(len(d.signatures) for d in ds))
+    """)
+    assert out.split() == ["False", "True", "0"]
+
+
+def test_stale_cache_guard_covers_every_backend_file():
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    ours = [c for c in impl._locator_classes if getattr(c, "_fastact", False)]
+    assert len(ours) == 3
+    names = {os.path.basename(f) for f in nm._SOURCES}
+    assert names == {"numba_math.py", "numba_rows.py", "numba_jit.py", "numba.py"}
+    # a helper's file is part of every kernel's cache key
+    kernel = ours[1].from_function(nj._e_sigmoid.py_func, nj.__file__)
+    helper = ours[1].from_function(nm.log1p.py_func, nm.__file__)
+    assert kernel.get_source_stamp() == helper.get_source_stamp()
+    assert ours[1].from_function(test_import_compiles_nothing, __file__) is None  # not ours
+
+
+def _copy_package(dst):
+    pkg = os.path.join(dst, "fastact")
+    shutil.copytree(os.path.dirname(fastact.__file__), pkg,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    return pkg
+
+
+CODE_RUN = """
+    import numpy as np, fastact
+    import fastact._backends.numba_jit as nj
+    assert fastact.backend_status()["numba"] is None, fastact.backend_status()
+    with fastact.use_backend("numba"):
+        r = fastact.softmax(np.array([[1.0, 2.0, 3.0]]))
+    assert abs(r.sum() - 1) < 1e-12
+    print(nj.CACHE, sum(nj._e_sigmoid.stats.cache_hits.values()) + sum(nj._rows_softmax.stats.cache_hits.values()))
+"""
+
+
+def test_cache_dir_from_numba_cache_dir(tmp_path):
+    src = tmp_path / "src"
+    _copy_package(src)
+    cache = tmp_path / "cache"
+    env = {"NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(src)}
+    first = run_py(CODE_RUN, env=env, cwd=str(tmp_path)).split()
+    assert first == ["True", "0"]
+    assert any(f.endswith(".nbi") for _, _, fs in os.walk(cache) for f in fs)
+    second = run_py(CODE_RUN, env=env, cwd=str(tmp_path)).split()
+    assert second == ["True", "1"]  # loaded from the cache, not recompiled
+
+
+def test_read_only_install(tmp_path):
+    """A read-only site-packages: the cache goes to the user-wide cache dir
+    (or, with none writable, functions are compiled per process); never an
+    import error."""
+    src = tmp_path / "site"
+    pkg = _copy_package(src)
+    # unwritable in-tree cache dirs, even for root: a file where each
+    # __pycache__ directory would go (and read-only permissions)
+    for d in (pkg, os.path.join(pkg, "_backends")):
+        with open(os.path.join(d, "__pycache__"), "w"):
+            pass
+    for d, _, fs in os.walk(src):
+        os.chmod(d, 0o555)
+        for f in fs:
+            os.chmod(os.path.join(d, f), 0o444)
+    home = tmp_path / "home"
+    home.mkdir()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    env = {"PYTHONPATH": str(src), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    try:
+        out = run_py(CODE_RUN, env=env, cwd=str(tmp_path)).split()
+        assert out == ["True", "0"]
+        assert any(f.endswith(".nbi") for _, _, fs in os.walk(home) for f in fs)
+        out = run_py(CODE_RUN, env=env, cwd=str(tmp_path)).split()
+        assert out == ["True", "1"]  # the user-wide cache is used
+        # nowhere writable: still imports and computes, without a cache
+        env.update(HOME=str(blocker), XDG_CACHE_HOME=str(blocker / "cache"))
+        out = run_py(CODE_RUN, env=env, cwd=str(tmp_path)).split()
+        assert out == ["False", "0"]
+    finally:
+        for d, _, fs in os.walk(tmp_path):
+            os.chmod(d, 0o755)
