@@ -78,7 +78,9 @@ class BuildExt(build_ext):
             try:
                 objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=flags)
                 if link:
-                    self.compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=flags)
+                    # linked the way the extension will be (LDSHARED, LDFLAGS):
+                    # fails if the OpenMP runtime library is missing
+                    self.compiler.link_shared_object(objs, os.path.join(tmp, "probe.so"), extra_postargs=flags)
             except Exception:
                 return False
         return True
@@ -119,6 +121,12 @@ class BuildExt(build_ext):
                         _warn(f"the C compiler cannot target {ext.name.rsplit('_kernels_', 1)[1]}; "
                               "that SIMD variant is skipped")
                         continue
+                # the scalar math is `cdef inline` Cython code: force GCC/Clang
+                # to inline it into every loop (their unit-growth limits
+                # otherwise leave some calls out of line, and a call in a loop
+                # keeps the loop scalar)
+                ext.define_macros = list(ext.define_macros or []) + [
+                    ("CYTHON_INLINE", "__inline__ __attribute__((__always_inline__, __unused__))")]
                 if ext.name == "fastact._kernels":
                     ext.extra_compile_args = flags + openmp
                     ext.extra_link_args = list(openmp)
