@@ -64,7 +64,6 @@ from .numba_math import (
     log1p,
     log1p_unit,
     log1pexp_neg_abs,
-    radd,
     sigmoid as _sigmoid,
     tanh as _tanh,
     wide,
@@ -919,21 +918,53 @@ def _row_hasnan(xr):
     return h
 
 
+# Sums are accumulated in L lanes, each in order, and the lanes added in a
+# fixed tree: vectorized, yet the same bits however LLVM compiles the loop
+# (a reassociable reduction is re-vectorized differently inside a parallel
+# region, so serial and multi-threaded results would differ in the last bit).
+L = 16
+
+
+@njit(**_INL)
+def _lanes_zero(acc):
+    for k in range(L):
+        acc[k] = K(acc[0], 0.0)
+
+
+@njit(**_INL)
+def _lanes_total(acc):
+    """Sum of the L lanes in a fixed (pairwise) order."""
+    w = L // 2
+    while w >= 1:
+        for k in range(w):
+            acc[k] = acc[k] + acc[k + w]
+        w //= 2
+    return acc[0]
+
+
 @njit(**_INL)
 def _row_sumexp(xr, dst, m):
-    """sum(exp(x - m)) in float64, writing exp(x - m) into dst; blocks of
-    BLK summed in the data type (vectorized), block sums in float64."""
+    """sum(exp(x - m)) in float64, writing exp(x - m) into dst: blocks of
+    BLK summed in the data type over L lanes, block sums in float64."""
     n = xr.size
+    acc = stack_array(16, m)
     tot = 0.0
     for b0 in range(0, n, BLK):
         b1 = min(b0 + BLK, n)
-        xb = xr[b0:b1]
-        db = dst[b0:b1]
-        s = K(m, 0.0)
-        for j in range(xb.size):
-            e = exp(xb[j] - m)
-            db[j] = e
-            s = radd(s, e)
+        nf = b0 + (b1 - b0) // L * L
+        _lanes_zero(acc)
+        for j in range(b0, nf, L):
+            xb = xr[j:j + L]
+            db = dst[j:j + L]
+            for k in range(L):
+                e = exp(xb[k] - m)
+                db[k] = e
+                acc[k] = acc[k] + e
+        s = _lanes_total(acc)
+        for j in range(nf, b1):
+            e = exp(xr[j] - m)
+            dst[j] = e
+            s = s + e
         tot += s
     return tot
 
@@ -944,22 +975,76 @@ def _row_rest(xr, m):
     other terms, plus (number of maxima - 1).  log1p of it keeps full
     relative accuracy when the other terms are tiny."""
     n = xr.size
-    tot = 0.0
-    cnt = 0.0
     zero = K(m, 0.0)
+    acc = stack_array(16, m)
+    cnt = stack_array(16, m)
+    tot = 0.0
+    tc = 0.0
     for b0 in range(0, n, BLK):
         b1 = min(b0 + BLK, n)
-        xb = xr[b0:b1]
-        s = zero
-        c = zero
-        for j in range(xb.size):
-            d = xb[j] - m
-            w = ind(d == zero, d)  # a maximum: its term exp(0) = 1 exactly
-            s = radd(s, exp(d) - w)
-            c = radd(c, w)
+        nf = b0 + (b1 - b0) // L * L
+        _lanes_zero(acc)
+        _lanes_zero(cnt)
+        for j in range(b0, nf, L):
+            xb = xr[j:j + L]
+            for k in range(L):
+                d = xb[k] - m
+                w = ind(d == zero, d)  # a maximum: its term exp(0) = 1 exactly
+                acc[k] = acc[k] + (exp(d) - w)
+                cnt[k] = cnt[k] + w
+        s = _lanes_total(acc)
+        c = _lanes_total(cnt)
+        for j in range(nf, b1):
+            d = xr[j] - m
+            w = ind(d == zero, d)
+            s = s + (exp(d) - w)
+            c = c + w
         tot += s
-        cnt += c
-    return tot + (cnt - 1.0)
+        tc += c
+    return tot + (tc - 1.0)
+
+
+@njit(**_INL)
+def _row_dot(gr, yr):
+    """sum(g * y) in float64 (L lanes per block, as _row_sumexp)."""
+    n = gr.size
+    acc = stack_array(16, gr[0])
+    tot = 0.0
+    for b0 in range(0, n, BLK):
+        b1 = min(b0 + BLK, n)
+        nf = b0 + (b1 - b0) // L * L
+        _lanes_zero(acc)
+        for j in range(b0, nf, L):
+            gb = gr[j:j + L]
+            yb = yr[j:j + L]
+            for k in range(L):
+                acc[k] = acc[k] + gb[k] * yb[k]
+        s = _lanes_total(acc)
+        for j in range(nf, b1):
+            s = s + gr[j] * yr[j]
+        tot += s
+    return tot
+
+
+@njit(**_INL)
+def _row_sum(gr):
+    """sum(g) in float64 (L lanes per block, as _row_sumexp)."""
+    n = gr.size
+    acc = stack_array(16, gr[0])
+    tot = 0.0
+    for b0 in range(0, n, BLK):
+        b1 = min(b0 + BLK, n)
+        nf = b0 + (b1 - b0) // L * L
+        _lanes_zero(acc)
+        for j in range(b0, nf, L):
+            gb = gr[j:j + L]
+            for k in range(L):
+                acc[k] = acc[k] + gb[k]
+        s = _lanes_total(acc)
+        for j in range(nf, b1):
+            s = s + gr[j]
+        tot += s
+    return tot
 
 
 @njit(**_INL)
@@ -1207,16 +1292,7 @@ def _flat_softmax_backward(gf, yf, of, n, r0, r1):
         gr = gf[r * n:r * n + n]
         yr = yf[r * n:r * n + n]
         orow = of[r * n:r * n + n]
-        dot = 0.0
-        for b0 in range(0, n, BLK):
-            b1 = min(b0 + BLK, n)
-            gb = gr[b0:b1]
-            yb = yr[b0:b1]
-            s = K(orow[0], 0.0)
-            for j in range(gb.size):
-                s = radd(s, gb[j] * yb[j])
-            dot += s
-        d = K(orow[0], dot)
+        d = K(orow[0], _row_dot(gr, yr))
         if _same(gf, of):
             for j in range(n):
                 orow[j] = yr[j] * (orow[j] - d)
@@ -1254,15 +1330,7 @@ def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
         gr = gf[r * n:r * n + n]
         yr = yf[r * n:r * n + n]
         orow = of[r * n:r * n + n]
-        tot = 0.0
-        for b0 in range(0, n, BLK):
-            b1 = min(b0 + BLK, n)
-            gb = gr[b0:b1]
-            s = K(orow[0], 0.0)
-            for j in range(gb.size):
-                s = radd(s, gb[j])
-            tot += s
-        t = K(orow[0], tot)
+        t = K(orow[0], _row_sum(gr))
         if _same(gf, of):
             for j in range(n):
                 orow[j] = orow[j] - exp(yr[j]) * t

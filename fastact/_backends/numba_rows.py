@@ -24,7 +24,6 @@ from numba.np.arrayobj import populate_array
 
 from .numba_math import _EFLAGS, const, emit_exp, emit_fkey, emit_from_fkey, llvm_call
 
-_SUM = ("reassoc", "nsz", "contract")
 
 
 def _vl(v):
@@ -85,14 +84,20 @@ def _out_ptr(context, builder, arrty, arr, off):
 
 
 def _reduce_fadd(b, v, acc_ty=None):
-    """Sum of the lanes of v (tree order), optionally in a wider type."""
+    """Sum of the lanes of v, optionally in a wider type, in a fixed
+    pairwise order (halves added lane by lane): the same bits however the
+    surrounding code is compiled."""
     if acc_ty is not None and acc_ty != v.type.element:
         v = b.fpext(v, ir.VectorType(acc_ty, v.type.count))
-    ety = v.type.element
-    fnty = ir.FunctionType(ety, [ety, v.type])
-    name = f"llvm.vector.reduce.fadd.v{v.type.count}{'f32' if isinstance(ety, ir.FloatType) else 'f64'}"
-    fn = cgutils.get_or_insert_function(b.module, fnty, name)
-    return b.call(fn, [ir.Constant(ety, -0.0), v], fastmath=_SUM)
+    i32 = ir.IntType(32)
+    c = v.type.count
+    while c > 1:
+        h = c // 2
+        lo = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), [ir.Constant(i32, i) for i in range(h)]))
+        hi = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, h), [ir.Constant(i32, i + h) for i in range(h)]))
+        v = b.fadd(lo, hi, flags=_EFLAGS)
+        c = h
+    return b.extract_element(v, ir.Constant(i32, 0))
 
 
 def _reduce_smax(b, k):
