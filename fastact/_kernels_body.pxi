@@ -226,50 +226,6 @@ cdef inline double expm1n_f64(double x) noexcept nogil:
     return sc * p + (sc - one)
 
 
-# ---- reciprocals of a bounded argument ----------------------------------------
-# 1/d by Newton's iteration y <- y + y (1 - d y) (the error squares at each
-# step, one FMA pair) from the minimax linear start c0 + c1 d on d's known
-# range.  A float32 vdivps / float64 vdivpd retires one vector every 10 / 16
-# cycles here, which made the division the bottleneck of sigmoid & co.
-# Result within ~1 ulp of 1/d; NaN stays NaN.
-
-cdef inline float _recip_f32(float d, float c0, float c1, int iters) noexcept nogil:
-    # iters is a constant at every call site (written out: a loop here would
-    # survive into the vectorizer and keep the caller's loop scalar)
-    cdef float one = 1.0
-    cdef float y = c0 + c1 * d
-    y = y + y * (one - d * y)
-    y = y + y * (one - d * y)
-    if iters >= 3:
-        y = y + y * (one - d * y)
-    if iters >= 4:
-        y = y + y * (one - d * y)
-    return y
-
-
-cdef inline double _recip_f64(double d, double c0, double c1, int iters) noexcept nogil:
-    cdef double one = 1.0
-    cdef double y = c0 + c1 * d
-    y = y + y * (one - d * y)
-    y = y + y * (one - d * y)
-    y = y + y * (one - d * y)
-    if iters >= 4:
-        y = y + y * (one - d * y)
-    if iters >= 5:
-        y = y + y * (one - d * y)
-    if iters >= 6:
-        y = y + y * (one - d * y)
-    return y
-
-
-cdef inline real _recip12(real d) noexcept nogil:
-    # d in [1, 2]: start error 1/17, then 3 (float32) / 4 (float64) steps
-    if real is float:
-        return _recip_f32(d, <float>1.411764705882353, <float>-0.47058823529411764, 3)
-    else:
-        return _recip_f64(d, 1.411764705882353, -0.47058823529411764, 4)
-
-
 # ---- log ---------------------------------------------------------------------
 # log(1 + f) = 2 atanh(s), s = f / (2 + f), evaluated as
 # f - (f^2/2 - s (f^2/2 + T(s^2))) with T(z) = z U(z) a fitted polynomial.
@@ -286,7 +242,7 @@ cdef inline float log1p01_f32(float u) noexcept nogil:
     cdef float c2 = 0.279991410895086054312, c3 = 0.28024458792490232821
     cdef float half = 0.5, two = 2.0
     cdef float s, z, hf, R
-    s = u * (half * _recip_f32(half * (two + u), <float>1.411764705882353, <float>-0.47058823529411764, 3))
+    s = u / (two + u)
     z = s * s
     hf = half * u * u
     R = z * (c0 + z * (c1 + z * (c2 + z * c3)))
@@ -301,7 +257,7 @@ cdef inline double log1p01_f64(double u) noexcept nogil:
     cdef double c8 = 0.0834009877232041985598, c9 = 0.170185800640972266697
     cdef double half = 0.5, two = 2.0
     cdef double s, z, z2, hf, R
-    s = u * (half * _recip_f64(half * (two + u), 1.411764705882353, -0.47058823529411764, 4))
+    s = u / (two + u)
     z = s * s
     z2 = z * z
     hf = half * u * u
@@ -321,7 +277,7 @@ cdef inline float _logc_f32(float w, float c, float kadj, bint withc) noexcept n
     m = fa_bits_f32((ix & 0x007FFFFFU) + 0x3F3504F3U)
     f = m - one
     hf = half * f * f
-    s = f * (half * _recip_f32(half * (two + f), <float>1.971857949650611, <float>-0.9572125969177687, 3))
+    s = f / (two + f)
     z = s * s
     R = z * (c0 + z * (c1 + z * c2))
     lo = k * l2l
@@ -343,7 +299,7 @@ cdef inline double _logc_f64(double w, double c, double kadj, bint withc) noexce
     m = fa_bits_f64((ix & 0x000FFFFFFFFFFFFFULL) + 0x3FE6A09E667F3BCDULL)
     f = m - one
     hf = half * f * f
-    s = f * (half * _recip_f64(half * (two + f), 1.971857949650611, -0.9572125969177687, 4))
+    s = f / (two + f)
     z = s * s
     z2 = z * z
     R = z * (((c0 + z * c1) + z2 * (c2 + z * c3)) + (z2 * z2) * ((c4 + z * c5) + z2 * c6))
@@ -413,7 +369,7 @@ cdef inline float erfcp_f32(float a) noexcept nogil:
     cdef float p8 = -0.0000799439470403496274613611490626, p9 = -0.0000539169139797812192503257220455
     cdef float q, u, v, P, z, zl, u2
     a = amax if a > amax else a
-    q = _recip_f32(a + K, <float>0.3039723661485319, <float>-0.018422567645365567, 4)
+    q = one / (a + K)
     u = (a - K) * q
     v = twoK * q
     u2 = u * u
@@ -483,7 +439,7 @@ cdef inline real ferfcp(real x) noexcept nogil:
 cdef inline real _sigmoid(real x) noexcept nogil:
     cdef real one = 1, zero = 0
     cdef real e = fexpn(-abs(x))
-    return (one if x >= zero else e) * _recip12(one + e)
+    return (one if x >= zero else e) / (one + e)
 
 
 cdef inline real _log1pexp_nabs(real x) noexcept nogil:
@@ -500,9 +456,9 @@ cdef inline real _tanh(real x) noexcept nogil:
     cdef real two = 2
     cdef real em = fexpm1n(-two * abs(x))
     if real is float:
-        return copysignf(-em * _recip12(two + em), x)
+        return copysignf(-em / (two + em), x)
     else:
-        return copysign(-em * _recip12(two + em), x)
+        return copysign(-em / (two + em), x)
 
 
 cdef inline real _ndtr(real x) noexcept nogil:
@@ -619,21 +575,19 @@ cdef void k_sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t
 cdef void k_sigmoid_backward_x(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
     # sigmoid(x) sigmoid(-x) = e / (1 + e)^2, e = exp(-|x|): no cancellation
     cdef Py_ssize_t i
-    cdef real one = 1, e, r
+    cdef real one = 1, e
     for i in range(n):
         e = fexpn(-abs(x[i]))
-        r = _recip12(one + e)
-        out[i] = g[i] * ((e * r) * r)
+        out[i] = g[i] * (e / ((one + e) * (one + e)))
 
 
 cdef void k_tanh_backward_x(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
     # 1 / cosh(x)^2 = 4 e / (1 + e)^2, e = exp(-2|x|)
     cdef Py_ssize_t i
-    cdef real one = 1, two = 2, four = 4, e, r
+    cdef real one = 1, two = 2, four = 4, e
     for i in range(n):
         e = fexpn(-two * abs(x[i]))
-        r = _recip12(one + e)
-        out[i] = g[i] * ((four * e * r) * r)
+        out[i] = g[i] * (four * e / ((one + e) * (one + e)))
 
 
 cdef void k_log_sigmoid_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
@@ -702,7 +656,7 @@ cdef void k_gelu_tanh_backward(const real* g, const real* x, real* out, Py_ssize
         v = x[i]
         z = _gelu_tanh_arg(v)
         e = fexpn(-abs(z))
-        r = _recip12(one + e)
+        r = one / (one + e)
         s = r if z >= zero else e * r
         sc = e * r if z >= zero else r
         dz = a * (one + c3 * v * v)
@@ -715,7 +669,7 @@ cdef void k_silu_backward(const real* g, const real* x, real* out, Py_ssize_t n,
     for i in range(n):
         v = x[i]
         e = fexpn(-abs(v))
-        r = _recip12(one + e)
+        r = one / (one + e)
         s = r if v >= zero else e * r
         sc = e * r if v >= zero else r
         out[i] = g[i] * _limit(v, s + v * s * sc, zero, one)
