@@ -8,7 +8,10 @@ accuracy regressions show up next to speed.  Unavailable implementations
 raise NotImplementedError in setup (asv skips them); JIT compilation and
 warm-up happen in setup and are never timed.
 
-FASTACT_ASV_SHAPES (e.g. "64x10") restricts the shapes, for CI smoke runs.
+FASTACT_ASV_SHAPES (e.g. "64x10") and FASTACT_ASV_KERNELS (e.g.
+"softmax,sigmoid") restrict the shapes and kernels; FASTACT_ASV_SMOKE=1
+shrinks the suite to one small case per kind of benchmark (CI smoke run:
+asv starts a process per parameter combination).
 """
 
 import os
@@ -19,11 +22,17 @@ import fastact
 from fastact import _bench, _registry
 from fastact import testing as ft
 
+SMOKE = os.environ.get("FASTACT_ASV_SMOKE", "") not in ("", "0")
 IMPLS = ["fastact-cython", "fastact-numba", "fastact-numpy", "torch", "scipy", "numpy"]
 DTYPES = ["float32", "float64"]
 # small; cache-resident (fits the 2 MiB per-core L2); larger than L2
 SHAPES = os.environ.get("FASTACT_ASV_SHAPES", "64x10,256x512,4096x1024").split(",")
 THREADS = [1, 2]
+KERNELS = [k for k in os.environ.get("FASTACT_ASV_KERNELS", ",".join(_registry.KERNELS)).split(",")
+           if k in _registry.KERNELS]
+if SMOKE:
+    IMPLS, DTYPES, SHAPES, THREADS = [f"fastact-{fastact.backends()[0]}", "torch"], ["float32"], ["64x10"], [1]
+    KERNELS = ["softmax", "logsumexp_backward", "cross_entropy_index_grad"]
 AXIS_KINDS = ("rows", "rows_reduce", "rows_backward", "rows_reduce_backward",
               "loss_index", "loss_index_grad", "loss_prob", "loss_prob_grad")
 
@@ -73,25 +82,26 @@ class _Timing:
 
 def _timing_class(name, kernel, api=None):
     k = _registry.KERNELS[kernel]
-    axes = [-1, 0] if k.kind in AXIS_KINDS else [-1]
+    axes = [-1, 0] if k.kind in AXIS_KINDS and not SMOKE else [-1]
     return type(name, (_Timing,), {
         "kernel": kernel, "api": api,
         "params": [IMPLS, DTYPES, SHAPES, axes, THREADS],
     })
 
 
-for _name in _registry.KERNELS:
+for _name in KERNELS:
     globals()[f"Time_{_name}"] = _timing_class(f"Time_{_name}", _name)
-# the fused loss-and-gradient call on the same inputs as the CE backward
-Time_cross_entropy_with_grad = _timing_class(
-    "Time_cross_entropy_with_grad", "cross_entropy_index_grad", api="cross_entropy_with_grad")
+if "cross_entropy_index_grad" in KERNELS:
+    # the fused loss-and-gradient call on the same inputs as the CE backward
+    Time_cross_entropy_with_grad = _timing_class(
+        "Time_cross_entropy_with_grad", "cross_entropy_index_grad", api="cross_entropy_with_grad")
 
 
 class Track:
     """Max error in ULP of every kernel against the NumPy reference."""
 
     param_names = ["backend", "dtype", "kernel"]
-    params = [["cython", "numba", "numpy"], DTYPES, list(_registry.KERNELS)]
+    params = [["cython", "numba", "numpy"] if not SMOKE else [fastact.backends()[0]], DTYPES, KERNELS]
     unit = "ulp"
 
     def setup(self, backend, dtype, kernel):
