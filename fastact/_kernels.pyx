@@ -174,6 +174,18 @@ cdef inline int _nt_for(double work_ns) noexcept nogil:
     return nt
 
 
+cdef inline Py_ssize_t _pieces_for(double work_ns, int nt) noexcept nogil:
+    # pieces handed out dynamically: several per thread (a thread that loses
+    # its core to another process -- the norm on a shared 2-core machine --
+    # then holds up the others by one small piece, not by half the work),
+    # each still worth >= _par_chunk_ns / 2
+    cdef double m = work_ns / (0.5 * _par_chunk_ns)
+    cdef Py_ssize_t p = 8 * nt
+    if m < p:
+        p = <Py_ssize_t>m
+    return p if p > nt else nt
+
+
 def _team_size(int nt):
     """Threads OpenMP actually gives a parallel region of nt threads."""
     cdef int i, got = 1
@@ -287,7 +299,8 @@ cdef inline int _red2(cnp.ndarray a, str name, Py_ssize_t o, Py_ssize_t i) excep
 # ===========================================================================
 # runners: split one call between threads
 
-cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, double p2, int nt) noexcept nogil:
+cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, double p2, int nt,
+                   Py_ssize_t npieces) noexcept nogil:
     cdef ew1_f32_t f32
     cdef ew1_f64_t f64
     cdef Py_ssize_t c, nch, chunk, lo, hi
@@ -301,9 +314,9 @@ cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, dou
         else:
             f64(x, out, n, p1, p2)
         return
-    chunk = (((n + nt - 1) // nt) + 63) & ~(<Py_ssize_t>63)
+    chunk = (((n + npieces - 1) // npieces) + 63) & ~(<Py_ssize_t>63)
     nch = (n + chunk - 1) // chunk
-    for c in prange(nch, num_threads=nt, schedule="static"):
+    for c in prange(nch, num_threads=nt, schedule="dynamic"):
         lo = c * chunk
         hi = lo + chunk
         if hi > n:
@@ -315,7 +328,7 @@ cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, dou
 
 
 cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n, double p1, double p2,
-                   int nt) noexcept nogil:
+                   int nt, Py_ssize_t npieces) noexcept nogil:
     cdef ew2_f32_t f32
     cdef ew2_f64_t f64
     cdef Py_ssize_t c, nch, chunk, lo, hi
@@ -329,9 +342,9 @@ cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n,
         else:
             f64(a, b, out, n, p1, p2)
         return
-    chunk = (((n + nt - 1) // nt) + 63) & ~(<Py_ssize_t>63)
+    chunk = (((n + npieces - 1) // npieces) + 63) & ~(<Py_ssize_t>63)
     nch = (n + chunk - 1) // chunk
-    for c in prange(nch, num_threads=nt, schedule="static"):
+    for c in prange(nch, num_threads=nt, schedule="dynamic"):
         lo = c * chunk
         hi = lo + chunk
         if hi > n:
@@ -348,7 +361,7 @@ cdef inline bint _split_outer(Py_ssize_t outer, Py_ssize_t inner, int nt) noexce
 
 
 cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c, real* out,
-                   Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, int nt) noexcept nogil:
+                   Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, int nt, Py_ssize_t npieces) noexcept nogil:
     # kind 1: (x, out) full; 2: (x, out) reduced; 3: (a, b, out); 4: (g, x, lse, out)
     cdef row1_f32_t r1f = NULL
     cdef row1_f64_t r1d = NULL
@@ -400,13 +413,13 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
         return
     by_outer = _split_outer(outer, inner, nt)
     if by_outer:
-        chunk = (outer + nt - 1) // nt
+        chunk = (outer + npieces - 1) // npieces
         nch = (outer + chunk - 1) // chunk
     else:
-        chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
+        chunk = (((inner + npieces - 1) // npieces) + 15) & ~(<Py_ssize_t>15)
         nch = (inner + chunk - 1) // chunk
     full = n * inner
-    for ci in prange(nch, num_threads=nt, schedule="static"):
+    for ci in prange(nch, num_threads=nt, schedule="dynamic"):
         lo = ci * chunk
         if by_outer:
             hi = lo + chunk
@@ -448,7 +461,7 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
 
 cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const real* sc, real* loss,
                     real* dx, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, npy_intp ignore,
-                    double eps, int nt) noexcept nogil:
+                    double eps, int nt, Py_ssize_t npieces) noexcept nogil:
     cdef loss_f32_t lf
     cdef loss_f64_t ld
     cdef Py_ssize_t ci, nch, chunk, lo, hi, offf, offr, cnt, ni, full
@@ -471,13 +484,13 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
         return
     by_outer = _split_outer(outer, inner, nt)
     if by_outer:
-        chunk = (outer + nt - 1) // nt
+        chunk = (outer + npieces - 1) // npieces
         nch = (outer + chunk - 1) // chunk
     else:
-        chunk = (((inner + nt - 1) // nt) + 15) & ~(<Py_ssize_t>15)
+        chunk = (((inner + npieces - 1) // npieces) + 15) & ~(<Py_ssize_t>15)
         nch = (inner + chunk - 1) // chunk
     full = n * inner
-    for ci in prange(nch, num_threads=nt, schedule="static"):
+    for ci in prange(nch, num_threads=nt, schedule="dynamic"):
         lo = ci * chunk
         if by_outer:
             hi = lo + chunk
@@ -529,13 +542,15 @@ cdef int _ew1(int k, cnp.ndarray x, cnp.ndarray out, double p1, double p2) excep
     _same_size(x, out, "x", "out")
     cdef const void* px = _ptr(x)
     cdef void* po = _ptr(out)
-    nt = _nt_for(n * _COST_EW1[k][ft])
+    cdef double work = n * _COST_EW1[k][ft]
+    nt = _nt_for(work)
+    cdef Py_ssize_t np_ = _pieces_for(work, nt)
     if ft == 0:
         with nogil:
-            _ew1_run[float](k, <const float*>px, <float*>po, n, p1, p2, nt)
+            _ew1_run[float](k, <const float*>px, <float*>po, n, p1, p2, nt, np_)
     else:
         with nogil:
-            _ew1_run[double](k, <const double*>px, <double*>po, n, p1, p2, nt)
+            _ew1_run[double](k, <const double*>px, <double*>po, n, p1, p2, nt, np_)
     return 0
 
 
@@ -552,13 +567,15 @@ cdef int _ew2(int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, double p1, d
     cdef const void* pa = _ptr(a)
     cdef const void* pb = _ptr(b)
     cdef void* po = _ptr(out)
-    nt = _nt_for(n * _COST_EW2[k][ft])
+    cdef double work = n * _COST_EW2[k][ft]
+    nt = _nt_for(work)
+    cdef Py_ssize_t np_ = _pieces_for(work, nt)
     if ft == 0:
         with nogil:
-            _ew2_run[float](k, <const float*>pa, <const float*>pb, <float*>po, n, p1, p2, nt)
+            _ew2_run[float](k, <const float*>pa, <const float*>pb, <float*>po, n, p1, p2, nt, np_)
     else:
         with nogil:
-            _ew2_run[double](k, <const double*>pa, <const double*>pb, <double*>po, n, p1, p2, nt)
+            _ew2_run[double](k, <const double*>pa, <const double*>pb, <double*>po, n, p1, p2, nt, np_)
     return 0
 
 
@@ -692,15 +709,17 @@ cdef int _rows(int kind, int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, cnp
         pc = _ptr(c)
     pa = _ptr(a)
     po = _ptr(out)
-    nt = _nt_for(<double>o * n * i * cost)
+    cdef double work = <double>o * n * i * cost
+    nt = _nt_for(work)
+    cdef Py_ssize_t np_ = _pieces_for(work, nt)
     if ft == 0:
         with nogil:
             _row_run[float](kind, k, <const float*>pa, <const float*>pb, <const float*>pc, <float*>po,
-                            o, n, i, nt)
+                            o, n, i, nt, np_)
     else:
         with nogil:
             _row_run[double](kind, k, <const double*>pa, <const double*>pb, <const double*>pc, <double*>po,
-                             o, n, i, nt)
+                             o, n, i, nt, np_)
     return 0
 
 
@@ -762,15 +781,17 @@ cdef int _loss(cnp.ndarray x, cnp.ndarray target, cnp.ndarray p, cnp.ndarray sca
         pd = _ptr(dx)
     px = _ptr(x)
     pl = _ptr(loss)
-    nt = _nt_for(<double>o * n * i * _COST_LOSS[ft] * (2.0 if pd != NULL else 1.0))
+    cdef double work = <double>o * n * i * _COST_LOSS[ft] * (2.0 if pd != NULL else 1.0)
+    nt = _nt_for(work)
+    cdef Py_ssize_t np_ = _pieces_for(work, nt)
     if ft == 0:
         with nogil:
             _loss_run[float](<const float*>px, pt, <const float*>pp, <const float*>ps, <float*>pl,
-                             <float*>pd, o, n, i, ignore, eps, nt)
+                             <float*>pd, o, n, i, ignore, eps, nt, np_)
     else:
         with nogil:
             _loss_run[double](<const double*>px, pt, <const double*>pp, <const double*>ps, <double*>pl,
-                              <double*>pd, o, n, i, ignore, eps, nt)
+                              <double*>pd, o, n, i, ignore, eps, nt, np_)
     return 0
 
 

@@ -21,6 +21,20 @@ from __future__ import annotations
 
 NAME = "cython"
 
+import os as _os
+
+# OpenMP threads that finish a parallel region spin-wait for the next one
+# (libgomp: up to ~300k spins) on a CPU another process may need; on the
+# shared 2-core machine this was measured to turn a 1 us region into a 2 ms
+# one when the other core is busy.  Unless the user chose a policy, the
+# OpenMP runtime this extension loads is started with OMP_WAIT_POLICY=passive
+# (threads sleep at once; +2-3 us per region on an idle machine, and kernels
+# go parallel only above ~100 us of work).  The variable is set only while
+# the extension (and with it a not-yet-loaded libgomp, which reads it once at
+# load) is imported, then removed again: other libraries are not affected.
+_policy_set = not any(v in _os.environ for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
+if _policy_set:
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
 try:
     from .. import _kernels as _ext
 except ImportError as _exc:  # pragma: no cover - exercised in a subprocess test
@@ -31,6 +45,9 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess test
         "with a C compiler (set FASTACT_REQUIRE_EXT=1 to see why a build failed)"
     )
     raise _err from _exc
+finally:
+    if _policy_set:
+        _os.environ.pop("OMP_WAIT_POLICY", None)
 
 from .._registry import KERNELS as _KERNELS
 
