@@ -300,7 +300,7 @@ def test_hot_loops_use_512_bit_vectors(dtype):
     x = np.linspace(-5, 5, 4096).astype(dtype)
     o = np.empty_like(x)
     for disp, args in ((nj._e_sigmoid, (x, o)), (nj._e_gelu, (x, o)), (nj._e_tanh_backward, (x, x, o)),
-                       (nj._rows_softmax, (x.reshape(4, 1024, 1), o.reshape(4, 1024, 1), 0, 4))):
+                       (nj._rl_softmax, (x.reshape(4, 1024, 1), o.reshape(4, 1024, 1), 0, 4))):
         asm = _fresh_asm(disp, *args)
         name = disp.py_func.__name__
         # packed arithmetic on zmm registers (vfmadd...ps/pd, vmulps/pd ... %zmm)
@@ -312,7 +312,7 @@ def test_hot_loops_use_512_bit_vectors(dtype):
 def test_short_rows_use_masked_vectors(dtype):
     # a row of <= 16 elements is one masked vector load/store (numba_rows)
     x = np.linspace(-5, 5, 100).astype(dtype).reshape(10, 10, 1)
-    asm = _fresh_asm(nj._rows_softmax, x, np.empty_like(x), 0, 10)
+    asm = _fresh_asm(nj._rt_softmax, x, np.empty_like(x), 0, 10)
     masked = [ln for ln in asm.splitlines() if "{%k" in ln and ("vmov" in ln or "vblendm" in ln)]
     assert masked, "no masked vector load/store in the short-row path"
 
@@ -396,7 +396,7 @@ def test_thread_decision_follows_set_num_threads(monkeypatch):
     finally:
         fastact.set_num_threads(n0)
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        assert calls == ["_pr_softmax", "_p_sigmoid", "_pl_softmax"]
+        assert calls == ["_prl_softmax", "_p_sigmoid", "_pl_softmax"]
         assert np.array_equal(got, want)  # row-wise: splitting changes nothing
 
 
@@ -483,7 +483,7 @@ CODE_RUN = """
     with fastact.use_backend("numba"):
         r = fastact.softmax(np.array([[1.0, 2.0, 3.0]]))
     assert abs(r.sum() - 1) < 1e-12
-    print(nj.CACHE, sum(nj._e_sigmoid.stats.cache_hits.values()) + sum(nj._rows_softmax.stats.cache_hits.values()))
+    print(nj.CACHE, sum(nj._e_sigmoid.stats.cache_hits.values()) + sum(nj._rt_softmax.stats.cache_hits.values()))
 """
 
 

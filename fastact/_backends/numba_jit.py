@@ -1211,13 +1211,17 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
 
 
 @njit(**_INL)
-def _flat_softmax(xf, of, n, r0, r1):
+def _ft_softmax(xf, of, n, r0, r1):
     if n <= VL:
         for r in range(r0, r1):
             vrow_softmax1(xf, r * n, n, of, VL)
-    elif n <= TINY:
+    else:
         _tiny_softmax(xf, of, n, r0, r1)
-    elif _same(xf, of):
+
+
+@njit(**_INL)
+def _fl_softmax(xf, of, n, r0, r1):
+    if _same(xf, of):
         scratch = np.empty(n, xf.dtype)
         for r in range(r0, r1):
             _long_softmax(of[r * n:r * n + n], of[r * n:r * n + n], scratch, True)
@@ -1226,18 +1230,14 @@ def _flat_softmax(xf, of, n, r0, r1):
             _long_softmax(xf[r * n:r * n + n], of[r * n:r * n + n], of, False)
 
 
-@njit(**_JIT)
-def _rows_softmax(x, out, r0, r1):
-    never_inline()
-    wide()
-    _flat_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+@njit(**_INL)
+def _ft_log_softmax(xf, of, n, r0, r1):
+    _tiny_log_softmax(xf, of, n, r0, r1)
 
 
 @njit(**_INL)
-def _flat_log_softmax(xf, of, n, r0, r1):
-    if n <= TINY:
-        _tiny_log_softmax(xf, of, n, r0, r1)
-    elif _same(xf, of):
+def _fl_log_softmax(xf, of, n, r0, r1):
+    if _same(xf, of):
         for r in range(r0, r1):
             _long_log_softmax(of[r * n:r * n + n], of[r * n:r * n + n], True)
     else:
@@ -1245,54 +1245,44 @@ def _flat_log_softmax(xf, of, n, r0, r1):
             _long_log_softmax(xf[r * n:r * n + n], of[r * n:r * n + n], False)
 
 
-@njit(**_JIT)
-def _rows_log_softmax(x, out, r0, r1):
-    never_inline()
-    wide()
-    _flat_log_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+@njit(**_INL)
+def _ft_logsumexp(xf, of, n, r0, r1):
+    _tiny_logsumexp(xf, of, n, r0, r1)
 
 
 @njit(**_INL)
-def _flat_logsumexp(xf, of, n, r0, r1):
-    if n <= TINY:
-        _tiny_logsumexp(xf, of, n, r0, r1)
-    else:
-        for r in range(r0, r1):
-            xr = xf[r * n:r * n + n]
-            m = _row_max(xr)
-            if _finite(m):
-                of[r] = _lse_of(m, _row_rest(xr, m), False)
-            else:
-                of[r] = _lse_of(m, 0.0, _row_hasnan(xr))
-
-
-@njit(**_JIT)
-def _rows_logsumexp(x, out, r0, r1):
-    never_inline()
-    wide()
-    _flat_logsumexp(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+def _fl_logsumexp(xf, of, n, r0, r1):
+    for r in range(r0, r1):
+        xr = xf[r * n:r * n + n]
+        m = _row_max(xr)
+        if _finite(m):
+            of[r] = _lse_of(m, _row_rest(xr, m), False)
+        else:
+            of[r] = _lse_of(m, 0.0, _row_hasnan(xr))
 
 
 @njit(**_INL)
-def _flat_softmax_backward(gf, yf, of, n, r0, r1):
+def _ft_softmax_backward(gf, yf, of, n, r0, r1):
     if n <= VL:
         for r in range(r0, r1):
             vrow_softmax_bwd1(gf, yf, r * n, n, of, VL)
         return
-    if n <= TINY:
-        for r in range(r0, r1):
-            dot = 0.0
-            for c0 in range(0, n, VL):
-                dot += vrow_dot(gf, yf, r * n + c0, min(VL, n - c0), VL)
-            d = K(of[0], dot)
-            for c0 in range(0, n, VL):
-                vrow_softmax_bwd(gf, yf, r * n + c0, min(VL, n - c0), d, of, VL)
-        return
+    for r in range(r0, r1):
+        dot = 0.0
+        for c0 in range(0, n, VL):
+            dot += vrow_dot(gf, yf, r * n + c0, min(VL, n - c0), VL)
+        d = KA(of, dot)
+        for c0 in range(0, n, VL):
+            vrow_softmax_bwd(gf, yf, r * n + c0, min(VL, n - c0), d, of, VL)
+
+
+@njit(**_INL)
+def _fl_softmax_backward(gf, yf, of, n, r0, r1):
     for r in range(r0, r1):
         gr = gf[r * n:r * n + n]
         yr = yf[r * n:r * n + n]
         orow = of[r * n:r * n + n]
-        d = K(orow[0], _row_dot(gr, yr))
+        d = KA(of, _row_dot(gr, yr))
         if _same(gf, of):
             for j in range(n):
                 orow[j] = yr[j] * (orow[j] - d)
@@ -1304,33 +1294,28 @@ def _flat_softmax_backward(gf, yf, of, n, r0, r1):
                 orow[j] = yr[j] * (gr[j] - d)
 
 
-@njit(**_JIT)
-def _rows_softmax_backward(g, y, out, r0, r1):
-    never_inline()
-    wide()
-    _flat_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
-
-
 @njit(**_INL)
-def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
+def _ft_log_softmax_backward(gf, yf, of, n, r0, r1):
     if n <= VL:
         for r in range(r0, r1):
             vrow_log_softmax_bwd1(gf, yf, r * n, n, of, VL)
         return
-    if n <= TINY:
-        for r in range(r0, r1):
-            tot = 0.0
-            for c0 in range(0, n, VL):
-                tot += vrow_sum(gf, r * n + c0, min(VL, n - c0), VL)
-            t = K(of[0], tot)
-            for c0 in range(0, n, VL):
-                vrow_log_softmax_bwd(gf, yf, r * n + c0, min(VL, n - c0), t, of, VL)
-        return
+    for r in range(r0, r1):
+        tot = 0.0
+        for c0 in range(0, n, VL):
+            tot += vrow_sum(gf, r * n + c0, min(VL, n - c0), VL)
+        t = KA(of, tot)
+        for c0 in range(0, n, VL):
+            vrow_log_softmax_bwd(gf, yf, r * n + c0, min(VL, n - c0), t, of, VL)
+
+
+@njit(**_INL)
+def _fl_log_softmax_backward(gf, yf, of, n, r0, r1):
     for r in range(r0, r1):
         gr = gf[r * n:r * n + n]
         yr = yf[r * n:r * n + n]
         orow = of[r * n:r * n + n]
-        t = K(orow[0], _row_sum(gr))
+        t = KA(of, _row_sum(gr))
         if _same(gf, of):
             for j in range(n):
                 orow[j] = orow[j] - exp(yr[j]) * t
@@ -1342,27 +1327,16 @@ def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
                 orow[j] = gr[j] - exp(yr[j]) * t
 
 
-@njit(**_JIT)
-def _rows_log_softmax_backward(g, y, out, r0, r1):
-    never_inline()
-    wide()
-    _flat_log_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+@njit(**_INL)
+def _ft_logsumexp_backward(gf, xf, lf, of, n, r0, r1):
+    for r in range(r0, r1):
+        for c0 in range(0, n, VL):
+            vrow_lse_bwd(xf, r * n + c0, min(VL, n - c0), gf[r], lf[r], of, VL)
 
 
-@njit(**_JIT)
-def _rows_logsumexp_backward(g, x, lse, out, r0, r1):
-    never_inline()
-    wide()
-    n = x.shape[1]
-    gf = g.reshape(g.size)
-    xf = x.reshape(x.size)
-    lf = lse.reshape(lse.size)
-    of = out.reshape(out.size)
-    if n <= TINY:
-        for r in range(r0, r1):
-            for c0 in range(0, n, VL):
-                vrow_lse_bwd(xf, r * n + c0, min(VL, n - c0), gf[r], lf[r], of, VL)
-    elif _same(xf, of):
+@njit(**_INL)
+def _fl_logsumexp_backward(gf, xf, lf, of, n, r0, r1):
+    if _same(xf, of):
         for r in range(r0, r1):
             orow = of[r * n:r * n + n]
             g = gf[r]
@@ -1377,6 +1351,140 @@ def _rows_logsumexp_backward(g, x, lse, out, r0, r1):
             lse = lf[r]
             for j in range(n):
                 orow[j] = g * exp(xr[j] - lse)
+
+
+# whole-row functions for fastact.numba (both paths)
+
+
+@njit(**_INL)
+def _flat_softmax(xf, of, n, r0, r1):
+    if n <= TINY:
+        _ft_softmax(xf, of, n, r0, r1)
+    else:
+        _fl_softmax(xf, of, n, r0, r1)
+
+
+@njit(**_INL)
+def _flat_log_softmax(xf, of, n, r0, r1):
+    if n <= TINY:
+        _ft_log_softmax(xf, of, n, r0, r1)
+    else:
+        _fl_log_softmax(xf, of, n, r0, r1)
+
+
+@njit(**_INL)
+def _flat_logsumexp(xf, of, n, r0, r1):
+    if n <= TINY:
+        _ft_logsumexp(xf, of, n, r0, r1)
+    else:
+        _fl_logsumexp(xf, of, n, r0, r1)
+
+
+@njit(**_INL)
+def _flat_softmax_backward(gf, yf, of, n, r0, r1):
+    if n <= TINY:
+        _ft_softmax_backward(gf, yf, of, n, r0, r1)
+    else:
+        _fl_softmax_backward(gf, yf, of, n, r0, r1)
+
+
+@njit(**_INL)
+def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
+    if n <= TINY:
+        _ft_log_softmax_backward(gf, yf, of, n, r0, r1)
+    else:
+        _fl_log_softmax_backward(gf, yf, of, n, r0, r1)
+
+
+# the serial run functions, one per path (rows of <= TINY elements / longer),
+# so that a workload compiles only the path it uses: _rt_* / _rl_*(arrays,
+# first row, end row)
+
+
+@njit(**_JIT)
+def _rt_softmax(x, out, r0, r1):
+    never_inline()
+    wide()
+    _ft_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rl_softmax(x, out, r0, r1):
+    never_inline()
+    wide()
+    _fl_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rt_log_softmax(x, out, r0, r1):
+    never_inline()
+    wide()
+    _ft_log_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rl_log_softmax(x, out, r0, r1):
+    never_inline()
+    wide()
+    _fl_log_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rt_logsumexp(x, out, r0, r1):
+    never_inline()
+    wide()
+    _ft_logsumexp(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rl_logsumexp(x, out, r0, r1):
+    never_inline()
+    wide()
+    _fl_logsumexp(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rt_softmax_backward(g, y, out, r0, r1):
+    never_inline()
+    wide()
+    _ft_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rl_softmax_backward(g, y, out, r0, r1):
+    never_inline()
+    wide()
+    _fl_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rt_log_softmax_backward(g, y, out, r0, r1):
+    never_inline()
+    wide()
+    _ft_log_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rl_log_softmax_backward(g, y, out, r0, r1):
+    never_inline()
+    wide()
+    _fl_log_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rt_logsumexp_backward(g, x, lse, out, r0, r1):
+    never_inline()
+    wide()
+    _ft_logsumexp_backward(g.reshape(g.size), x.reshape(x.size), lse.reshape(lse.size), out.reshape(out.size),
+                              x.shape[1], r0, r1)
+
+
+@njit(**_JIT)
+def _rl_logsumexp_backward(g, x, lse, out, r0, r1):
+    never_inline()
+    wide()
+    _fl_logsumexp_backward(g.reshape(g.size), x.reshape(x.size), lse.reshape(lse.size), out.reshape(out.size),
+                              x.shape[1], r0, r1)
 
 
 # ---------------------------------------------------------------------------
@@ -1636,10 +1744,17 @@ def _lanes_logsumexp_backward(g, x, lse, out, u0, u1):
 
 
 @njit(**_PAR)
-def _pr_softmax(x, out, nt):
+def _prt_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rows_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rt_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _prl_softmax(x, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rl_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
@@ -1650,10 +1765,17 @@ def _pl_softmax(x, out, nt):
 
 
 @njit(**_PAR)
-def _pr_log_softmax(x, out, nt):
+def _prt_log_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rows_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rt_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _prl_log_softmax(x, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rl_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
@@ -1664,10 +1786,17 @@ def _pl_log_softmax(x, out, nt):
 
 
 @njit(**_PAR)
-def _pr_logsumexp(x, out, nt):
+def _prt_logsumexp(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rows_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
+        _rt_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _prl_logsumexp(x, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rl_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
@@ -1678,10 +1807,17 @@ def _pl_logsumexp(x, out, nt):
 
 
 @njit(**_PAR)
-def _pr_softmax_backward(g, y, out, nt):
+def _prt_softmax_backward(g, y, out, nt):
     o = y.shape[0]
     for c in prange(nt):
-        _rows_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _rt_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _prl_softmax_backward(g, y, out, nt):
+    o = y.shape[0]
+    for c in prange(nt):
+        _rl_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
@@ -1692,10 +1828,17 @@ def _pl_softmax_backward(g, y, out, nt):
 
 
 @njit(**_PAR)
-def _pr_log_softmax_backward(g, y, out, nt):
+def _prt_log_softmax_backward(g, y, out, nt):
     o = y.shape[0]
     for c in prange(nt):
-        _rows_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _rt_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _prl_log_softmax_backward(g, y, out, nt):
+    o = y.shape[0]
+    for c in prange(nt):
+        _rl_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
@@ -1706,10 +1849,17 @@ def _pl_log_softmax_backward(g, y, out, nt):
 
 
 @njit(**_PAR)
-def _pr_logsumexp_backward(g, x, lse, out, nt):
+def _prt_logsumexp_backward(g, x, lse, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rows_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
+        _rt_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
+
+
+@njit(**_PAR)
+def _prl_logsumexp_backward(g, x, lse, out, nt):
+    o = x.shape[0]
+    for c in prange(nt):
+        _rl_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
@@ -1908,8 +2058,12 @@ def _ew2p(run, par, cost):
     return kernel
 
 
-def _rows1(rows, lanes, prows, planes, cost):
-    """Row kernel k(x, out) with x (outer, n, inner)."""
+def _rows1(name, cost):
+    """Row kernel k(x, out) with x (outer, n, inner): rows of <= TINY or
+    longer (inner == 1), or lanes (inner > 1)."""
+    g = globals()
+    rt, rl, lanes = g["_rt_" + name], g["_rl_" + name], g["_lanes_" + name]
+    prt, prl, plan = g["_prt_" + name], g["_prl_" + name], g["_pl_" + name]
     limit = _serial_below(cost)
 
     def kernel(x, out):
@@ -1917,16 +2071,22 @@ def _rows1(rows, lanes, prows, planes, cost):
         if x.size == 0:
             return
         if i == 1:
-            if x.size < limit or _NT[0] < 2 or not _parallel(prows, (x, out)):
-                rows(x, out, 0, o)
-        elif x.size < limit or _NT[0] < 2 or not _parallel(planes, (x, out)):
+            if n <= TINY:
+                if x.size < limit or _NT[0] < 2 or not _parallel(prt, (x, out)):
+                    rt(x, out, 0, o)
+            elif x.size < limit or _NT[0] < 2 or not _parallel(prl, (x, out)):
+                rl(x, out, 0, o)
+        elif x.size < limit or _NT[0] < 2 or not _parallel(plan, (x, out)):
             lanes(x, out, 0, o * ((i + TW - 1) // TW))
 
     return kernel
 
 
-def _rows2(rows, lanes, prows, planes, cost):
+def _rows2(name, cost):
     """Row kernel k(g, y, out), all (outer, n, inner)."""
+    g_ = globals()
+    rt, rl, lanes = g_["_rt_" + name], g_["_rl_" + name], g_["_lanes_" + name]
+    prt, prl, plan = g_["_prt_" + name], g_["_prl_" + name], g_["_pl_" + name]
     limit = _serial_below(cost)
 
     def kernel(g, y, out):
@@ -1934,9 +2094,12 @@ def _rows2(rows, lanes, prows, planes, cost):
         if y.size == 0:
             return
         if i == 1:
-            if y.size < limit or _NT[0] < 2 or not _parallel(prows, (g, y, out)):
-                rows(g, y, out, 0, o)
-        elif y.size < limit or _NT[0] < 2 or not _parallel(planes, (g, y, out)):
+            if n <= TINY:
+                if y.size < limit or _NT[0] < 2 or not _parallel(prt, (g, y, out)):
+                    rt(g, y, out, 0, o)
+            elif y.size < limit or _NT[0] < 2 or not _parallel(prl, (g, y, out)):
+                rl(g, y, out, 0, o)
+        elif y.size < limit or _NT[0] < 2 or not _parallel(plan, (g, y, out)):
             lanes(g, y, out, 0, o * ((i + TW - 1) // TW))
 
     return kernel
@@ -1967,34 +2130,25 @@ for _table, _make in ((_EW1, _ew1), (_EW1P, _ew1p), (_EW2, _ew2), (_EW2P, _ew2p)
             _make(globals()["_e_" + _name], globals()["_p_" + _name], _cost),
             _name, f"Kernel ``{_name}`` (see fastact._registry), float32 or float64.")
 
-softmax = _named(_rows1(_rows_softmax, _lanes_softmax, _pr_softmax, _pl_softmax, 0.5),
-                 "softmax", "Kernel ``softmax``: x, out (outer, n, inner).")
-log_softmax = _named(_rows1(_rows_log_softmax, _lanes_log_softmax, _pr_log_softmax, _pl_log_softmax, 0.6),
-                     "log_softmax", "Kernel ``log_softmax``: x, out (outer, n, inner).")
-softmax_backward = _named(
-    _rows2(_rows_softmax_backward, _lanes_softmax_backward, _pr_softmax_backward, _pl_softmax_backward, 0.3),
-    "softmax_backward", "Kernel ``softmax_backward``: grad, y, out (outer, n, inner).")
-log_softmax_backward = _named(
-    _rows2(_rows_log_softmax_backward, _lanes_log_softmax_backward, _pr_log_softmax_backward,
-           _pl_log_softmax_backward, 0.4),
-    "log_softmax_backward", "Kernel ``log_softmax_backward``: grad, y, out (outer, n, inner).")
-
-_LSE_LIMIT = _serial_below(0.4)
+softmax = _named(_rows1("softmax", 0.5), "softmax", "Kernel ``softmax``: x, out (outer, n, inner).")
+log_softmax = _named(_rows1("log_softmax", 0.6), "log_softmax",
+                     "Kernel ``log_softmax``: x, out (outer, n, inner).")
+logsumexp = _named(_rows1("logsumexp", 0.4), "logsumexp",
+                   "Kernel ``logsumexp``: x (outer, n, inner), out (outer, inner).")
+softmax_backward = _named(_rows2("softmax_backward", 0.3), "softmax_backward",
+                          "Kernel ``softmax_backward``: grad, y, out (outer, n, inner).")
+log_softmax_backward = _named(_rows2("log_softmax_backward", 0.4), "log_softmax_backward",
+                              "Kernel ``log_softmax_backward``: grad, y, out (outer, n, inner).")
+_logsumexp_rows = logsumexp
 
 
-def logsumexp(x, out):
+def logsumexp(x, out):  # noqa: F811 - an empty row gives -inf
     """Kernel ``logsumexp``: x (outer, n, inner), out (outer, inner)."""
-    o, n, i = x.shape
-    if out.size == 0:
+    if x.shape[1] == 0:
+        if out.size:
+            out[...] = -np.inf
         return
-    if n == 0:
-        out[...] = -np.inf
-        return
-    if i == 1:
-        if x.size < _LSE_LIMIT or _NT[0] < 2 or not _parallel(_pr_logsumexp, (x, out)):
-            _rows_logsumexp(x, out, 0, o)
-    elif x.size < _LSE_LIMIT or _NT[0] < 2 or not _parallel(_pl_logsumexp, (x, out)):
-        _lanes_logsumexp(x, out, 0, o * ((i + TW - 1) // TW))
+    _logsumexp_rows(x, out)
 
 
 _LSEB_LIMIT = _serial_below(0.4)
@@ -2006,10 +2160,13 @@ def logsumexp_backward(grad, x, lse, out):
     o, n, i = x.shape
     if x.size == 0:
         return
+    args = (grad, x, lse, out)
     if i == 1:
-        if x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(_pr_logsumexp_backward, (grad, x, lse, out)):
-            _rows_logsumexp_backward(grad, x, lse, out, 0, o)
-    elif x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(_pl_logsumexp_backward, (grad, x, lse, out)):
+        run, par = (_rt_logsumexp_backward, _prt_logsumexp_backward) if n <= TINY else \
+            (_rl_logsumexp_backward, _prl_logsumexp_backward)
+        if x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(par, args):
+            run(grad, x, lse, out, 0, o)
+    elif x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(_pl_logsumexp_backward, args):
         _lanes_logsumexp_backward(grad, x, lse, out, 0, o * ((i + TW - 1) // TW))
 
 
