@@ -816,6 +816,30 @@ def cross_entropy_prob_grad(cnp.ndarray x not None, cnp.ndarray p not None, cnp.
     _loss(x, None, p, scale, loss, dx, 0, label_smoothing)
 
 
+_MATH = {"exp": 0, "exp_neg": 1, "expm1_neg": 2, "log": 3, "log1p": 4, "log1p_unit": 5,
+         "erfc_pos": 6, "tanh": 7, "sigmoid": 8}
+
+
+def _math(str name, cnp.ndarray x not None, cnp.ndarray out not None):
+    """Apply one of the scalar math helpers of the kernels elementwise, on
+    the selected SIMD path (for accuracy tests): exp, exp_neg (x <= 0),
+    expm1_neg (x <= 0), log, log1p, log1p_unit (x in [0, 1]), erfc_pos
+    (x >= 0), tanh, sigmoid."""
+    cdef int which = _MATH[name]
+    cdef int ft = _ftype(x)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    _check_in(x, ft, "x")
+    _check_out(out, ft, "out")
+    _same_size(x, out, "x", "out")
+    cdef const void* px = _ptr(x)
+    cdef void* po = _ptr(out)
+    with nogil:
+        if ft == 0:
+            T.math_f32(which, <const float*>px, <float*>po, n)
+        else:
+            T.math_f64(which, <const double*>px, <double*>po, n)
+
+
 # ===========================================================================
 # C-level API for Cython users (declared in _kernels.pxd).  All run on the
 # selected SIMD path, on the calling thread, without the GIL.

@@ -1620,6 +1620,40 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
 
 
 # ===========================================================================
+# the scalar helpers themselves, elementwise (accuracy tests and reports)
+
+cdef void k_math(int which, const real* x, real* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if which == 0:
+        for i in range(n):
+            out[i] = fexp(x[i])
+    elif which == 1:
+        for i in range(n):
+            out[i] = fexpn(x[i])
+    elif which == 2:
+        for i in range(n):
+            out[i] = fexpm1n(x[i])
+    elif which == 3:
+        for i in range(n):
+            out[i] = flog(x[i])
+    elif which == 4:
+        for i in range(n):
+            out[i] = flog1p(x[i])
+    elif which == 5:
+        for i in range(n):
+            out[i] = flog1p01(x[i])
+    elif which == 6:
+        for i in range(n):
+            out[i] = ferfcp(x[i])
+    elif which == 7:
+        for i in range(n):
+            out[i] = _tanh(x[i])
+    elif which == 8:
+        for i in range(n):
+            out[i] = _sigmoid(x[i])
+
+
+# ===========================================================================
 # the table of kernel pointers this module exports
 
 ctypedef void (*ew1_f32_t)(const float*, float*, Py_ssize_t, double, double) noexcept nogil
@@ -1636,6 +1670,8 @@ ctypedef void (*loss_f32_t)(const float*, const npy_intp*, const float*, const f
                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, npy_intp, double) noexcept nogil
 ctypedef void (*loss_f64_t)(const double*, const npy_intp*, const double*, const double*, double*, double*,
                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, npy_intp, double) noexcept nogil
+ctypedef void (*math_f32_t)(int, const float*, float*, Py_ssize_t) noexcept nogil
+ctypedef void (*math_f64_t)(int, const double*, double*, Py_ssize_t) noexcept nogil
 
 cdef enum:
     # elementwise forward
@@ -1668,6 +1704,8 @@ cdef struct FaTable:
     row3_f64_t lse_bwd_f64
     loss_f32_t loss_f32
     loss_f64_t loss_f64
+    math_f32_t math_f32
+    math_f64_t math_f64
 
 
 cdef void _fill_table(FaTable* t, int level) noexcept:
@@ -1737,3 +1775,5 @@ cdef void _fill_table(FaTable* t, int level) noexcept:
     t.lse_bwd_f64 = logsumexp_backward_k[double]
     t.loss_f32 = cross_entropy_k[float]
     t.loss_f64 = cross_entropy_k[double]
+    t.math_f32 = k_math[float]
+    t.math_f64 = k_math[double]

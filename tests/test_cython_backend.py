@@ -454,3 +454,64 @@ def test_cython_users_can_cimport_the_row_kernels(tmp_path):
         print("ok", y32[0])
     """)
     assert out.startswith("ok 0.8756")
+
+
+# ---------------------------------------------------------------------------
+# accuracy of the scalar math helpers themselves (on the selected SIMD path;
+# test_every_simd_path_matches_reference covers the others through the kernels)
+
+def _ulps(got, ref, dt):
+    ref_r = ref.astype(dt)
+    sp = np.spacing(np.abs(ref_r)).astype(np.longdouble)
+    sp = np.maximum(sp, np.longdouble(np.finfo(dt).smallest_subnormal))
+    return np.abs(got.astype(np.longdouble) - ref) / sp
+
+
+HELPERS = {
+    # name: (bound in ulp, sampler(rng, dtype), reference on long double)
+    "exp": (1.5, lambda r, big, sub: np.r_[r.uniform(-sub, big, 50000), r.uniform(-1, 1, 20000)], np.exp),
+    "exp_neg": (1.5, lambda r, big, sub: -np.r_[r.uniform(0, sub, 50000), r.uniform(0, 1, 20000)], np.exp),
+    "expm1_neg": (1.5, lambda r, big, sub: -np.r_[r.uniform(0, 30, 30000), 10.0 ** r.uniform(-10, 0, 30000)], np.expm1),
+    "log": (1.5, lambda r, big, sub: np.r_[10.0 ** r.uniform(-37, 37, 40000), r.uniform(0.5, 2, 20000)], np.log),
+    "log1p": (1.5, lambda r, big, sub: np.r_[10.0 ** r.uniform(-10, 30, 30000), -r.uniform(0, 1, 30000)], np.log1p),
+    "log1p_unit": (2.0, lambda r, big, sub: r.uniform(0, 1, 50000), np.log1p),
+    "tanh": (3.0, lambda r, big, sub: np.r_[r.uniform(-20, 20, 40000), r.uniform(-1e-3, 1e-3, 10000)], np.tanh),
+    "sigmoid": (3.0, lambda r, big, sub: r.uniform(-100, 40, 50000), lambda x: 1 / (1 + np.exp(-x))),
+}
+
+
+@pytest.mark.parametrize("name", list(HELPERS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_math_helper_accuracy(name, dtype):
+    if np.finfo(np.longdouble).nmant < 60:
+        pytest.skip("needs an extended-precision long double as the reference")
+    bound, sample, f = HELPERS[name]
+    big, sub = (88.0, 103.0) if dtype == np.float32 else (708.0, 744.0)
+    x = sample(np.random.default_rng(7), big, sub).astype(dtype)
+    out = np.empty_like(x)
+    K._math(name, x, out)
+    with np.errstate(all="ignore"):
+        ref = f(x.astype(np.longdouble))
+    ok = np.isfinite(ref)
+    err = _ulps(out[ok], ref[ok], dtype)
+    assert err.max() <= bound, f"{name} {np.dtype(dtype).name}: {err.max():.2f} ulp at x={x[ok][err.argmax()]!r}"
+    # special values: NaN stays NaN, limits at +-inf
+    with np.errstate(all="ignore"):
+        sv = np.array([np.nan, np.inf, -np.inf, 0.0], dtype)
+        so = np.empty_like(sv)
+        K._math(name, sv, so)
+    assert np.isnan(so[0])
+
+
+def test_erfc_helper_accuracy():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    rng = np.random.default_rng(8)
+    for dt, amax, bound in ((np.float32, 10.0, 6.0), (np.float64, 26.5, 6.0)):
+        x = np.r_[rng.uniform(0, amax, 1500), rng.uniform(0, 1, 500), 0.0].astype(dt)
+        out = np.empty_like(x)
+        K._math("erfc_pos", x, out)
+        ref = np.array([np.longdouble(mpmath.nstr(mpmath.erfc(mpmath.mpf(float(v))), 30)) for v in x])
+        err = _ulps(out, ref, dt)
+        assert err.max() <= bound, f"erfc {np.dtype(dt).name}: {err.max():.2f} ulp"
+        assert out[-1] == 1.0  # erfc(0) exactly
