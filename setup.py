@@ -88,6 +88,14 @@ class BuildExt(build_ext):
     def build_extensions(self):
         ctype = self.compiler.compiler_type
         msvc = ctype == "msvc"
+        if not msvc and not self._try_compile([]):
+            msg = ("no working C compiler: fastact is installed without its compiled "
+                   "'cython' backend (it runs on NumPy, or Numba if installed)")
+            if REQUIRE:
+                raise RuntimeError(msg + " and FASTACT_REQUIRE_EXT is set")
+            _warn(msg)
+            self.extensions = []
+            return
         openmp = []
         if not msvc:
             probe = textwrap.dedent("""\
