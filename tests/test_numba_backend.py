@@ -166,11 +166,14 @@ def test_fastact_numba_docstring_examples():
 
 #: max ULP of each helper over the samples below, (float32, float64)
 HELPER_ULPS = {
-    "exp": (1.1, 1.1), "expm1_neg": (1.2, 1.3), "log": (1.3, 1.3), "log1p": (2.2, 1.7),
+    "exp": (1.1, 1.1), "exp_neg": (1.1, 1.1), "expm1_neg": (1.2, 1.3), "log": (1.3, 1.3), "log1p": (2.2, 1.7),
     "tanh": (2.6, 2.7), "sigmoid": (2.4, 2.4), "log1pexp_neg_abs": (2.0, 2.0), "erfc": (5.0, 5.0),
 }
+#: helpers that flush subnormal results to 0 (built on exp_neg)
+FLUSHED = ("sigmoid", "log1pexp_neg_abs")
 DOMAINS = {
     "exp": [(-103.9, -87.0), (-745.0, -708.0), (-20, 20), (80, 88.7), (700, 709.7), (-1, 1)],
+    "exp_neg": [(-87.3, 0), (-708.3, -600), (-1, 0)],  # normal results (below: 0)
     "expm1_neg": [(-50, 0), (-1, 0), (-1e-3, 0)],
     "log": [(0, 2), (1e-3, 1e6), (1e-40, 1e-37), (1e-310, 1e-307)],
     "log1p": [(-1, 1), (-1e-3, 1e-3), (0, 1e6)],
@@ -204,7 +207,7 @@ def _reference(helper, x):
     w = x.astype(np.float64 if x.dtype == np.float32 else np.longdouble)
     with np.errstate(all="ignore"):
         return {
-            "exp": np.exp, "expm1_neg": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh,
+            "exp": np.exp, "exp_neg": np.exp, "expm1_neg": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh,
             "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
             "log1pexp_neg_abs": lambda v: np.log1p(np.exp(-np.abs(v))),
         }[helper](w)
@@ -248,6 +251,10 @@ def test_helper_accuracy(helper, dtype):
             fin = np.isfinite(exact) & (np.abs(exact) <= t.max)  # else the result is +-inf / NaN
             with np.errstate(over="ignore"):
                 assert np.array_equal(out[~fin], exact[~fin].astype(dtype), equal_nan=True)
+            if helper in FLUSHED:  # subnormal results may be 0: absolute error < tiny
+                sub = fin & (np.abs(exact) < t.tiny)
+                assert np.all(np.abs(out[sub] - exact[sub]) < t.tiny)
+                fin &= ~sub
             e = float(np.max(np.abs(out[fin].astype(np.longdouble) - exact[fin]) / ulp[fin], initial=0))
         else:
             e = _ulps(out, exact, dtype)

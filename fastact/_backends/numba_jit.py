@@ -55,6 +55,7 @@ from .numba_math import (
     copysign,
     erfc,
     exp,
+    exp_neg,
     fabs,
     fkey,
     from_fkey,
@@ -84,6 +85,15 @@ from .numba_rows import (
     vrow_sum,
     vrow_sumexp,
     stack_array,
+    vmap_lse_bwd,
+    vmap_log_softmax_bwd,
+    vmap_scale,
+    vmap_softmax_bwd,
+    vmap_sub2,
+    vsum_dot,
+    vsum_exp,
+    vsum_plain,
+    vsum_rest,
 )
 
 NAME = "numba"
@@ -143,7 +153,7 @@ def _limit(x, v, lo, hi):
 def _sig_pair(x):
     """(sigmoid(x), sigmoid(-x)) with one exp and one division."""
     always_inline()
-    e = exp(-fabs(x))
+    e = exp_neg(-fabs(x))
     r = K(x, 1.0) / (K(x, 1.0) + e)
     if x >= K(x, 0.0):
         return r, e * r
@@ -256,7 +266,7 @@ def _b_sigmoid(g, y):
 def _b_sigmoid_x(g, x):
     always_inline()
     # sigmoid(x) sigmoid(-x) = e / (1 + e)^2, e = exp(-|x|)
-    e = exp(-fabs(x))
+    e = exp_neg(-fabs(x))
     d = K(x, 1.0) + e
     return g * (e / (d * d))
 
@@ -265,7 +275,7 @@ def _b_sigmoid_x(g, x):
 def _b_tanh_x(g, x):
     always_inline()
     # 1 / cosh(x)^2 = 4 e / (1 + e)^2, e = exp(-2|x|)
-    e = exp(K(x, -2.0) * fabs(x))
+    e = exp_neg(K(x, -2.0) * fabs(x))
     d = K(x, 1.0) + e
     return g * (K(x, 4.0) * e / (d * d))
 
@@ -314,7 +324,7 @@ def _b_leaky_relu(g, x, slope):
 @njit(**_HLP)
 def _b_gelu(g, x):
     always_inline()
-    pdf = exp(K(x, -0.5) * x * x) * K(x, _INV_SQRT_2PI)
+    pdf = exp_neg(K(x, -0.5) * x * x) * K(x, _INV_SQRT_2PI)
     d = _ndtr(x) + x * pdf
     return g * _limit(x, d, K(x, 0.0), K(x, 1.0))
 
@@ -918,151 +928,50 @@ def _row_hasnan(xr):
     return h
 
 
-# Sums are accumulated in L lanes, each in order, and the lanes added in a
-# fixed tree: vectorized, yet the same bits however LLVM compiles the loop
-# (a reassociable reduction is re-vectorized differently inside a parallel
-# region, so serial and multi-threaded results would differ in the last bit).
-L = 16
+# Long rows stream through numba_rows' vector loops (v*): sums in 16 lanes
+# added in a fixed pairwise order, per block of BLK elements, block sums in
+# float64 -- vectorized, accurate for long rows, and the same bits however
+# and wherever the code is compiled (serial or inside a parallel region).
 
 
 @njit(**_INL)
-def _lanes_zero(acc):
-    for k in range(L):
-        acc[k] = K(acc[0], 0.0)
-
-
-@njit(**_INL)
-def _lanes_total(acc):
-    """Sum of the L lanes in a fixed (pairwise) order."""
-    w = L // 2
-    while w >= 1:
-        for k in range(w):
-            acc[k] = acc[k] + acc[k + w]
-        w //= 2
-    return acc[0]
-
-
-@njit(**_INL)
-def _row_sumexp(xr, dst, m):
-    """sum(exp(x - m)) in float64, writing exp(x - m) into dst: blocks of
-    BLK summed in the data type over L lanes, block sums in float64."""
-    n = xr.size
-    acc = stack_array(16, m)
+def _lrow_sumexp(xf, of, off, n, m):
+    """sum(exp(x - m)) over the row at off (float64), storing exp(x - m)
+    into of at the same place (of may be xf)."""
     tot = 0.0
     for b0 in range(0, n, BLK):
-        b1 = min(b0 + BLK, n)
-        nf = b0 + (b1 - b0) // L * L
-        _lanes_zero(acc)
-        for j in range(b0, nf, L):
-            xb = xr[j:j + L]
-            db = dst[j:j + L]
-            for k in range(L):
-                e = exp(xb[k] - m)
-                db[k] = e
-                acc[k] = acc[k] + e
-        s = _lanes_total(acc)
-        for j in range(nf, b1):
-            e = exp(xr[j] - m)
-            dst[j] = e
-            s = s + e
-        tot += s
+        tot += vsum_exp(xf, off + b0, min(BLK, n - b0), m, of)
     return tot
 
 
 @njit(**_INL)
-def _row_rest(xr, m):
-    """sum(exp(x - m)) without one maximum's own term, in float64: the
-    other terms, plus (number of maxima - 1).  log1p of it keeps full
+def _lrow_rest(xf, off, n, m):
+    """sum(exp(x - m)) over the row without one maximum's own term (float64):
+    the other terms, plus (number of maxima - 1).  log1p of it keeps full
     relative accuracy when the other terms are tiny."""
-    n = xr.size
-    zero = K(m, 0.0)
-    acc = stack_array(16, m)
-    cnt = stack_array(16, m)
     tot = 0.0
-    tc = 0.0
+    cnt = 0.0
     for b0 in range(0, n, BLK):
-        b1 = min(b0 + BLK, n)
-        nf = b0 + (b1 - b0) // L * L
-        _lanes_zero(acc)
-        _lanes_zero(cnt)
-        for j in range(b0, nf, L):
-            xb = xr[j:j + L]
-            for k in range(L):
-                d = xb[k] - m
-                w = ind(d == zero, d)  # a maximum: its term exp(0) = 1 exactly
-                acc[k] = acc[k] + (exp(d) - w)
-                cnt[k] = cnt[k] + w
-        s = _lanes_total(acc)
-        c = _lanes_total(cnt)
-        for j in range(nf, b1):
-            d = xr[j] - m
-            w = ind(d == zero, d)
-            s = s + (exp(d) - w)
-            c = c + w
+        s, c = vsum_rest(xf, off + b0, min(BLK, n - b0), m)
         tot += s
-        tc += c
-    return tot + (tc - 1.0)
+        cnt += c
+    return tot + (cnt - 1.0)
 
 
 @njit(**_INL)
-def _row_dot(gr, yr):
-    """sum(g * y) in float64 (L lanes per block, as _row_sumexp)."""
-    n = gr.size
-    acc = stack_array(16, gr[0])
+def _lrow_dot(gf, yf, off, n):
     tot = 0.0
     for b0 in range(0, n, BLK):
-        b1 = min(b0 + BLK, n)
-        nf = b0 + (b1 - b0) // L * L
-        _lanes_zero(acc)
-        for j in range(b0, nf, L):
-            gb = gr[j:j + L]
-            yb = yr[j:j + L]
-            for k in range(L):
-                acc[k] = acc[k] + gb[k] * yb[k]
-        s = _lanes_total(acc)
-        for j in range(nf, b1):
-            s = s + gr[j] * yr[j]
-        tot += s
+        tot += vsum_dot(gf, yf, off + b0, min(BLK, n - b0))
     return tot
 
 
 @njit(**_INL)
-def _row_sum(gr):
-    """sum(g) in float64 (L lanes per block, as _row_sumexp)."""
-    n = gr.size
-    acc = stack_array(16, gr[0])
+def _lrow_sum(gf, off, n):
     tot = 0.0
     for b0 in range(0, n, BLK):
-        b1 = min(b0 + BLK, n)
-        nf = b0 + (b1 - b0) // L * L
-        _lanes_zero(acc)
-        for j in range(b0, nf, L):
-            gb = gr[j:j + L]
-            for k in range(L):
-                acc[k] = acc[k] + gb[k]
-        s = _lanes_total(acc)
-        for j in range(nf, b1):
-            s = s + gr[j]
-        tot += s
+        tot += vsum_plain(gf, off + b0, min(BLK, n - b0))
     return tot
-
-
-@njit(**_INL)
-def _long_softmax(xr, orow, scratch, inplace):
-    m = _row_max(xr)
-    if not _finite(m):
-        for j in range(orow.size):
-            orow[j] = _nan(m)
-        return
-    if inplace:
-        tmp = scratch[: orow.size]
-        inv = K(m, 1.0 / _row_sumexp(orow, tmp, m))
-        for j in range(orow.size):
-            orow[j] = tmp[j] * inv
-    else:
-        inv = K(m, 1.0 / _row_sumexp(xr, orow, m))
-        for j in range(orow.size):
-            orow[j] = orow[j] * inv
 
 
 @njit(**_INL)
@@ -1073,21 +982,6 @@ def _log_softmax_nonfinite(xr, orow, m):
         m = _nan(m)
     for j in range(orow.size):
         orow[j] = xr[j] - m
-
-
-@njit(**_INL)
-def _long_log_softmax(xr, orow, inplace):
-    m = _row_max(xr)
-    if not _finite(m):
-        _log_softmax_nonfinite(xr, orow, m)
-        return
-    L = K(m, log1p(_row_rest(xr, m)))
-    if inplace:
-        for j in range(orow.size):
-            orow[j] = (orow[j] - m) - L
-    else:
-        for j in range(orow.size):
-            orow[j] = (xr[j] - m) - L
 
 
 @njit(**_HLP)
@@ -1221,13 +1115,15 @@ def _ft_softmax(xf, of, n, r0, r1):
 
 @njit(**_INL)
 def _fl_softmax(xf, of, n, r0, r1):
-    if _same(xf, of):
-        scratch = np.empty(n, xf.dtype)
-        for r in range(r0, r1):
-            _long_softmax(of[r * n:r * n + n], of[r * n:r * n + n], scratch, True)
-    else:
-        for r in range(r0, r1):
-            _long_softmax(xf[r * n:r * n + n], of[r * n:r * n + n], of, False)
+    for r in range(r0, r1):
+        off = r * n
+        m = _row_max(xf[off:off + n])
+        if _finite(m):
+            inv = KA(of, 1.0 / _lrow_sumexp(xf, of, off, n, m))
+            vmap_scale(of, off, n, inv, of)
+        else:
+            for j in range(off, off + n):
+                of[j] = _nan(m)
 
 
 @njit(**_INL)
@@ -1237,12 +1133,13 @@ def _ft_log_softmax(xf, of, n, r0, r1):
 
 @njit(**_INL)
 def _fl_log_softmax(xf, of, n, r0, r1):
-    if _same(xf, of):
-        for r in range(r0, r1):
-            _long_log_softmax(of[r * n:r * n + n], of[r * n:r * n + n], True)
-    else:
-        for r in range(r0, r1):
-            _long_log_softmax(xf[r * n:r * n + n], of[r * n:r * n + n], False)
+    for r in range(r0, r1):
+        off = r * n
+        m = _row_max(xf[off:off + n])
+        if _finite(m):
+            vmap_sub2(xf, off, n, m, KA(of, log1p(_lrow_rest(xf, off, n, m))), of)
+        else:
+            _log_softmax_nonfinite(xf[off:off + n], of[off:off + n], m)
 
 
 @njit(**_INL)
@@ -1256,7 +1153,7 @@ def _fl_logsumexp(xf, of, n, r0, r1):
         xr = xf[r * n:r * n + n]
         m = _row_max(xr)
         if _finite(m):
-            of[r] = _lse_of(m, _row_rest(xr, m), False)
+            of[r] = _lse_of(m, _lrow_rest(xf, r * n, n, m), False)
         else:
             of[r] = _lse_of(m, 0.0, _row_hasnan(xr))
 
@@ -1279,19 +1176,7 @@ def _ft_softmax_backward(gf, yf, of, n, r0, r1):
 @njit(**_INL)
 def _fl_softmax_backward(gf, yf, of, n, r0, r1):
     for r in range(r0, r1):
-        gr = gf[r * n:r * n + n]
-        yr = yf[r * n:r * n + n]
-        orow = of[r * n:r * n + n]
-        d = KA(of, _row_dot(gr, yr))
-        if _same(gf, of):
-            for j in range(n):
-                orow[j] = yr[j] * (orow[j] - d)
-        elif _same(yf, of):
-            for j in range(n):
-                orow[j] = orow[j] * (gr[j] - d)
-        else:
-            for j in range(n):
-                orow[j] = yr[j] * (gr[j] - d)
+        vmap_softmax_bwd(gf, yf, r * n, n, KA(of, _lrow_dot(gf, yf, r * n, n)), of)
 
 
 @njit(**_INL)
@@ -1312,19 +1197,7 @@ def _ft_log_softmax_backward(gf, yf, of, n, r0, r1):
 @njit(**_INL)
 def _fl_log_softmax_backward(gf, yf, of, n, r0, r1):
     for r in range(r0, r1):
-        gr = gf[r * n:r * n + n]
-        yr = yf[r * n:r * n + n]
-        orow = of[r * n:r * n + n]
-        t = KA(of, _row_sum(gr))
-        if _same(gf, of):
-            for j in range(n):
-                orow[j] = orow[j] - exp(yr[j]) * t
-        elif _same(yf, of):
-            for j in range(n):
-                orow[j] = gr[j] - exp(orow[j]) * t
-        else:
-            for j in range(n):
-                orow[j] = gr[j] - exp(yr[j]) * t
+        vmap_log_softmax_bwd(gf, yf, r * n, n, KA(of, _lrow_sum(gf, r * n, n)), of)
 
 
 @njit(**_INL)
@@ -1336,24 +1209,8 @@ def _ft_logsumexp_backward(gf, xf, lf, of, n, r0, r1):
 
 @njit(**_INL)
 def _fl_logsumexp_backward(gf, xf, lf, of, n, r0, r1):
-    if _same(xf, of):
-        for r in range(r0, r1):
-            orow = of[r * n:r * n + n]
-            g = gf[r]
-            lse = lf[r]
-            for j in range(n):
-                orow[j] = g * exp(orow[j] - lse)
-    else:
-        for r in range(r0, r1):
-            xr = xf[r * n:r * n + n]
-            orow = of[r * n:r * n + n]
-            g = gf[r]
-            lse = lf[r]
-            for j in range(n):
-                orow[j] = g * exp(xr[j] - lse)
-
-
-# whole-row functions for fastact.numba (both paths)
+    for r in range(r0, r1):
+        vmap_lse_bwd(xf, r * n, n, gf[r], lf[r], of)
 
 
 @njit(**_INL)
@@ -1533,7 +1390,7 @@ def _lane_rest(src, base, w, n, inner, m, rk, ck):
         for k in range(w):
             d = xs[k] - m[k]
             t = ind(d == K(d, 0.0), d)
-            rk[k] += np.float64(exp(d) - t)
+            rk[k] += np.float64(exp_neg(d) - t)
             ck[k] += np.float64(t)
     for k in range(w):
         rk[k] = rk[k] + (ck[k] - 1.0)
@@ -1561,13 +1418,13 @@ def _lanes_softmax(x, out, u0, u1):
             os = of[a:a + w]
             if inplace:
                 for k in range(w):
-                    e = exp(os[k] - mk[k])
+                    e = exp_neg(os[k] - mk[k])
                     os[k] = e
                     sk[k] += e
             else:
                 xs = xf[a:a + w]
                 for k in range(w):
-                    e = exp(xs[k] - mk[k])
+                    e = exp_neg(xs[k] - mk[k])
                     os[k] = e
                     sk[k] += e
         for k in range(w):
@@ -1884,7 +1741,7 @@ def _ce_stats(xr):
     values for a row whose max is not finite (inv NaN)."""
     m = _row_max(xr)
     if _finite(m):
-        rest = _row_rest(xr, m)
+        rest = _lrow_rest(xr, 0, xr.size, m)
         return m, K(m, log1p(rest)), 1.0 / (1.0 + rest)
     if _row_hasnan(xr):
         m = _nan(m)
@@ -1922,7 +1779,7 @@ def _ce_index_run(xf, tf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad)
         if grad:
             for c in range(C):
                 q = qt if c == t else qo
-                p = K(z, np.float64(exp(xr[c] - m)) * inv)
+                p = K(z, np.float64(exp_neg(xr[c] - m)) * inv)
                 df[base + c * inner] = sc * (p - q)
 
 
@@ -1966,7 +1823,7 @@ def _ce_prob_run(xf, pf, sf, lf, df, C, inner, s0, s1, eps, grad):
         if grad:
             qs = K(z, qsum)
             for c in range(C):
-                p = K(z, np.float64(exp(xr[c] - m)) * inv)
+                p = K(z, np.float64(exp_neg(xr[c] - m)) * inv)
                 df[base + c * inner] = sc * (p * qs - qr[c])
 
 

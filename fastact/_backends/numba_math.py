@@ -36,12 +36,13 @@ long double or, for erfc, mpmath), in ULPs of the result type:
 helper                 float32    float64
 =====================  =========  =========
 exp                    1.1        1.1
+exp_neg (x <= 0)       1.1        1.1     (below the normal range: 0)
 expm1_neg (x <= 0)     1.2        1.3
 log                    1.3        1.3
 log1p                  2.2        1.7
 tanh                   2.6        2.7
-sigmoid                2.4        2.4
-log1p(exp(-|x|))       2.0        2.0
+sigmoid                2.4        2.4     (subnormal results: 0)
+log1p(exp(-|x|))       2.0        2.0     (subnormal results: 0)
 erfc                   5          5
 =====================  =========  =========
 
@@ -361,6 +362,32 @@ def emit_exp(b, x):
     return b.select(zero, const(ty, 0.0), emit_scale2(b, p, z))
 
 
+# below this e**x is subnormal (exp_neg gives 0 there)
+_EXP_NORMAL = {32: -87.33654, 64: -708.39641}
+
+
+def emit_exp_neg(b, x):
+    """e**x for x <= 0 (or NaN), <= 1 ULP on normal results; results below
+    the smallest normal number are flushed to 0 (an absolute error under
+    1.2e-38 / 2.2e-308).  One scaling step instead of two and no overflow
+    handling: about 30% fewer instructions than ``emit_exp``.  For the
+    arguments the kernels build as x - max(x), -|x|, -x^2, whose results
+    are summed with or compared to numbers near 1."""
+    ty = x.type
+    bits = _fbits(ty)
+    under = b.fcmp_ordered("<", x, const(ty, _EXP_NORMAL[bits]))
+    xc = b.select(under, const(ty, 0.0), x)
+    z, r = emit_reduce(b, xc, None, None)
+    t = _fmuladd(b, b.fmul(r, r, flags=_EFLAGS), emit_poly(b, r, "EXP"), r)
+    p = b.fadd(const(ty, 1.0), t, flags=_EFLAGS)
+    it = int_type(ty)
+    ity, mant, bias = _LAYOUT[bits]
+    sh = b.bitcast(const(ty, _SHIFTER[bits]), it)
+    e = b.sub(b.bitcast(z, it), b.sub(sh, const(it, bias)))
+    scale = b.bitcast(b.shl(e, const(it, mant)), ty)
+    return b.select(under, const(ty, 0.0), b.fmul(p, scale, flags=_EFLAGS))
+
+
 def emit_fkey(b, x):
     """Integer with the order of float x (see ``fkey``)."""
     bits = _fbits(x.type)
@@ -587,6 +614,19 @@ def exp(typingctx, x):
 
 
 @intrinsic
+def exp_neg(typingctx, x):
+    """e**x for x <= 0 (or NaN); subnormal results flushed to 0 (see
+    ``emit_exp_neg``)."""
+    if not _is_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_exp_neg(builder, args[0])
+
+    return x(x), codegen
+
+
+@intrinsic
 def exp_parts(typingctx, x):
     """``(p, z)`` with e**x = scale2(p, z), p in [0.7, 1.5]: callers fold
     factors into p before the final scaling, so that no intermediate is a
@@ -774,7 +814,7 @@ def tanh(x):
 def sigmoid(x):
     """1 / (1 + e**-x) without overflow (the reference's formula)."""
     always_inline()
-    e = exp(-fabs(x))
+    e = exp_neg(-fabs(x))
     num = K(x, 1.0) if x >= K(x, 0.0) else e
     return num / (K(x, 1.0) + e)
 
@@ -797,7 +837,7 @@ def log1p_unit(y):
 def log1pexp_neg_abs(x):
     """log(1 + e**-|x|), in (0, log 2]."""
     always_inline()
-    return log1p_unit(exp(-fabs(x)))
+    return log1p_unit(exp_neg(-fabs(x)))
 
 
 @njit(**HELPER)

@@ -22,7 +22,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
-from .numba_math import _EFLAGS, const, emit_exp, emit_fkey, emit_from_fkey, llvm_call
+from .numba_math import _EFLAGS, const, emit_exp, emit_exp_neg, emit_fkey, emit_from_fkey, llvm_call
 
 
 
@@ -139,7 +139,7 @@ def vrow_sumexp(typingctx, x, off, n, m, out, VL):
     def codegen(context, builder, sig, args):
         row = _Row(context, builder, sig.args[0], args[0], args[1], args[2], vl)
         v = row.load(float("-inf"))
-        e = emit_exp(builder, builder.fsub(v, row.splat(args[3]), flags=_EFLAGS))
+        e = emit_exp_neg(builder, builder.fsub(v, row.splat(args[3]), flags=_EFLAGS))
         row.store(e, _out_ptr(context, builder, sig.args[4], args[4], args[1]))
         return _reduce_fadd(builder, e)
 
@@ -160,7 +160,7 @@ def vrow_rest(typingctx, x, off, n, m, VL):
         row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
         v = row.load(float("-inf"))
         d = b.fsub(v, row.splat(args[3]), flags=_EFLAGS)
-        e = emit_exp(b, d)
+        e = emit_exp_neg(b, d)
         zero = const(row.vty, 0.0)
         is_max = b.and_(b.fcmp_ordered("==", d, zero), row.mask)
         e = b.select(is_max, zero, e)
@@ -353,7 +353,7 @@ def vrow_softmax1(typingctx, x, off, n, out, VL):
         row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
         v = row.load(float("-inf"))
         m = _hmax(b, v, row.ety)
-        e = emit_exp(b, b.fsub(v, row.splat(m), flags=_EFLAGS))
+        e = emit_exp_neg(b, b.fsub(v, row.splat(m), flags=_EFLAGS))
         s = _reduce_fadd(b, e)
         inv = b.fdiv(ir.Constant(row.ety, 1.0), s)
         row.store(b.fmul(e, row.splat(inv), flags=_EFLAGS), _out_ptr(context, b, sig.args[3], args[3], args[1]))
@@ -377,7 +377,7 @@ def vrow_max_rest(typingctx, x, off, n, VL):
         v = row.load(float("-inf"))
         m = _hmax(b, v, row.ety)
         d = b.fsub(v, row.splat(m), flags=_EFLAGS)
-        e = emit_exp(b, d)
+        e = emit_exp_neg(b, d)
         zero = const(row.vty, 0.0)
         is_max = b.and_(b.fcmp_ordered("==", d, zero), row.mask)
         e = b.select(is_max, zero, e)
@@ -440,3 +440,295 @@ def vrow_log_softmax_bwd1(typingctx, g, y, off, n, out, VL):
         return context.get_dummy_value()
 
     return types.none(g, y, off, n, out, VL), codegen
+
+
+# ---------------------------------------------------------------------------
+# streaming loops for long rows: the same operations over n elements of any
+# length, VL lanes at a time (full vectors, then one masked tail), with
+# vector accumulators summed in a fixed pairwise order at the end.  Written
+# in IR rather than as Numba loops: no run-time overlap tests (out may be
+# the input, each vector is loaded before it is stored), no scalar epilogue,
+# and the same summation order wherever the code is inlined.
+
+
+class _Stream:
+    """Vector access to n elements at ``off`` of flat arrays of one dtype."""
+
+    def __init__(self, context, builder, arrtys, arrs, off, n, vl):
+        self.b = builder
+        self.vl = vl
+        self.ety = context.get_value_type(arrtys[0].dtype)
+        self.vty = ir.VectorType(self.ety, vl)
+        self.ptrs = [builder.gep(context.make_array(t)(context, builder, value=a).data, [off])
+                     for t, a in zip(arrtys, arrs)]
+        i64 = ir.IntType(64)
+        self.nvec = builder.udiv(n, ir.Constant(i64, vl))
+        self.tail_off = builder.mul(self.nvec, ir.Constant(i64, vl))
+        rem = builder.trunc(builder.sub(n, self.tail_off), ir.IntType(32))
+        i32 = ir.IntType(32)
+        iota = ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, i) for i in range(vl)])
+        self.mask = builder.icmp_unsigned("<", iota, self.splat(rem, ir.VectorType(i32, vl)))
+        self.align = ir.Constant(i32, 4 if isinstance(self.ety, ir.FloatType) else 8)
+        self.suffix = f"v{vl}{'f32' if isinstance(self.ety, ir.FloatType) else 'f64'}.p0"
+
+    def splat(self, s, vty=None):
+        b = self.b
+        vty = vty or self.vty
+        i32 = ir.IntType(32)
+        v = b.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
+        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, vty.count), [ir.Constant(i32, 0)] * vty.count))
+
+    def _vptr(self, k, elem):
+        return self.b.gep(self.ptrs[k], [elem])
+
+    def load(self, k, elem):
+        """Full vector of array k at element offset elem (unaligned)."""
+        p = self.b.bitcast(self._vptr(k, elem), self.vty.as_pointer())
+        return self.b.load(p, align=self.align.constant)
+
+    def store(self, k, elem, v):
+        p = self.b.bitcast(self._vptr(k, elem), self.vty.as_pointer())
+        self.b.store(v, p, align=self.align.constant)
+
+    def load_tail(self, k, fill):
+        b = self.b
+        fnty = ir.FunctionType(self.vty, [self.ptrs[k].type, ir.IntType(32), self.mask.type, self.vty])
+        fn = cgutils.get_or_insert_function(b.module, fnty, "llvm.masked.load." + self.suffix)
+        return b.call(fn, [self._vptr(k, self.tail_off), self.align, self.mask, const(self.vty, fill)])
+
+    def store_tail(self, k, v):
+        b = self.b
+        fnty = ir.FunctionType(ir.VoidType(), [self.vty, self.ptrs[k].type, ir.IntType(32), self.mask.type])
+        fn = cgutils.get_or_insert_function(b.module, fnty, "llvm.masked.store." + self.suffix)
+        b.call(fn, [v, self._vptr(k, self.tail_off), self.align, self.mask])
+
+    def run(self, body, fills, nacc=0):
+        """body(values, accs, store) -> new accs, over full vectors then the
+        tail; ``values`` are the loaded vectors of the input arrays (the
+        ``len(fills)`` first arrays; tail lanes hold ``fills``), ``store(k, v)``
+        writes v to array k.  Returns the accumulators (vectors)."""
+        b = self.b
+        zero = const(self.vty, 0.0)
+        slots = [cgutils.alloca_once_value(b, zero) for _ in range(nacc)]
+        with cgutils.for_range(b, self.nvec) as loop:
+            elem = b.mul(loop.index, ir.Constant(ir.IntType(64), self.vl))
+            vals = [self.load(k, elem) for k in range(len(fills))]
+            accs = [b.load(s) for s in slots]
+            new = body(vals, accs, lambda k, v: self.store(k, elem, v))
+            for s, v in zip(slots, new or ()):
+                b.store(v, s)
+        vals = [self.load_tail(k, f) for k, f in enumerate(fills)]
+        accs = [b.load(s) for s in slots]
+        new = body(vals, accs, lambda k, v: self.store_tail(k, v), tail=True)
+        return list(new or ())
+
+
+def _sig(arrays, scalars):
+    """Typing check: flat float arrays of one dtype, scalars of it."""
+    if not all(_flat(a) for a in arrays):
+        return None
+    dt = arrays[0].dtype
+    if any(a.dtype != dt for a in arrays) or any(s != dt for s in scalars):
+        return None
+    return dt
+
+
+@intrinsic
+def vsum_exp(typingctx, x, off, n, m, out):
+    """sum over x[off:off+n] of exp(x - m), in pairwise lane order, storing
+    exp(x - m) into out[off:off+n] (out may be x).  For x <= m (exp_neg)."""
+    dt = _sig([x, out], [m])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0], sig.args[4]], [args[0], args[4]], args[1], args[2], VLS)
+        mv = st.splat(args[3])
+
+        def body(vals, accs, store, tail=False):
+            e = emit_exp_neg(b, b.fsub(vals[0], mv, flags=_EFLAGS))
+            store(1, e)
+            return [b.fadd(accs[0], e, flags=_EFLAGS)]
+
+        (acc,) = st.run(body, [float("-inf")], 1)
+        return _reduce_fadd(b, acc)
+
+    return dt(x, off, n, m, out), codegen
+
+
+@intrinsic
+def vsum_rest(typingctx, x, off, n, m):
+    """(sum of exp(x - m) over the terms other than the maxima, number of
+    maxima), over x[off:off+n], both in x's dtype (pairwise lane order)."""
+    dt = _sig([x], [m])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0]], [args[0]], args[1], args[2], VLS)
+        mv = st.splat(args[3])
+        zero = const(st.vty, 0.0)
+
+        def body(vals, accs, store, tail=False):
+            d = b.fsub(vals[0], mv, flags=_EFLAGS)
+            w = b.uitofp(b.fcmp_ordered("==", d, zero), st.vty)
+            e = b.fsub(emit_exp_neg(b, d), w, flags=_EFLAGS)
+            return [b.fadd(accs[0], e, flags=_EFLAGS), b.fadd(accs[1], w, flags=_EFLAGS)]
+
+        acc, cnt = st.run(body, [float("-inf")], 2)
+        return context.make_tuple(b, sig.return_type, (_reduce_fadd(b, acc), _reduce_fadd(b, cnt)))
+
+    return types.UniTuple(dt, 2)(x, off, n, m), codegen
+
+
+@intrinsic
+def vsum_dot(typingctx, g, y, off, n):
+    """sum of g * y over [off, off + n) (pairwise lane order)."""
+    dt = _sig([g, y], [])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0], sig.args[1]], [args[0], args[1]], args[2], args[3], VLS)
+
+        def body(vals, accs, store, tail=False):
+            return [llvm_call(b, "fmuladd", st.vty, vals[0], vals[1], accs[0])]
+
+        (acc,) = st.run(body, [0.0, 0.0], 1)
+        return _reduce_fadd(b, acc)
+
+    return dt(g, y, off, n), codegen
+
+
+@intrinsic
+def vsum_plain(typingctx, g, off, n):
+    """sum of g over [off, off + n) (pairwise lane order)."""
+    dt = _sig([g], [])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0]], [args[0]], args[1], args[2], VLS)
+
+        def body(vals, accs, store, tail=False):
+            return [b.fadd(accs[0], vals[0], flags=_EFLAGS)]
+
+        (acc,) = st.run(body, [0.0], 1)
+        return _reduce_fadd(b, acc)
+
+    return dt(g, off, n), codegen
+
+
+@intrinsic
+def vmap_scale(typingctx, x, off, n, c, out):
+    """out = x * c over [off, off + n) (out may be x)."""
+    dt = _sig([x, out], [c])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0], sig.args[4]], [args[0], args[4]], args[1], args[2], VLS)
+        cv = st.splat(args[3])
+
+        def body(vals, accs, store, tail=False):
+            store(1, b.fmul(vals[0], cv, flags=_EFLAGS))
+
+        st.run(body, [0.0])
+        return context.get_dummy_value()
+
+    return types.none(x, off, n, c, out), codegen
+
+
+@intrinsic
+def vmap_sub2(typingctx, x, off, n, a, c, out):
+    """out = (x - a) - c over [off, off + n) (out may be x)."""
+    dt = _sig([x, out], [a, c])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0], sig.args[5]], [args[0], args[5]], args[1], args[2], VLS)
+        av, cv = st.splat(args[3]), st.splat(args[4])
+
+        def body(vals, accs, store, tail=False):
+            store(1, b.fsub(b.fsub(vals[0], av, flags=_EFLAGS), cv, flags=_EFLAGS))
+
+        st.run(body, [0.0])
+        return context.get_dummy_value()
+
+    return types.none(x, off, n, a, c, out), codegen
+
+
+@intrinsic
+def vmap_softmax_bwd(typingctx, g, y, off, n, d, out):
+    """out = y * (g - d) over [off, off + n) (out may be g or y)."""
+    dt = _sig([g, y, out], [d])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0], sig.args[1], sig.args[5]], [args[0], args[1], args[5]],
+                     args[2], args[3], VLS)
+        dv = st.splat(args[4])
+
+        def body(vals, accs, store, tail=False):
+            store(2, b.fmul(vals[1], b.fsub(vals[0], dv, flags=_EFLAGS), flags=_EFLAGS))
+
+        st.run(body, [0.0, 0.0])
+        return context.get_dummy_value()
+
+    return types.none(g, y, off, n, d, out), codegen
+
+
+@intrinsic
+def vmap_log_softmax_bwd(typingctx, g, y, off, n, t, out):
+    """out = g - exp(y) * t over [off, off + n) (out may be g or y)."""
+    dt = _sig([g, y, out], [t])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0], sig.args[1], sig.args[5]], [args[0], args[1], args[5]],
+                     args[2], args[3], VLS)
+        tv = st.splat(args[4])
+
+        def body(vals, accs, store, tail=False):
+            store(2, b.fsub(vals[0], b.fmul(emit_exp(b, vals[1]), tv, flags=_EFLAGS), flags=_EFLAGS))
+
+        st.run(body, [0.0, 0.0])
+        return context.get_dummy_value()
+
+    return types.none(g, y, off, n, t, out), codegen
+
+
+@intrinsic
+def vmap_lse_bwd(typingctx, x, off, n, g, lse, out):
+    """out = g * exp(x - lse) over [off, off + n) (out may be x)."""
+    dt = _sig([x, out], [g, lse])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        st = _Stream(context, b, [sig.args[0], sig.args[5]], [args[0], args[5]], args[1], args[2], VLS)
+        gv, lv = st.splat(args[3]), st.splat(args[4])
+
+        def body(vals, accs, store, tail=False):
+            store(1, b.fmul(gv, emit_exp(b, b.fsub(vals[0], lv, flags=_EFLAGS)), flags=_EFLAGS))
+
+        st.run(body, [0.0])
+        return context.get_dummy_value()
+
+    return types.none(x, off, n, g, lse, out), codegen
+
+
+#: lanes of the streaming loops
+VLS = 16
