@@ -25,7 +25,7 @@ softmax_row_f32``) and call them without the GIL.
 
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 import os as _os
 
@@ -123,9 +123,12 @@ def cpu_level():
 
 cdef int _nthreads = 1
 # below this much single-threaded work (ns) a kernel runs on one thread;
-# above it every thread gets at least _par_chunk_ns of work (measured: see
-# the backend's report; waking a second OpenMP thread costs ~2-10 us on a
-# quiet machine, much more when the other core is busy)
+# above it every thread gets at least _par_chunk_ns of work.  Measured here
+# (2 cores, passive OpenMP wait policy): a parallel region costs ~2-3 us on a
+# quiet machine; 2 threads give 1.3x at 10 us of work, 1.6-1.75x at 20-40 us,
+# 1.9x at 100 us, 2.0x above.  When the other core is busy a region can cost
+# milliseconds (the team waits for a thread the OS has not scheduled), hence
+# the conservative 100 us.
 cdef double _par_min_ns = 100000.0
 cdef double _par_chunk_ns = 50000.0
 
@@ -163,11 +166,53 @@ def _set_parallel_threshold(double min_ns, double chunk_ns):
     return old
 
 
+# Contention back-off.  On a machine whose other cores are busy (another
+# process), the OS may not run a woken OpenMP thread for milliseconds, and
+# the whole team waits for it at the end of the region: measured here, a
+# 0.65 ms softmax took 5 ms with 2 threads.  Each parallel call therefore
+# measures how long the calling thread waited for the others (region time
+# minus its own busy time); a long wait makes kernels run single-threaded
+# for the next _BACKOFF_S seconds, after which threads are tried again.
+cdef double _backoff_until = 0.0
+cdef double _BACKOFF_S = 0.5
+cdef int _contention_events = 0
+cdef enum:
+    MAXT = 256
+
+
+cdef inline void _after_region(double t0, double busy0) noexcept nogil:
+    global _backoff_until, _contention_events
+    cdef double t1 = fa_wtime()
+    cdef double treg = t1 - t0
+    cdef double wait = treg - busy0
+    if wait > 1e-4 and wait > 0.3 * treg:
+        _backoff_until = t1 + _BACKOFF_S
+        _contention_events += 1
+
+
+def _contention():
+    """(events so far, seconds of single-threaded back-off left)."""
+    return _contention_events, max(0.0, _backoff_until - fa_wtime())
+
+
+def _set_backoff(double seconds):
+    """Set the back-off period (0 disables it); returns the old one."""
+    global _BACKOFF_S, _backoff_until
+    old = _BACKOFF_S
+    _BACKOFF_S = seconds
+    _backoff_until = 0.0
+    return old
+
+
 cdef inline int _nt_for(double work_ns) noexcept nogil:
     cdef int nt = _nthreads
     cdef double m
     if nt <= 1 or work_ns < _par_min_ns:
         return 1
+    if _backoff_until > 0.0 and fa_wtime() < _backoff_until:
+        return 1
+    if nt > MAXT:
+        nt = MAXT
     m = work_ns / _par_chunk_ns
     if m < nt:
         nt = <int>m if m >= 2 else 2
@@ -208,34 +253,45 @@ cdef double[2] _COST_LSE_BWD
 cdef double[2] _COST_LOSS
 
 
+cdef void _set2(double* c, double f32, double f64) noexcept:
+    c[0] = f32
+    c[1] = f64
+
+
 cdef void _init_costs() noexcept:
-    cdef int k
-    for k in range(N_EW1):
-        _COST_EW1[k][0] = 0.4
-        _COST_EW1[k][1] = 1.0
-    _COST_EW1[E_RELU][0] = 0.25
-    _COST_EW1[E_RELU][1] = 0.5
-    _COST_EW1[E_LEAKY_RELU][0] = 0.25
-    _COST_EW1[E_LEAKY_RELU][1] = 0.5
-    _COST_EW1[E_GELU][0] = 0.8
-    _COST_EW1[E_GELU][1] = 2.5
-    _COST_EW1[E_LOGIT][0] = 0.8
-    _COST_EW1[E_LOGIT][1] = 2.5
-    for k in range(N_EW2):
-        _COST_EW2[k][0] = 0.5
-        _COST_EW2[k][1] = 1.2
-    _COST_EW2[B_GELU][0] = 1.0
-    _COST_EW2[B_GELU][1] = 3.0
-    for k in range(N_ROW1):
-        _COST_ROW1[k][0] = 0.5
-        _COST_ROW1[k][1] = 1.2
-    for k in range(N_ROW2):
-        _COST_ROW2[k][0] = 0.5
-        _COST_ROW2[k][1] = 1.0
-    _COST_LSE_BWD[0] = 0.5
-    _COST_LSE_BWD[1] = 1.2
-    _COST_LOSS[0] = 0.8
-    _COST_LOSS[1] = 2.0
+    # single-thread ns per element, measured here (x86-64-v4, 2.6 GHz, 2^20
+    # elements, rows of 1024); memory traffic included
+    _set2(_COST_EW1[E_SIGMOID], 0.40, 0.85)
+    _set2(_COST_EW1[E_LOG_SIGMOID], 0.50, 1.40)
+    _set2(_COST_EW1[E_LOGIT], 1.25, 3.50)
+    _set2(_COST_EW1[E_SOFTPLUS], 0.60, 1.60)
+    _set2(_COST_EW1[E_TANH], 0.36, 0.85)
+    _set2(_COST_EW1[E_RELU], 0.28, 0.55)
+    _set2(_COST_EW1[E_LEAKY_RELU], 0.28, 0.55)
+    _set2(_COST_EW1[E_GELU], 0.75, 2.00)
+    _set2(_COST_EW1[E_GELU_TANH], 0.50, 1.10)
+    _set2(_COST_EW1[E_SILU], 0.40, 0.95)
+    _set2(_COST_EW2[B_SIGMOID], 0.40, 0.80)
+    _set2(_COST_EW2[B_LOG_SIGMOID], 0.45, 1.00)
+    _set2(_COST_EW2[B_LOGIT], 0.40, 0.80)
+    _set2(_COST_EW2[B_SOFTPLUS], 0.45, 1.10)
+    _set2(_COST_EW2[B_TANH], 0.40, 0.80)
+    _set2(_COST_EW2[B_RELU], 0.40, 0.80)
+    _set2(_COST_EW2[B_LEAKY_RELU], 0.40, 0.80)
+    _set2(_COST_EW2[B_GELU], 0.95, 2.60)
+    _set2(_COST_EW2[B_GELU_TANH], 0.60, 1.35)
+    _set2(_COST_EW2[B_SILU], 0.50, 1.10)
+    _set2(_COST_EW2[B_BCE], 0.55, 1.50)
+    _set2(_COST_EW2[B_BCE_BACKWARD], 0.45, 1.00)
+    _set2(_COST_EW2[B_SIGMOID_X], 0.43, 0.95)
+    _set2(_COST_EW2[B_TANH_X], 0.45, 1.00)
+    _set2(_COST_ROW1[R_SOFTMAX], 0.47, 1.00)
+    _set2(_COST_ROW1[R_LOG_SOFTMAX], 0.60, 1.30)
+    _set2(_COST_ROW1[R_LOGSUMEXP], 0.46, 0.95)
+    _set2(_COST_ROW2[R2_SOFTMAX_BACKWARD], 0.45, 1.00)
+    _set2(_COST_ROW2[R2_LOG_SOFTMAX_BACKWARD], 0.55, 1.20)
+    _set2(_COST_LSE_BWD, 0.35, 0.80)
+    _set2(_COST_LOSS, 0.65, 1.20)
 
 
 _init_costs()
@@ -304,6 +360,9 @@ cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, dou
     cdef ew1_f32_t f32
     cdef ew1_f64_t f64
     cdef Py_ssize_t c, nch, chunk, lo, hi
+    cdef double busy[MAXT]
+    cdef double t0, ts
+    cdef int tid
     if real is float:
         f32 = T.ew1_f32[k]
     else:
@@ -316,7 +375,12 @@ cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, dou
         return
     chunk = (((n + npieces - 1) // npieces) + 63) & ~(<Py_ssize_t>63)
     nch = (n + chunk - 1) // chunk
+    for c in range(nt):
+        busy[c] = 0.0
+    t0 = fa_wtime()
     for c in prange(nch, num_threads=nt, schedule="dynamic"):
+        tid = threadid()
+        ts = fa_wtime()
         lo = c * chunk
         hi = lo + chunk
         if hi > n:
@@ -325,6 +389,8 @@ cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, dou
             f32(x + lo, out + lo, hi - lo, p1, p2)
         else:
             f64(x + lo, out + lo, hi - lo, p1, p2)
+        busy[tid] = busy[tid] + (fa_wtime() - ts)
+    _after_region(t0, busy[0])
 
 
 cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n, double p1, double p2,
@@ -332,6 +398,9 @@ cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n,
     cdef ew2_f32_t f32
     cdef ew2_f64_t f64
     cdef Py_ssize_t c, nch, chunk, lo, hi
+    cdef double busy[MAXT]
+    cdef double t0, ts
+    cdef int tid
     if real is float:
         f32 = T.ew2_f32[k]
     else:
@@ -344,7 +413,12 @@ cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n,
         return
     chunk = (((n + npieces - 1) // npieces) + 63) & ~(<Py_ssize_t>63)
     nch = (n + chunk - 1) // chunk
+    for c in range(nt):
+        busy[c] = 0.0
+    t0 = fa_wtime()
     for c in prange(nch, num_threads=nt, schedule="dynamic"):
+        tid = threadid()
+        ts = fa_wtime()
         lo = c * chunk
         hi = lo + chunk
         if hi > n:
@@ -353,6 +427,8 @@ cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n,
             f32(a + lo, b + lo, out + lo, hi - lo, p1, p2)
         else:
             f64(a + lo, b + lo, out + lo, hi - lo, p1, p2)
+        busy[tid] = busy[tid] + (fa_wtime() - ts)
+    _after_region(t0, busy[0])
 
 
 cdef inline bint _split_outer(Py_ssize_t outer, Py_ssize_t inner, int nt) noexcept nogil:
@@ -370,6 +446,9 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
     cdef row3_f32_t r3f = NULL
     cdef row3_f64_t r3d = NULL
     cdef Py_ssize_t ci, nch, chunk, lo, hi, offf, offr, cnt, ni, full, red
+    cdef double busy[MAXT]
+    cdef double t0, ts
+    cdef int tid
     cdef bint by_outer
     if real is float:
         if kind <= 2:
@@ -419,7 +498,12 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
         chunk = (((inner + npieces - 1) // npieces) + 15) & ~(<Py_ssize_t>15)
         nch = (inner + chunk - 1) // chunk
     full = n * inner
+    for ci in range(nt):
+        busy[ci] = 0.0
+    t0 = fa_wtime()
     for ci in prange(nch, num_threads=nt, schedule="dynamic"):
+        tid = threadid()
+        ts = fa_wtime()
         lo = ci * chunk
         if by_outer:
             hi = lo + chunk
@@ -457,6 +541,8 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
                 r3f(a + offr, b + offf, c + offr, out + offf, cnt, n, ni, inner)
             else:
                 r3d(a + offr, b + offf, c + offr, out + offf, cnt, n, ni, inner)
+        busy[tid] = busy[tid] + (fa_wtime() - ts)
+    _after_region(t0, busy[0])
 
 
 cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const real* sc, real* loss,
@@ -465,6 +551,9 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
     cdef loss_f32_t lf
     cdef loss_f64_t ld
     cdef Py_ssize_t ci, nch, chunk, lo, hi, offf, offr, cnt, ni, full
+    cdef double busy[MAXT]
+    cdef double t0, ts
+    cdef int tid
     cdef const npy_intp* pt
     cdef const real* pp
     cdef const real* ps
@@ -490,7 +579,12 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
         chunk = (((inner + npieces - 1) // npieces) + 15) & ~(<Py_ssize_t>15)
         nch = (inner + chunk - 1) // chunk
     full = n * inner
+    for ci in range(nt):
+        busy[ci] = 0.0
+    t0 = fa_wtime()
     for ci in prange(nch, num_threads=nt, schedule="dynamic"):
+        tid = threadid()
+        ts = fa_wtime()
         lo = ci * chunk
         if by_outer:
             hi = lo + chunk
@@ -524,6 +618,8 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
             lf(x + offf, pt, pp, ps, loss + offr, pd, cnt, n, ni, inner, ignore, eps)
         else:
             ld(x + offf, pt, pp, ps, loss + offr, pd, cnt, n, ni, inner, ignore, eps)
+        busy[tid] = busy[tid] + (fa_wtime() - ts)
+    _after_region(t0, busy[0])
 
 
 # ===========================================================================
@@ -781,7 +877,7 @@ cdef int _loss(cnp.ndarray x, cnp.ndarray target, cnp.ndarray p, cnp.ndarray sca
         pd = _ptr(dx)
     px = _ptr(x)
     pl = _ptr(loss)
-    cdef double work = <double>o * n * i * _COST_LOSS[ft] * (2.0 if pd != NULL else 1.0)
+    cdef double work = <double>o * n * i * _COST_LOSS[ft] * (1.4 if pd != NULL else 1.0)
     nt = _nt_for(work)
     cdef Py_ssize_t np_ = _pieces_for(work, nt)
     if ft == 0:

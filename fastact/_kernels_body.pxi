@@ -44,6 +44,7 @@ cdef extern from "fa_support.h" nogil:
     int fa_have_openmp() noexcept
     int fa_omp_max_threads() noexcept
     int fa_omp_team_size() noexcept
+    double fa_wtime() noexcept
     int FA_HAVE_FMA
 
 ctypedef fused real:
@@ -1082,17 +1083,30 @@ cdef void _softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
 cdef void _softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef real m[LMAX]
     cdef real inv[LMAX]
+    cdef real part[LMAX]
     cdef acc_t s[LMAX]
-    cdef Py_ssize_t j, k
+    cdef Py_ssize_t j, k, bb, e
     cdef const real* xr
     cdef real* orow
+    cdef real t
     _lanes_max(x, m, n, st, L)
-    for j in range(n):
-        xr = x + j * st
-        orow = out + j * st
+    for k in range(L):
+        s[k] = 0
+    bb = 0
+    while bb < n:
+        e = _imin(bb + JB, n)
         for k in range(L):
-            orow[k] = fexpn(xr[k] - m[k])
-    _lanes_sum(out, <const real*>NULL, s, n, st, L)
+            part[k] = 0
+        for j in range(bb, e):
+            xr = x + j * st
+            orow = out + j * st
+            for k in range(L):
+                t = fexpn(xr[k] - m[k])
+                orow[k] = t
+                part[k] += t
+        for k in range(L):
+            s[k] += part[k]
+        bb = e
     for k in range(L):
         inv[k] = <real>(1.0 / s[k])
     for j in range(n):

@@ -515,3 +515,13 @@ def test_erfc_helper_accuracy():
         err = _ulps(out, ref, dt)
         assert err.max() <= bound, f"erfc {np.dtype(dt).name}: {err.max():.2f} ulp"
         assert out[-1] == 1.0  # erfc(0) exactly
+
+
+def test_contention_backoff_state():
+    events, left = K._contention()
+    assert events >= 0 and left >= 0.0
+    old = K._set_backoff(0.0)  # disabled: parallel calls never back off
+    try:
+        assert K._contention()[1] == 0.0
+    finally:
+        K._set_backoff(old)

@@ -111,6 +111,16 @@ static inline int fa_omp_max_threads(void)
 #endif
 }
 
+/* wall-clock seconds (only used around parallel regions) */
+static inline double fa_wtime(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return 0.0;
+#endif
+}
+
 /* number of threads actually running the current parallel region (1 outside) */
 static inline int fa_omp_team_size(void)
 {
