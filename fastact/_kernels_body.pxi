@@ -45,6 +45,7 @@ cdef extern from "fa_support.h" nogil:
     int fa_omp_max_threads() noexcept
     int fa_omp_team_size() noexcept
     double fa_wtime() noexcept
+    void fa_prefetch_range(const void* p, Py_ssize_t nbytes) noexcept
     int FA_HAVE_FMA
 
 ctypedef fused real:
@@ -722,6 +723,12 @@ cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline void _prefetch_row(const real* p, Py_ssize_t n) noexcept nogil:
+    # at most 8 KiB ahead (the rest streams in behind the first pass)
+    cdef Py_ssize_t nb = n * <Py_ssize_t>sizeof(real)
+    fa_prefetch_range(p, nb if nb < 8192 else 8192)
+
+
 cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
     # pairwise sum of the NL partial sums
     cdef Py_ssize_t w, k
@@ -1130,6 +1137,8 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 _from_tile(tile, out + r0 * n, n, R)
         else:
             for o in range(outer):
+                if o + 1 < outer:
+                    _prefetch_row(x + (o + 1) * n, n)
                 _softmax_row(x + o * n, out + o * n, n)
     else:
         for o in range(outer):
@@ -1181,6 +1190,8 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
                 _from_tile(tile, out + r0 * n, n, R)
         else:
             for o in range(outer):
+                if o + 1 < outer:
+                    _prefetch_row(x + (o + 1) * n, n)
                 _log_softmax_row(x + o * n, out + o * n, n)
     else:
         for o in range(outer):
@@ -1221,6 +1232,8 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 _logsumexp_lanes(tile, out + r0, n, TR, R)
         else:
             for o in range(outer):
+                if o + 1 < outer:
+                    _prefetch_row(x + (o + 1) * n, n)
                 m = _rowmax(x + o * n, n)
                 out[o] = <real>(m + log1p_f64(_restsum(x + o * n, n, m)))
     else:
@@ -1274,6 +1287,9 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
                 _from_tile(tg, out + r0 * n, n, R)
         else:
             for o in range(outer):
+                if o + 1 < outer:
+                    _prefetch_row(g + (o + 1) * n, n)
+                    _prefetch_row(y + (o + 1) * n, n)
                 _softmax_bwd_row(g + o * n, y + o * n, out + o * n, n)
     else:
         for o in range(outer):
@@ -1327,6 +1343,9 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
                 _from_tile(tg, out + r0 * n, n, R)
         else:
             for o in range(outer):
+                if o + 1 < outer:
+                    _prefetch_row(g + (o + 1) * n, n)
+                    _prefetch_row(y + (o + 1) * n, n)
                 _log_softmax_bwd_row(g + o * n, y + o * n, out + o * n, n)
     else:
         for o in range(outer):
@@ -1606,6 +1625,10 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
         else:
             for o in range(outer):
                 off = o * n
+                if o + 1 < outer:
+                    _prefetch_row(x + off + n, n)
+                    if p != NULL:
+                        _prefetch_row(p + off + n, n)
                 pp = NULL
                 pd = NULL
                 if p != NULL:

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <stddef.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -108,6 +109,21 @@ static inline int fa_omp_max_threads(void)
     return omp_get_max_threads();
 #else
     return 1;
+#endif
+}
+
+/* Prefetch the first `bytes` (rounded to lines) of the next row while the
+ * current one is computed from L1: the row passes are compute-bound, and the
+ * hardware prefetcher only starts on the next row's first demand misses. */
+static inline void fa_prefetch_range(const void *p, ptrdiff_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    ptrdiff_t i;
+    for (i = 0; i < bytes; i += 64)
+        __builtin_prefetch(c + i, 0, 3);
+#else
+    (void)p; (void)bytes;
 #endif
 }
 
