@@ -76,6 +76,9 @@ from .numba_rows import (
     vrow_lse_bwd,
     vrow_max_rest,
     vrow_softmax1,
+    vrows_max_rest,
+    vrows_softmax,
+    flat,
     vrow_softmax_bwd1,
     vrow_max,
     vrow_rest,
@@ -1028,18 +1031,28 @@ def _t_rest(xf, off, n, m):
 
 @njit(**_INL)
 def _t_block_rest(xf, n, b0, b1, mb, lb):
-    """For rows b0..b1: max into mb, log1p(rest) into lb (float64; 0 for a
-    row with a non-finite max)."""
+    """For rows b0..b1: max into mb, log1p(rest) into lb (both in the data
+    type; 0 for a row with a non-finite max)."""
     if n <= VL:
-        for r in range(b0, b1):
-            m, rest = vrow_max_rest(xf, r * n, n, VL)
-            mb[r - b0] = m
-            lb[r - b0] = rest if _finite(m) else 0.0
+        r = b0
+        while r + 4 <= b1:
+            m0, m1, m2, m3, s0, s1, s2, s3 = vrows_max_rest(xf, r * n, n, VL, 4)
+            i = r - b0
+            mb[i], mb[i + 1], mb[i + 2], mb[i + 3] = m0, m1, m2, m3
+            lb[i] = s0 if _finite(m0) else K(m0, 0.0)
+            lb[i + 1] = s1 if _finite(m1) else K(m1, 0.0)
+            lb[i + 2] = s2 if _finite(m2) else K(m2, 0.0)
+            lb[i + 3] = s3 if _finite(m3) else K(m3, 0.0)
+            r += 4
+        for rr in range(r, b1):
+            m, rest = vrow_max_rest(xf, rr * n, n, VL)
+            mb[rr - b0] = m
+            lb[rr - b0] = rest if _finite(m) else K(m, 0.0)
     else:
         for r in range(b0, b1):
             m = _t_max(xf, r * n, n)
             mb[r - b0] = m
-            lb[r - b0] = _t_rest(xf, r * n, n, m) if _finite(m) else 0.0
+            lb[r - b0] = K(m, _t_rest(xf, r * n, n, m)) if _finite(m) else K(m, 0.0)
     _log1p_block(lb, b1 - b0)
 
 
@@ -1075,7 +1088,7 @@ def _tiny_softmax(xf, of, n, r0, r1):
 @njit(**_INL)
 def _tiny_log_softmax(xf, of, n, r0, r1):
     mb = stack_array(64, xf[0])
-    lb = stack_array(64, 0.0)
+    lb = stack_array(64, xf[0])
     for b0 in range(r0, r1, _RB):
         b1 = min(b0 + _RB, r1)
         _t_block_rest(xf, n, b0, b1, mb, lb)
@@ -1092,7 +1105,7 @@ def _tiny_log_softmax(xf, of, n, r0, r1):
 @njit(**_INL)
 def _tiny_logsumexp(xf, of, n, r0, r1):
     mb = stack_array(64, xf[0])
-    lb = stack_array(64, 0.0)
+    lb = stack_array(64, xf[0])
     for b0 in range(r0, r1, _RB):
         b1 = min(b0 + _RB, r1)
         _t_block_rest(xf, n, b0, b1, mb, lb)
@@ -1107,8 +1120,17 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
 @njit(**_INL)
 def _ft_softmax(xf, of, n, r0, r1):
     if n <= VL:
-        for r in range(r0, r1):
-            vrow_softmax1(xf, r * n, n, of, VL)
+        r = r0
+        if xf.itemsize == 4:  # 8 rows (8 zmm) at a time in float32, 4 in float64
+            while r + 8 <= r1:
+                vrows_softmax(xf, r * n, n, of, VL, 8)
+                r += 8
+        else:
+            while r + 4 <= r1:
+                vrows_softmax(xf, r * n, n, of, VL, 4)
+                r += 4
+        for rr in range(r, r1):
+            vrows_softmax(xf, rr * n, n, of, VL, 1)
     else:
         _tiny_softmax(xf, of, n, r0, r1)
 
@@ -1262,77 +1284,77 @@ def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
 def _rt_softmax(x, out, r0, r1):
     never_inline()
     wide()
-    _ft_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+    _ft_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rl_softmax(x, out, r0, r1):
     never_inline()
     wide()
-    _fl_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+    _fl_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rt_log_softmax(x, out, r0, r1):
     never_inline()
     wide()
-    _ft_log_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+    _ft_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rl_log_softmax(x, out, r0, r1):
     never_inline()
     wide()
-    _fl_log_softmax(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+    _fl_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rt_logsumexp(x, out, r0, r1):
     never_inline()
     wide()
-    _ft_logsumexp(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+    _ft_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rl_logsumexp(x, out, r0, r1):
     never_inline()
     wide()
-    _fl_logsumexp(x.reshape(x.size), out.reshape(out.size), x.shape[1], r0, r1)
+    _fl_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rt_softmax_backward(g, y, out, r0, r1):
     never_inline()
     wide()
-    _ft_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+    _ft_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rl_softmax_backward(g, y, out, r0, r1):
     never_inline()
     wide()
-    _fl_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+    _fl_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rt_log_softmax_backward(g, y, out, r0, r1):
     never_inline()
     wide()
-    _ft_log_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+    _ft_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rl_log_softmax_backward(g, y, out, r0, r1):
     never_inline()
     wide()
-    _fl_log_softmax_backward(g.reshape(g.size), y.reshape(y.size), out.reshape(out.size), y.shape[1], r0, r1)
+    _fl_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
 def _rt_logsumexp_backward(g, x, lse, out, r0, r1):
     never_inline()
     wide()
-    _ft_logsumexp_backward(g.reshape(g.size), x.reshape(x.size), lse.reshape(lse.size), out.reshape(out.size),
+    _ft_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out),
                               x.shape[1], r0, r1)
 
 
@@ -1340,7 +1362,7 @@ def _rt_logsumexp_backward(g, x, lse, out, r0, r1):
 def _rl_logsumexp_backward(g, x, lse, out, r0, r1):
     never_inline()
     wide()
-    _fl_logsumexp_backward(g.reshape(g.size), x.reshape(x.size), lse.reshape(lse.size), out.reshape(out.size),
+    _fl_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out),
                               x.shape[1], r0, r1)
 
 
@@ -1402,8 +1424,8 @@ def _lanes_softmax(x, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
+    xf = flat(x)
+    of = flat(out)
     mk = np.empty(TW, xf.dtype)
     ik = np.empty(TW, xf.dtype)
     sk = np.empty(TW, np.float64)
@@ -1442,8 +1464,8 @@ def _lanes_log_softmax(x, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
+    xf = flat(x)
+    of = flat(out)
     mk = np.empty(TW, xf.dtype)
     lk = np.empty(TW, xf.dtype)
     rk = np.empty(TW, np.float64)
@@ -1473,8 +1495,8 @@ def _lanes_logsumexp(x, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
+    xf = flat(x)
+    of = flat(out)
     mk = np.empty(TW, xf.dtype)
     rk = np.empty(TW, np.float64)
     ck = np.empty(TW, np.float64)
@@ -1494,9 +1516,9 @@ def _lanes_softmax_backward(g, y, out, u0, u1):
     wide()
     _, n, inner = y.shape
     ntile = (inner + TW - 1) // TW
-    gf = g.reshape(g.size)
-    yf = y.reshape(y.size)
-    of = out.reshape(out.size)
+    gf = flat(g)
+    yf = flat(y)
+    of = flat(out)
     dk = np.empty(TW, np.float64)
     ek = np.empty(TW, of.dtype)
     for u in range(u0, u1):
@@ -1535,9 +1557,9 @@ def _lanes_log_softmax_backward(g, y, out, u0, u1):
     wide()
     _, n, inner = y.shape
     ntile = (inner + TW - 1) // TW
-    gf = g.reshape(g.size)
-    yf = y.reshape(y.size)
-    of = out.reshape(out.size)
+    gf = flat(g)
+    yf = flat(y)
+    of = flat(out)
     dk = np.empty(TW, np.float64)
     ek = np.empty(TW, of.dtype)
     for u in range(u0, u1):
@@ -1575,10 +1597,10 @@ def _lanes_logsumexp_backward(g, x, lse, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
-    gf = g.reshape(g.size)
-    xf = x.reshape(x.size)
-    lf = lse.reshape(lse.size)
-    of = out.reshape(out.size)
+    gf = flat(g)
+    xf = flat(x)
+    lf = flat(lse)
+    of = flat(out)
     for u in range(u0, u1):
         base, w, ob = _tile(u, ntile, n, inner)
         gs = gf[ob:ob + w]
@@ -1917,7 +1939,8 @@ def _ew2p(run, par, cost):
 
 def _rows1(name, cost):
     """Row kernel k(x, out) with x (outer, n, inner): rows of <= TINY or
-    longer (inner == 1), or lanes (inner > 1)."""
+    longer (inner == 1), or lanes (inner > 1).  Small work (the common
+    latency-bound case) takes the shortest path through Python."""
     g = globals()
     rt, rl, lanes = g["_rt_" + name], g["_rl_" + name], g["_lanes_" + name]
     prt, prl, plan = g["_prt_" + name], g["_prl_" + name], g["_pl_" + name]
@@ -1925,16 +1948,24 @@ def _rows1(name, cost):
 
     def kernel(x, out):
         o, n, i = x.shape
-        if x.size == 0:
-            return
-        if i == 1:
-            if n <= TINY:
-                if x.size < limit or _NT[0] < 2 or not _parallel(prt, (x, out)):
-                    rt(x, out, 0, o)
-            elif x.size < limit or _NT[0] < 2 or not _parallel(prl, (x, out)):
+        work = o * n * i
+        if work < limit or _NT[0] < 2:
+            if not work:
+                return
+            if i != 1:
+                lanes(x, out, 0, o * ((i + TW - 1) // TW))
+            elif n <= TINY:
+                rt(x, out, 0, o)
+            else:
                 rl(x, out, 0, o)
-        elif x.size < limit or _NT[0] < 2 or not _parallel(plan, (x, out)):
-            lanes(x, out, 0, o * ((i + TW - 1) // TW))
+        elif i != 1:
+            if not _parallel(plan, (x, out)):
+                lanes(x, out, 0, o * ((i + TW - 1) // TW))
+        elif n <= TINY:
+            if not _parallel(prt, (x, out)):
+                rt(x, out, 0, o)
+        elif not _parallel(prl, (x, out)):
+            rl(x, out, 0, o)
 
     return kernel
 
@@ -1948,16 +1979,24 @@ def _rows2(name, cost):
 
     def kernel(g, y, out):
         o, n, i = y.shape
-        if y.size == 0:
-            return
-        if i == 1:
-            if n <= TINY:
-                if y.size < limit or _NT[0] < 2 or not _parallel(prt, (g, y, out)):
-                    rt(g, y, out, 0, o)
-            elif y.size < limit or _NT[0] < 2 or not _parallel(prl, (g, y, out)):
+        work = o * n * i
+        if work < limit or _NT[0] < 2:
+            if not work:
+                return
+            if i != 1:
+                lanes(g, y, out, 0, o * ((i + TW - 1) // TW))
+            elif n <= TINY:
+                rt(g, y, out, 0, o)
+            else:
                 rl(g, y, out, 0, o)
-        elif y.size < limit or _NT[0] < 2 or not _parallel(plan, (g, y, out)):
-            lanes(g, y, out, 0, o * ((i + TW - 1) // TW))
+        elif i != 1:
+            if not _parallel(plan, (g, y, out)):
+                lanes(g, y, out, 0, o * ((i + TW - 1) // TW))
+        elif n <= TINY:
+            if not _parallel(prt, (g, y, out)):
+                rt(g, y, out, 0, o)
+        elif not _parallel(prl, (g, y, out)):
+            rl(g, y, out, 0, o)
 
     return kernel
 

@@ -364,12 +364,13 @@ def vrow_softmax1(typingctx, x, off, n, out, VL):
 
 @intrinsic
 def vrow_max_rest(typingctx, x, off, n, VL):
-    """(max, rest) of a row of n <= VL elements: rest as in ``vrow_rest``
-    (float64; meaningless when the max is not finite)."""
+    """(max, rest) of a row of n <= VL elements: rest as in ``vrow_rest``,
+    in x's dtype (at most VL - 1 terms below 1, summed pairwise; meaningless
+    when the max is not finite)."""
     vl = _vl(VL)
     if not _check(x, vl):
         return None
-    retty = types.Tuple((x.dtype, types.float64))
+    retty = types.UniTuple(x.dtype, 2)
 
     def codegen(context, builder, sig, args):
         b = builder
@@ -381,13 +382,13 @@ def vrow_max_rest(typingctx, x, off, n, VL):
         zero = const(row.vty, 0.0)
         is_max = b.and_(b.fcmp_ordered("==", d, zero), row.mask)
         e = b.select(is_max, zero, e)
-        dbl = ir.DoubleType()
-        s = _reduce_fadd(b, e, dbl)
+        ety = row.ety
+        s = _reduce_fadd(b, e)
         cnt = b.sitofp(
             llvm_call(b, "ctpop", ir.IntType(vl), b.bitcast(is_max, ir.IntType(vl)), suffix=f"i{vl}"),
-            dbl,
+            ety,
         )
-        rest = b.fadd(s, b.fsub(cnt, ir.Constant(dbl, 1.0)))
+        rest = b.fadd(s, b.fsub(cnt, ir.Constant(ety, 1.0)))
         return context.make_tuple(b, sig.return_type, (m, rest))
 
     return retty(x, off, n, VL), codegen
@@ -732,3 +733,138 @@ def vmap_lse_bwd(typingctx, x, off, n, g, lse, out):
 
 #: lanes of the streaming loops
 VLS = 16
+
+
+# ---------------------------------------------------------------------------
+# several short rows at once: a row's work is a long chain of dependent
+# steps (horizontal max, exp, horizontal sum, division); emitting R rows
+# step by step gives the out-of-order core R independent chains to overlap
+# (one row at a time is latency-bound at ~25 cycles a row).
+
+
+def _reduce_multi(b, vs, op, flags=_EFLAGS):
+    """Horizontal reduction of each vector of vs (pairwise halves), the
+    steps of all vectors interleaved; op is 'fadd' or 'smax'."""
+    i32 = ir.IntType(32)
+    c = vs[0].type.count
+    while c > 1:
+        h = c // 2
+        lo_idx = ir.Constant(ir.VectorType(i32, h), [ir.Constant(i32, i) for i in range(h)])
+        hi_idx = ir.Constant(ir.VectorType(i32, h), [ir.Constant(i32, i + h) for i in range(h)])
+        los = [b.shuffle_vector(v, v, lo_idx) for v in vs]
+        his = [b.shuffle_vector(v, v, hi_idx) for v in vs]
+        if op == "fadd":
+            vs = [b.fadd(lo, hi, flags=flags) for lo, hi in zip(los, his)]
+        elif op == "fmax":
+            # (lo > hi ? lo : hi): one vmaxps a step.  A NaN may or may not
+            # survive, which is enough: if it is dropped, x - max is NaN in
+            # its lane and the row's sum is NaN.
+            vs = [b.select(b.fcmp_ordered(">", lo, hi), lo, hi) for lo, hi in zip(los, his)]
+        else:
+            ety = vs[0].type.element
+            vs = [llvm_call(b, "smax", lo.type, lo, hi, suffix=f"v{h}i{ety.width}") for lo, hi in zip(los, his)]
+        c = h
+    return [b.extract_element(v, ir.Constant(i32, 0)) for v in vs]
+
+
+class _Rows(_Row):
+    """R rows of n <= VL elements at off, off + n, ..., of a flat array."""
+
+    def __init__(self, context, builder, arrty, arr, off, n, vl, R):
+        super().__init__(context, builder, arrty, arr, off, n, vl)
+        self.n = n
+        self.ptrs = [builder.gep(self.ptr, [builder.mul(n, ir.Constant(n.type, k))]) for k in range(R)]
+
+    def loads(self, fill):
+        b = self.b
+        pt = const(self.vty, fill)
+        name = f"llvm.masked.load.v{self.vl}{'f32' if isinstance(self.ety, ir.FloatType) else 'f64'}.p0"
+        fnty = ir.FunctionType(self.vty, [self.ptr.type, ir.IntType(32), self.mask.type, self.vty])
+        fn = cgutils.get_or_insert_function(b.module, fnty, name)
+        return [b.call(fn, [p, self.align, self.mask, pt]) for p in self.ptrs]
+
+    def stores(self, vs, out_base):
+        for k, v in enumerate(vs):
+            self.store(v, self.b.gep(out_base, [self.b.mul(self.n, ir.Constant(self.n.type, k))]))
+
+
+def _rows_literal(R):
+    return R.literal_value if isinstance(R, types.IntegerLiteral) else None
+
+
+@intrinsic
+def vrows_softmax(typingctx, x, off, n, out, VL, R):
+    """out = softmax(x) over R consecutive rows of n <= VL elements at off
+    (see vrow_softmax1 for the NaN rows)."""
+    vl, nr = _vl(VL), _rows_literal(R)
+    if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], vl, nr)
+        vs = rows.loads(float("-inf"))
+        ms = _reduce_multi(b, vs, "fmax")
+        es = [emit_exp_neg(b, b.fsub(v, rows.splat(m), flags=_EFLAGS)) for v, m in zip(vs, ms)]
+        ss = _reduce_multi(b, es, "fadd")
+        invs = [b.fdiv(ir.Constant(rows.ety, 1.0), s) for s in ss]
+        outs = [b.fmul(e, rows.splat(i), flags=_EFLAGS) for e, i in zip(es, invs)]
+        rows.stores(outs, _out_ptr(context, b, sig.args[3], args[3], args[1]))
+        return context.get_dummy_value()
+
+    return types.none(x, off, n, out, VL, R), codegen
+
+
+@intrinsic
+def vrows_max_rest(typingctx, x, off, n, VL, R):
+    """(max_0 .. max_{R-1}, rest_0 .. rest_{R-1}) of R consecutive rows of
+    n <= VL elements at off (see vrow_max_rest)."""
+    vl, nr = _vl(VL), _rows_literal(R)
+    if not (_check(x, vl) and nr):
+        return None
+    retty = types.UniTuple(x.dtype, 2 * nr)
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], vl, nr)
+        ety = rows.ety
+        vs = rows.loads(float("-inf"))
+        ms = _reduce_multi(b, vs, "fmax")
+        ds = [b.fsub(v, rows.splat(m), flags=_EFLAGS) for v, m in zip(vs, ms)]
+        zero = const(rows.vty, 0.0)
+        tops = [b.and_(b.fcmp_ordered("==", d, zero), rows.mask) for d in ds]
+        es = [b.select(t, zero, emit_exp_neg(b, d)) for t, d in zip(tops, ds)]
+        ss = _reduce_multi(b, es, "fadd")
+        cnts = [b.sitofp(llvm_call(b, "ctpop", ir.IntType(vl), b.bitcast(t, ir.IntType(vl)), suffix=f"i{vl}"), ety)
+                for t in tops]
+        rests = [b.fadd(s, b.fsub(c, ir.Constant(ety, 1.0))) for s, c in zip(ss, cnts)]
+        return context.make_tuple(b, sig.return_type, ms + rests)
+
+    return retty(x, off, n, VL, R), codegen
+
+
+@intrinsic
+def flat(typingctx, a):
+    """The 1-D view of a C-contiguous array (no reshape call: a new array
+    struct on the same data)."""
+    if not (isinstance(a, types.Array) and a.layout == "C"):
+        return None
+    ret = a.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, value=args[0])
+        dst = context.make_array(sig.return_type)(context, builder)
+        populate_array(
+            dst,
+            data=src.data,
+            shape=[src.nitems],
+            strides=[src.itemsize],
+            itemsize=src.itemsize,
+            meminfo=src.meminfo,
+            parent=src.parent,
+        )
+        out = dst._getvalue()
+        context.nrt.incref(builder, sig.return_type, out)
+        return out
+
+    return ret(a), codegen
