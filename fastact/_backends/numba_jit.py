@@ -1,33 +1,36 @@
 """The Numba backend: every kernel of ``fastact._registry`` JIT-compiled,
-vectorized (AVX-512 where present) and multi-threaded above a work threshold.
+vectorized (512-bit on AVX-512 CPUs) and multi-threaded above a work
+threshold.
 
 Layout and semantics follow the kernel contract of ``fastact._registry``;
-the results follow the NumPy reference (``numpy_ref``) within a few ULP
-(see ``numba_math`` for the accuracy of the scalar helpers).
+results follow the NumPy reference (``numpy_ref``) within the registry's
+bounds (the scalar helpers' accuracy is in ``numba_math``).
 
 How the kernels are built
 -------------------------
-* The math (exp, log1p, tanh, erfc, ...) is ``numba_math``: branch-free
-  helpers that LLVM vectorizes, in float32 for float32 data.
-* Each kernel is a small ``parallel=True`` driver (this module's public
-  names, the registry's kernel names) around a serial, vectorized "run"
-  function over a range of the work.  The driver goes parallel (``prange``
-  over ``fastact.get_num_threads()`` chunks) only when the estimated
-  single-thread time exceeds ``PAR_NS``, and only if no other Python
-  thread's kernel is running a parallel region (then it runs serially on
-  its own thread: no oversubscription, no nested thread pools).
-* Rows of up to 64 elements (``inner == 1``) go through ``numba_rows``:
-  one masked vector per row.  Longer rows use fused loops: max (integer
-  keys, see ``numba_math.fkey``), exp-and-sum in 1024-element blocks
-  (float32 partial sums, float64 total), scale.  ``inner > 1`` reduces
-  lane-wise, vectorized along ``inner``, 256 lanes at a time.
-* ``out`` may be exactly an input: such calls take separate loops that read
-  and write through ``out`` only (a loop reading one array and writing
-  another that LLVM cannot prove distinct is guarded by an overlap test and
-  runs scalar when they are the same).
-* Functions are compiled on first use and cached on disk (``cache=True``;
-  ``NUMBA_CACHE_DIR`` is honoured, and a read-only install falls back to
-  Numba's user-wide cache directory, or to no caching if there is none).
+* The math (exp, log1p, tanh, erfc, ...) is ``numba_math``: branch-free,
+  float32 in float32, written once as LLVM IR emitters or as small compiled
+  helpers that LLVM inlines into the loops, where they vectorize.
+* Elementwise kernels are compiled loops (``_e_<name>``).  Row kernels go
+  one of three ways, each its own compiled function so that a workload
+  compiles only what it uses: rows of at most ``TINY`` elements as masked
+  vectors, several rows at a time (``_rt_*``, ``numba_rows``); longer rows
+  as explicit vector loops (``_rl_*``: key max, exp-and-sum in blocks of
+  ``BLK`` with sums in 16 lanes added in a fixed order, scale); and
+  ``inner > 1`` lane-wise along ``inner`` (``_lanes_*``).
+* The registry's kernels are thin Python functions: small work calls the
+  serial compiled function directly; work estimated above ``PAR_NS``
+  single-thread nanoseconds, with ``fastact.get_num_threads() > 1``, runs
+  the ``prange`` version (``_p*``, compiled on first use) on that many
+  threads -- unless another Python thread is in a parallel kernel, then
+  serially (no oversubscription; safe with Numba's workqueue layer).
+  Results are the same bits whatever the thread count.
+* ``out`` may be exactly an input: every loop loads before it stores, and
+  the vector loops are written so that LLVM needs no overlap test.
+* Functions are compiled on first use and cached on disk (``cache=True``,
+  keyed on all the backend's source files, see ``numba_math``);
+  ``NUMBA_CACHE_DIR`` is honoured, a read-only install falls back to
+  Numba's user-wide cache directory, or to no caching if none is writable.
 """
 
 from __future__ import annotations
