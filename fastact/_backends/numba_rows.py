@@ -1,17 +1,23 @@
-"""Explicit vector code for short rows (n <= 64), as Numba intrinsics.
+"""Explicit vector code for the row kernels, as Numba intrinsics.
 
-A row of a few elements is too short for LLVM's loop vectorizer: a loop
-over 16 elements runs through the vectorizer's run-time checks, a partly
-vectorized epilogue and spills of the exp constants, about 60 cycles a row.
-Here a whole row is one masked vector load (``llvm.masked.load``), the work
-is done on the vector, reductions are ``llvm.vector.reduce.*`` (log-depth
-trees) and the result is one masked store: ~15-20 cycles a row.
+Short rows (``vrow*``, ``vrows*``): a row of a few elements is too short
+for LLVM's loop vectorizer -- a loop over 16 elements runs through the
+vectorizer's run-time checks, a partly vectorized epilogue and spills of
+the exp constants, about 60 cycles a row.  Here a whole row is one masked
+vector load (``llvm.masked.load``), the work is done on the vector, the
+reductions are pairwise shuffle trees and the result is one masked store;
+``vrows_*`` do R rows step by step so that their dependency chains overlap
+(~7 cycles a row of 16 float32).
 
-Each intrinsic takes a flat C-contiguous array, the offset of the row in it,
-the row length ``n`` and the vector length ``VL`` (an integer literal,
-``n <= VL``); lanes at and beyond ``n`` are neither read nor written.  The
-math is ``numba_math``'s IR emitters, so these rows are bit-for-bit the same
-computation as the long-row loops.
+Long rows (``vsum_*``, ``vmap_*``): loops over full vectors and one masked
+tail, with vector accumulators summed in a fixed pairwise order -- no
+run-time overlap tests (out may be the input: each vector is loaded before
+it is stored), no scalar epilogue, and the same bits wherever the code is
+inlined (a prange region included).
+
+Each intrinsic takes flat C-contiguous arrays, an element offset and a
+length; lanes past the row are neither read nor written.  The math is
+``numba_math``'s IR emitters, shared with the scalar helpers.
 """
 
 from __future__ import annotations
