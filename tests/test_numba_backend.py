@@ -336,7 +336,8 @@ ROW_KERNELS = [k for k, v in _registry.KERNELS.items() if v.kind.startswith("row
 
 def _row_input(n, inner, dtype, seed):
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-10, 10, (7, n, inner)).astype(dtype)
+    # 37 rows: blocks of 8 and 4 short rows at a time, and the remainders
+    x = rng.uniform(-10, 10, (37 if inner == 1 else 7, n, inner)).astype(dtype)
     x[1, 0] = np.nan
     x[2, -1] = np.inf
     x[3] = -np.inf
@@ -344,6 +345,11 @@ def _row_input(n, inner, dtype, seed):
     x[5] = -3.0
     if n > 1:
         x[6, 1:] = x[6, 0] - 40.0  # the rest is tiny: log1p keeps it
+    if x.shape[0] > 20:  # non-finite rows inside a block of rows, too
+        x[9, -1] = np.nan
+        x[13] = -np.inf
+        x[18, 0] = np.inf
+        x[22, :] = 5.0
     return x
 
 
