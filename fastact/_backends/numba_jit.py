@@ -49,13 +49,12 @@ from numba import njit, prange
 
 from . import numba_math as _m
 from .numba_math import (
-    CACHE,
+    CACHE,  # noqa: F401 - whether compiled code is cached (reported by tests)
     FASTMATH,
     always_inline,
     never_inline,
     K,
     KA,
-    copysign,
     erfc,
     exp,
     exp_neg,
@@ -66,7 +65,6 @@ from .numba_math import (
     ind,
     log,
     log1p,
-    log1p_unit,
     log1pexp_neg_abs,
     sigmoid as _sigmoid,
     tanh as _tanh,
@@ -78,7 +76,6 @@ from .numba_rows import (
     vrow_log_softmax_bwd1,
     vrow_lse_bwd,
     vrow_max_rest,
-    vrow_softmax1,
     vrows_max_rest,
     vrows_softmax,
     flat,
