@@ -150,15 +150,18 @@ class Plan:
     """How arrays of one shape map onto the canonical layout for given axes.
 
     ``perm`` orders the axes so that the reduced ones are adjacent, starting
-    at position ``p0``; ``copy`` says whether the main array needs a copy to
-    be C-contiguous in that order.
+    at position ``p0``, in the array's memory order when that already makes
+    them adjacent (C or F order: a view); otherwise the reduced axes go last
+    and arrays are copied.  ``rest`` are the non-reduced axes in ``perm``
+    order; ``identity`` marks the common case where no transpose is needed.
     """
 
-    __slots__ = ("shape", "ndim", "axes", "perm", "p0", "outer", "n", "inner", "rest")
+    __slots__ = ("shape", "ndim", "axes", "perm", "p0", "outer", "n", "inner", "rest",
+                 "identity", "rest_perm", "rest_identity")
 
     def __init__(self, a: np.ndarray, axes: tuple):
         nd = a.ndim
-        self.shape = a.shape
+        shape = self.shape = a.shape
         self.ndim = nd
         self.axes = axes
         k = len(axes)
@@ -181,23 +184,27 @@ class Plan:
             p0 = nd
         self.perm = perm
         self.p0 = p0
-        shp = [a.shape[i] for i in perm]
+        shp = [shape[i] for i in perm]
         self.outer = _prod(shp[:p0])
         self.n = _prod(shp[p0 : p0 + k])
         self.inner = _prod(shp[p0 + k :])
         self.rest = perm[:p0] + perm[p0 + k :]  # non-reduced axes, memory order
+        self.identity = perm == tuple(range(nd))
+        kept = [i for i in range(nd) if i not in axes]
+        self.rest_perm = [kept.index(i) for i in self.rest]
+        self.rest_identity = self.rest_perm == list(range(len(kept)))
 
     # full-shaped arrays -------------------------------------------------
     def canon(self, a: np.ndarray) -> np.ndarray:
         """Canonical (outer, n, inner) array of ``a`` (a view if possible)."""
-        v = a.transpose(self.perm)
+        v = a if self.identity else a.transpose(self.perm)
         if not v.flags.c_contiguous:
             v = np.ascontiguousarray(v)
         return v.reshape(self.outer, self.n, self.inner)
 
     def canon_view(self, a: np.ndarray):
         """Canonical view of ``a``, or None if that would need a copy."""
-        v = a.transpose(self.perm)
+        v = a if self.identity else a.transpose(self.perm)
         if not v.flags.c_contiguous:
             return None
         return v.reshape(self.outer, self.n, self.inner)
@@ -209,6 +216,8 @@ class Plan:
         return c, self.uncanon(c)
 
     def uncanon(self, c: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return c.reshape(self.shape)
         shp = tuple(self.shape[i] for i in self.perm)
         return c.reshape(shp).transpose(np.argsort(self.perm))
 
@@ -218,12 +227,8 @@ class Plan:
             return tuple(1 if i in self.axes else s for i, s in enumerate(self.shape))
         return tuple(s for i, s in enumerate(self.shape) if i not in self.axes)
 
-    def _rest_perm(self):
-        kept = [i for i in range(self.ndim) if i not in self.axes]
-        return [kept.index(i) for i in self.rest]
-
     def canon_reduced(self, r: np.ndarray, view_only=False):
-        v = r.transpose(self._rest_perm())
+        v = r if self.rest_identity else r.transpose(self.rest_perm)
         if not v.flags.c_contiguous:
             if view_only:
                 return None
@@ -233,7 +238,9 @@ class Plan:
     def new_reduced(self, dtype):
         c = np.empty((self.outer, self.inner), dtype)
         shp = tuple(self.shape[i] for i in self.rest)
-        return c, c.reshape(shp).transpose(np.argsort(self._rest_perm()))
+        if self.rest_identity:
+            return c, c.reshape(shp)
+        return c, c.reshape(shp).transpose(np.argsort(self.rest_perm))
 
 
 def _prod(xs):

@@ -59,16 +59,21 @@ class _CE:
                     f"class-index target has shape {t.shape}; logits of shape {x.shape} "
                     f"with class axis {axis} need target shape {red}"
                 )
-            bad = (t != ignore_index) & ((t < 0) | (t >= C))
-            if bad.any():
-                raise IndexError(
-                    f"target {t[bad].flat[0]} is out of bounds for {C} classes "
-                    f"(and is not ignore_index={ignore_index})"
-                )
+            lo, hi = (t.min(), t.max()) if t.size else (0, 0)
+            if lo < 0 or hi >= C:  # out of range, or ignore_index: look closer
+                bad = (t != ignore_index) & ((t < 0) | (t >= C))
+                if bad.any():
+                    raise IndexError(
+                        f"target {t[bad].flat[0]} is out of bounds for {C} classes "
+                        f"(and is not ignore_index={ignore_index})"
+                    )
             self.index = True
             self.target = plan.canon_reduced(t.astype(np.intp, copy=False))
             self.params = (ignore_index, eps)
-            self.count = int(np.count_nonzero(t != ignore_index))
+            if lo <= ignore_index <= hi:
+                self.count = int(np.count_nonzero(t != ignore_index))
+            else:
+                self.count = t.size
         elif t.dtype.kind == "f" or t.dtype.kind == "b":
             if t.shape != x.shape:
                 raise ValueError(
