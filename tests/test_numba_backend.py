@@ -310,7 +310,7 @@ def test_hot_loops_use_512_bit_vectors(dtype):
     x = np.linspace(-5, 5, 4096).astype(dtype)
     o = np.empty_like(x)
     for disp, args in ((nj._e_sigmoid, (x, o)), (nj._e_gelu, (x, o)), (nj._e_tanh_backward, (x, x, o)),
-                       (nj._rl_softmax, (x.reshape(4, 1024, 1), o.reshape(4, 1024, 1), 0, 4))):
+                       (nj._rl_softmax, (x.reshape(4, 1024, 1), o.reshape(4, 1024, 1)))):
         asm = _fresh_asm(disp, *args)
         name = disp.py_func.__name__
         # packed arithmetic on zmm registers (vfmadd...ps/pd, vmulps/pd ... %zmm)
@@ -322,7 +322,7 @@ def test_hot_loops_use_512_bit_vectors(dtype):
 def test_short_rows_use_masked_vectors(dtype):
     # a row of <= 16 elements is one masked vector load/store (numba_rows)
     x = np.linspace(-5, 5, 100).astype(dtype).reshape(10, 10, 1)
-    asm = _fresh_asm(nj._rt_softmax, x, np.empty_like(x), 0, 10)
+    asm = _fresh_asm(nj._rt_softmax, x, np.empty_like(x))
     masked = [ln for ln in asm.splitlines() if "{%k" in ln and ("vmov" in ln or "vblendm" in ln)]
     assert masked, "no masked vector load/store in the short-row path"
 
@@ -499,7 +499,7 @@ CODE_RUN = """
     with fastact.use_backend("numba"):
         r = fastact.softmax(np.array([[1.0, 2.0, 3.0]]))
     assert abs(r.sum() - 1) < 1e-12
-    print(nj.CACHE, sum(nj._e_sigmoid.stats.cache_hits.values()) + sum(nj._rt_softmax.stats.cache_hits.values()))
+    print(nj.CACHE, sum(nj._e_sigmoid.stats.cache_hits.values()) + sum(nj._rs_softmax.stats.cache_hits.values()))
 """
 
 

@@ -1280,95 +1280,250 @@ def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
 # first row, end row)
 
 
-@njit(**_JIT)
-def _rt_softmax(x, out, r0, r1):
-    never_inline()
+@njit(**_INL)
+def _rtr_softmax(x, out, r0, r1):
     wide()
     _ft_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rl_softmax(x, out, r0, r1):
+def _rt_softmax(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _rtr_softmax(x, out, 0, x.shape[0])
+
+
+@njit(**_INL)
+def _rlr_softmax(x, out, r0, r1):
     wide()
     _fl_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rt_log_softmax(x, out, r0, r1):
+def _rl_softmax(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _rlr_softmax(x, out, 0, x.shape[0])
+
+
+@njit(**_JIT)
+def _rs_softmax(x, out):
+    """Serial, inner == 1, any row length (the small-work path)."""
+    never_inline()
+    wide()
+    if x.size:
+        if x.shape[1] <= TINY:
+            _rtr_softmax(x, out, 0, x.shape[0])
+        else:
+            _rlr_softmax(x, out, 0, x.shape[0])
+
+
+@njit(**_INL)
+def _rtr_log_softmax(x, out, r0, r1):
     wide()
     _ft_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rl_log_softmax(x, out, r0, r1):
+def _rt_log_softmax(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _rtr_log_softmax(x, out, 0, x.shape[0])
+
+
+@njit(**_INL)
+def _rlr_log_softmax(x, out, r0, r1):
     wide()
     _fl_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rt_logsumexp(x, out, r0, r1):
+def _rl_log_softmax(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _rlr_log_softmax(x, out, 0, x.shape[0])
+
+
+@njit(**_JIT)
+def _rs_log_softmax(x, out):
+    """Serial, inner == 1, any row length (the small-work path)."""
+    never_inline()
+    wide()
+    if x.size:
+        if x.shape[1] <= TINY:
+            _rtr_log_softmax(x, out, 0, x.shape[0])
+        else:
+            _rlr_log_softmax(x, out, 0, x.shape[0])
+
+
+@njit(**_INL)
+def _rtr_logsumexp(x, out, r0, r1):
     wide()
     _ft_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rl_logsumexp(x, out, r0, r1):
+def _rt_logsumexp(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _rtr_logsumexp(x, out, 0, x.shape[0])
+
+
+@njit(**_INL)
+def _rlr_logsumexp(x, out, r0, r1):
     wide()
     _fl_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rt_softmax_backward(g, y, out, r0, r1):
+def _rl_logsumexp(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _rlr_logsumexp(x, out, 0, x.shape[0])
+
+
+@njit(**_JIT)
+def _rs_logsumexp(x, out):
+    """Serial, inner == 1, any row length (the small-work path)."""
+    never_inline()
+    wide()
+    if x.size:
+        if x.shape[1] <= TINY:
+            _rtr_logsumexp(x, out, 0, x.shape[0])
+        else:
+            _rlr_logsumexp(x, out, 0, x.shape[0])
+
+
+@njit(**_INL)
+def _rtr_softmax_backward(g, y, out, r0, r1):
     wide()
     _ft_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rl_softmax_backward(g, y, out, r0, r1):
+def _rt_softmax_backward(g, y, out):
     never_inline()
+    wide()
+    if y.size:
+        _rtr_softmax_backward(g, y, out, 0, y.shape[0])
+
+
+@njit(**_INL)
+def _rlr_softmax_backward(g, y, out, r0, r1):
     wide()
     _fl_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rt_log_softmax_backward(g, y, out, r0, r1):
+def _rl_softmax_backward(g, y, out):
     never_inline()
+    wide()
+    if y.size:
+        _rlr_softmax_backward(g, y, out, 0, y.shape[0])
+
+
+@njit(**_JIT)
+def _rs_softmax_backward(g, y, out):
+    """Serial, inner == 1, any row length (the small-work path)."""
+    never_inline()
+    wide()
+    if y.size:
+        if y.shape[1] <= TINY:
+            _rtr_softmax_backward(g, y, out, 0, y.shape[0])
+        else:
+            _rlr_softmax_backward(g, y, out, 0, y.shape[0])
+
+
+@njit(**_INL)
+def _rtr_log_softmax_backward(g, y, out, r0, r1):
     wide()
     _ft_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rl_log_softmax_backward(g, y, out, r0, r1):
+def _rt_log_softmax_backward(g, y, out):
     never_inline()
+    wide()
+    if y.size:
+        _rtr_log_softmax_backward(g, y, out, 0, y.shape[0])
+
+
+@njit(**_INL)
+def _rlr_log_softmax_backward(g, y, out, r0, r1):
     wide()
     _fl_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rt_logsumexp_backward(g, x, lse, out, r0, r1):
+def _rl_log_softmax_backward(g, y, out):
     never_inline()
+    wide()
+    if y.size:
+        _rlr_log_softmax_backward(g, y, out, 0, y.shape[0])
+
+
+@njit(**_JIT)
+def _rs_log_softmax_backward(g, y, out):
+    """Serial, inner == 1, any row length (the small-work path)."""
+    never_inline()
+    wide()
+    if y.size:
+        if y.shape[1] <= TINY:
+            _rtr_log_softmax_backward(g, y, out, 0, y.shape[0])
+        else:
+            _rlr_log_softmax_backward(g, y, out, 0, y.shape[0])
+
+
+@njit(**_INL)
+def _rtr_logsumexp_backward(g, x, lse, out, r0, r1):
     wide()
     _ft_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out),
                               x.shape[1], r0, r1)
 
 
 @njit(**_JIT)
-def _rl_logsumexp_backward(g, x, lse, out, r0, r1):
+def _rt_logsumexp_backward(g, x, lse, out):
     never_inline()
+    wide()
+    if x.size:
+        _rtr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])
+
+
+@njit(**_INL)
+def _rlr_logsumexp_backward(g, x, lse, out, r0, r1):
     wide()
     _fl_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out),
                               x.shape[1], r0, r1)
 
 
+@njit(**_JIT)
+def _rl_logsumexp_backward(g, x, lse, out):
+    never_inline()
+    wide()
+    if x.size:
+        _rlr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])
+
 # ---------------------------------------------------------------------------
 # rows, inner > 1: lane-wise reductions over n, vectorized along inner, in
 # tiles of TW lanes; work units are (outer index, tile) pairs
+
+
+@njit(**_JIT)
+def _rs_logsumexp_backward(g, x, lse, out):
+    """Serial, inner == 1, any row length (the small-work path)."""
+    never_inline()
+    wide()
+    if x.size:
+        if x.shape[1] <= TINY:
+            _rtr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])
+        else:
+            _rlr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])
 
 
 @njit(**_INL)
@@ -1418,9 +1573,8 @@ def _lane_rest(src, base, w, n, inner, m, rk, ck):
         rk[k] = rk[k] + (ck[k] - 1.0)
 
 
-@njit(**_JIT)
-def _lanes_softmax(x, out, u0, u1):
-    never_inline()
+@njit(**_INL)
+def _lanesr_softmax(x, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
@@ -1459,8 +1613,15 @@ def _lanes_softmax(x, out, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_log_softmax(x, out, u0, u1):
+def _lanes_softmax(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _lanesr_softmax(x, out, 0, _units(x))
+
+
+@njit(**_INL)
+def _lanesr_log_softmax(x, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
@@ -1490,8 +1651,15 @@ def _lanes_log_softmax(x, out, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_logsumexp(x, out, u0, u1):
+def _lanes_log_softmax(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _lanesr_log_softmax(x, out, 0, _units(x))
+
+
+@njit(**_INL)
+def _lanesr_logsumexp(x, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
@@ -1511,8 +1679,15 @@ def _lanes_logsumexp(x, out, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_softmax_backward(g, y, out, u0, u1):
+def _lanes_logsumexp(x, out):
     never_inline()
+    wide()
+    if x.size:
+        _lanesr_logsumexp(x, out, 0, _units(x))
+
+
+@njit(**_INL)
+def _lanesr_softmax_backward(g, y, out, u0, u1):
     wide()
     _, n, inner = y.shape
     ntile = (inner + TW - 1) // TW
@@ -1552,8 +1727,15 @@ def _lanes_softmax_backward(g, y, out, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_log_softmax_backward(g, y, out, u0, u1):
+def _lanes_softmax_backward(g, y, out):
     never_inline()
+    wide()
+    if y.size:
+        _lanesr_softmax_backward(g, y, out, 0, _units(y))
+
+
+@njit(**_INL)
+def _lanesr_log_softmax_backward(g, y, out, u0, u1):
     wide()
     _, n, inner = y.shape
     ntile = (inner + TW - 1) // TW
@@ -1592,8 +1774,15 @@ def _lanes_log_softmax_backward(g, y, out, u0, u1):
 
 
 @njit(**_JIT)
-def _lanes_logsumexp_backward(g, x, lse, out, u0, u1):
+def _lanes_log_softmax_backward(g, y, out):
     never_inline()
+    wide()
+    if y.size:
+        _lanesr_log_softmax_backward(g, y, out, 0, _units(y))
+
+
+@njit(**_INL)
+def _lanesr_logsumexp_backward(g, x, lse, out, u0, u1):
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
@@ -1617,6 +1806,14 @@ def _lanes_logsumexp_backward(g, x, lse, out, u0, u1):
                     os[k] = gs[k] * exp(xs[k] - ls[k])
 
 
+@njit(**_JIT)
+def _lanes_logsumexp_backward(g, x, lse, out):
+    never_inline()
+    wide()
+    if x.size:
+        _lanesr_logsumexp_backward(g, x, lse, out, 0, _units(x))
+
+
 # ---------------------------------------------------------------------------
 # parallel versions: prange over chunks of rows / work units (compiled on
 # first use, for large arrays only)
@@ -1626,126 +1823,126 @@ def _lanes_logsumexp_backward(g, x, lse, out, u0, u1):
 def _prt_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rt_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rtr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _prl_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rl_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rlr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _pl_softmax(x, out, nt):
     U = _units(x)
     for c in prange(nt):
-        _lanes_softmax(x, out, c * U // nt, (c + 1) * U // nt)
+        _lanesr_softmax(x, out, c * U // nt, (c + 1) * U // nt)
 
 
 @njit(**_PAR)
 def _prt_log_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rt_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rtr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _prl_log_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rl_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rlr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _pl_log_softmax(x, out, nt):
     U = _units(x)
     for c in prange(nt):
-        _lanes_log_softmax(x, out, c * U // nt, (c + 1) * U // nt)
+        _lanesr_log_softmax(x, out, c * U // nt, (c + 1) * U // nt)
 
 
 @njit(**_PAR)
 def _prt_logsumexp(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rt_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
+        _rtr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _prl_logsumexp(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rl_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
+        _rlr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _pl_logsumexp(x, out, nt):
     U = _units(x)
     for c in prange(nt):
-        _lanes_logsumexp(x, out, c * U // nt, (c + 1) * U // nt)
+        _lanesr_logsumexp(x, out, c * U // nt, (c + 1) * U // nt)
 
 
 @njit(**_PAR)
 def _prt_softmax_backward(g, y, out, nt):
     o = y.shape[0]
     for c in prange(nt):
-        _rt_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _rtr_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _prl_softmax_backward(g, y, out, nt):
     o = y.shape[0]
     for c in prange(nt):
-        _rl_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _rlr_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _pl_softmax_backward(g, y, out, nt):
     U = _units(y)
     for c in prange(nt):
-        _lanes_softmax_backward(g, y, out, c * U // nt, (c + 1) * U // nt)
+        _lanesr_softmax_backward(g, y, out, c * U // nt, (c + 1) * U // nt)
 
 
 @njit(**_PAR)
 def _prt_log_softmax_backward(g, y, out, nt):
     o = y.shape[0]
     for c in prange(nt):
-        _rt_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _rtr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _prl_log_softmax_backward(g, y, out, nt):
     o = y.shape[0]
     for c in prange(nt):
-        _rl_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _rlr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _pl_log_softmax_backward(g, y, out, nt):
     U = _units(y)
     for c in prange(nt):
-        _lanes_log_softmax_backward(g, y, out, c * U // nt, (c + 1) * U // nt)
+        _lanesr_log_softmax_backward(g, y, out, c * U // nt, (c + 1) * U // nt)
 
 
 @njit(**_PAR)
 def _prt_logsumexp_backward(g, x, lse, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rt_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
+        _rtr_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _prl_logsumexp_backward(g, x, lse, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rl_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
+        _rlr_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_PAR)
 def _pl_logsumexp_backward(g, x, lse, out, nt):
     U = _units(x)
     for c in prange(nt):
-        _lanes_logsumexp_backward(g, x, lse, out, c * U // nt, (c + 1) * U // nt)
+        _lanesr_logsumexp_backward(g, x, lse, out, c * U // nt, (c + 1) * U // nt)
 
 
 # ---------------------------------------------------------------------------
@@ -1938,34 +2135,21 @@ def _ew2p(run, par, cost):
 
 
 def _rows1(name, cost):
-    """Row kernel k(x, out) with x (outer, n, inner): rows of <= TINY or
-    longer (inner == 1), or lanes (inner > 1).  Small work (the common
-    latency-bound case) takes the shortest path through Python."""
+    """Row kernel k(x, out) with x (outer, n, inner).  Small last-axis work
+    (the latency-bound case) goes straight to one serial function."""
     g = globals()
-    rt, rl, lanes = g["_rt_" + name], g["_rl_" + name], g["_lanes_" + name]
+    rs, rt, rl, lanes = g["_rs_" + name], g["_rt_" + name], g["_rl_" + name], g["_lanes_" + name]
     prt, prl, plan = g["_prt_" + name], g["_prl_" + name], g["_pl_" + name]
     limit = _serial_below(cost)
 
     def kernel(x, out):
+        if x.size < limit and x.shape[2] == 1:
+            rs(x, out)
+            return
         o, n, i = x.shape
-        work = o * n * i
-        if work < limit or _NT[0] < 2:
-            if not work:
-                return
-            if i != 1:
-                lanes(x, out, 0, o * ((i + TW - 1) // TW))
-            elif n <= TINY:
-                rt(x, out, 0, o)
-            else:
-                rl(x, out, 0, o)
-        elif i != 1:
-            if not _parallel(plan, (x, out)):
-                lanes(x, out, 0, o * ((i + TW - 1) // TW))
-        elif n <= TINY:
-            if not _parallel(prt, (x, out)):
-                rt(x, out, 0, o)
-        elif not _parallel(prl, (x, out)):
-            rl(x, out, 0, o)
+        if o * n * i < limit or _NT[0] < 2 or not _parallel(
+                plan if i != 1 else prt if n <= TINY else prl, (x, out)):
+            (lanes if i != 1 else rt if n <= TINY else rl)(x, out)
 
     return kernel
 
@@ -1973,30 +2157,18 @@ def _rows1(name, cost):
 def _rows2(name, cost):
     """Row kernel k(g, y, out), all (outer, n, inner)."""
     g_ = globals()
-    rt, rl, lanes = g_["_rt_" + name], g_["_rl_" + name], g_["_lanes_" + name]
+    rs, rt, rl, lanes = g_["_rs_" + name], g_["_rt_" + name], g_["_rl_" + name], g_["_lanes_" + name]
     prt, prl, plan = g_["_prt_" + name], g_["_prl_" + name], g_["_pl_" + name]
     limit = _serial_below(cost)
 
     def kernel(g, y, out):
+        if y.size < limit and y.shape[2] == 1:
+            rs(g, y, out)
+            return
         o, n, i = y.shape
-        work = o * n * i
-        if work < limit or _NT[0] < 2:
-            if not work:
-                return
-            if i != 1:
-                lanes(g, y, out, 0, o * ((i + TW - 1) // TW))
-            elif n <= TINY:
-                rt(g, y, out, 0, o)
-            else:
-                rl(g, y, out, 0, o)
-        elif i != 1:
-            if not _parallel(plan, (g, y, out)):
-                lanes(g, y, out, 0, o * ((i + TW - 1) // TW))
-        elif n <= TINY:
-            if not _parallel(prt, (g, y, out)):
-                rt(g, y, out, 0, o)
-        elif not _parallel(prl, (g, y, out)):
-            rl(g, y, out, 0, o)
+        if o * n * i < limit or _NT[0] < 2 or not _parallel(
+                plan if i != 1 else prt if n <= TINY else prl, (g, y, out)):
+            (lanes if i != 1 else rt if n <= TINY else rl)(g, y, out)
 
     return kernel
 
@@ -2053,17 +2225,17 @@ _LSEB_LIMIT = _serial_below(0.4)
 def logsumexp_backward(grad, x, lse, out):
     """Kernel ``logsumexp_backward``: grad, lse (outer, inner); x, out
     (outer, n, inner)."""
-    o, n, i = x.shape
-    if x.size == 0:
+    if x.size < _LSEB_LIMIT and x.shape[2] == 1:
+        _rs_logsumexp_backward(grad, x, lse, out)
         return
+    o, n, i = x.shape
     args = (grad, x, lse, out)
-    if i == 1:
-        run, par = (_rt_logsumexp_backward, _prt_logsumexp_backward) if n <= TINY else \
-            (_rl_logsumexp_backward, _prl_logsumexp_backward)
-        if x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(par, args):
-            run(grad, x, lse, out, 0, o)
-    elif x.size < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(_pl_logsumexp_backward, args):
-        _lanes_logsumexp_backward(grad, x, lse, out, 0, o * ((i + TW - 1) // TW))
+    run = _lanes_logsumexp_backward if i != 1 else _rt_logsumexp_backward if n <= TINY else \
+        _rl_logsumexp_backward
+    if o * n * i < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(
+            _pl_logsumexp_backward if i != 1 else _prt_logsumexp_backward if n <= TINY else
+            _prl_logsumexp_backward, args):
+        run(grad, x, lse, out)
 
 
 _CE_LIMIT = _serial_below(2.0)
