@@ -16,7 +16,10 @@ The ``def`` functions follow the kernel contract of ``fastact._registry``
 out may be exactly one of the inputs) and check it: a violation raises
 ``ValueError`` or ``TypeError`` instead of touching memory out of bounds.
 They release the GIL for the whole computation and split large arrays
-between OpenMP threads (``set_num_threads``).
+between OpenMP threads (``set_num_threads``): only above ~100 us of
+single-thread work, in several pieces per thread handed out dynamically,
+and not at all for 0.5 s after a call whose threads were kept waiting by a
+busy machine (see ``_after_region``).
 
 Cython users can ``cimport`` the row kernels declared in
 ``fastact/_kernels.pxd`` (e.g. ``from fastact._kernels cimport
@@ -204,10 +207,13 @@ def _set_backoff(double seconds):
     return old
 
 
+cdef int _have_openmp = fa_have_openmp()
+
+
 cdef inline int _nt_for(double work_ns) noexcept nogil:
     cdef int nt = _nthreads
     cdef double m
-    if nt <= 1 or work_ns < _par_min_ns:
+    if nt <= 1 or work_ns < _par_min_ns or not _have_openmp:
         return 1
     if _backoff_until > 0.0 and fa_wtime() < _backoff_until:
         return 1

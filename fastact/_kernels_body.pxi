@@ -993,6 +993,264 @@ cdef void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) no
         _from_tile_n(tile, out, n, R)
 
 
+
+# ---- short rows without a transposed output ------------------------------------
+# The backward kernels of short rows need one per-row scalar (sum(g*y),
+# sum(g), or g and lse given); the row scalars come from a transposed tile
+# of at most one array, and the output is written row by row with the row
+# length a compile-time constant (same dispatch as the transposes), which
+# GCC vectorizes along the row.
+
+cdef inline void _rows_mul(const real* a, const real* b, real* out, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(m):
+        out[i] = a[i] * b[i]
+
+
+cdef inline void _sbwd_out_n(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
+                             Py_ssize_t R) noexcept nogil:
+    # out = y * (g - d[row])
+    cdef Py_ssize_t r, j
+    cdef real dr
+    for r in range(R):
+        dr = d[r]
+        for j in range(n):
+            out[r * n + j] = y[r * n + j] * (g[r * n + j] - dr)
+
+
+cdef void _sbwd_out(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
+                    Py_ssize_t R) noexcept nogil:
+    if n == 1:
+        _sbwd_out_n(g, y, d, out, 1, R)
+    elif n == 2:
+        _sbwd_out_n(g, y, d, out, 2, R)
+    elif n == 3:
+        _sbwd_out_n(g, y, d, out, 3, R)
+    elif n == 4:
+        _sbwd_out_n(g, y, d, out, 4, R)
+    elif n == 5:
+        _sbwd_out_n(g, y, d, out, 5, R)
+    elif n == 6:
+        _sbwd_out_n(g, y, d, out, 6, R)
+    elif n == 7:
+        _sbwd_out_n(g, y, d, out, 7, R)
+    elif n == 8:
+        _sbwd_out_n(g, y, d, out, 8, R)
+    elif n == 9:
+        _sbwd_out_n(g, y, d, out, 9, R)
+    elif n == 10:
+        _sbwd_out_n(g, y, d, out, 10, R)
+    elif n == 11:
+        _sbwd_out_n(g, y, d, out, 11, R)
+    elif n == 12:
+        _sbwd_out_n(g, y, d, out, 12, R)
+    elif n == 13:
+        _sbwd_out_n(g, y, d, out, 13, R)
+    elif n == 14:
+        _sbwd_out_n(g, y, d, out, 14, R)
+    elif n == 15:
+        _sbwd_out_n(g, y, d, out, 15, R)
+    elif n == 16:
+        _sbwd_out_n(g, y, d, out, 16, R)
+    elif n == 17:
+        _sbwd_out_n(g, y, d, out, 17, R)
+    elif n == 18:
+        _sbwd_out_n(g, y, d, out, 18, R)
+    elif n == 19:
+        _sbwd_out_n(g, y, d, out, 19, R)
+    elif n == 20:
+        _sbwd_out_n(g, y, d, out, 20, R)
+    elif n == 21:
+        _sbwd_out_n(g, y, d, out, 21, R)
+    elif n == 22:
+        _sbwd_out_n(g, y, d, out, 22, R)
+    elif n == 23:
+        _sbwd_out_n(g, y, d, out, 23, R)
+    elif n == 24:
+        _sbwd_out_n(g, y, d, out, 24, R)
+    elif n == 25:
+        _sbwd_out_n(g, y, d, out, 25, R)
+    elif n == 26:
+        _sbwd_out_n(g, y, d, out, 26, R)
+    elif n == 27:
+        _sbwd_out_n(g, y, d, out, 27, R)
+    elif n == 28:
+        _sbwd_out_n(g, y, d, out, 28, R)
+    elif n == 29:
+        _sbwd_out_n(g, y, d, out, 29, R)
+    elif n == 30:
+        _sbwd_out_n(g, y, d, out, 30, R)
+    elif n == 31:
+        _sbwd_out_n(g, y, d, out, 31, R)
+    elif n == 32:
+        _sbwd_out_n(g, y, d, out, 32, R)
+    else:
+        _sbwd_out_n(g, y, d, out, n, R)
+
+
+cdef inline void _lsbwd_out_n(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
+                              Py_ssize_t R) noexcept nogil:
+    # out = g - exp(y) * d[row]
+    cdef Py_ssize_t r, j
+    cdef real dr
+    for r in range(R):
+        dr = d[r]
+        for j in range(n):
+            out[r * n + j] = g[r * n + j] - fexp(y[r * n + j]) * dr
+
+
+cdef void _lsbwd_out(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
+                     Py_ssize_t R) noexcept nogil:
+    if n == 1:
+        _lsbwd_out_n(g, y, d, out, 1, R)
+    elif n == 2:
+        _lsbwd_out_n(g, y, d, out, 2, R)
+    elif n == 3:
+        _lsbwd_out_n(g, y, d, out, 3, R)
+    elif n == 4:
+        _lsbwd_out_n(g, y, d, out, 4, R)
+    elif n == 5:
+        _lsbwd_out_n(g, y, d, out, 5, R)
+    elif n == 6:
+        _lsbwd_out_n(g, y, d, out, 6, R)
+    elif n == 7:
+        _lsbwd_out_n(g, y, d, out, 7, R)
+    elif n == 8:
+        _lsbwd_out_n(g, y, d, out, 8, R)
+    elif n == 9:
+        _lsbwd_out_n(g, y, d, out, 9, R)
+    elif n == 10:
+        _lsbwd_out_n(g, y, d, out, 10, R)
+    elif n == 11:
+        _lsbwd_out_n(g, y, d, out, 11, R)
+    elif n == 12:
+        _lsbwd_out_n(g, y, d, out, 12, R)
+    elif n == 13:
+        _lsbwd_out_n(g, y, d, out, 13, R)
+    elif n == 14:
+        _lsbwd_out_n(g, y, d, out, 14, R)
+    elif n == 15:
+        _lsbwd_out_n(g, y, d, out, 15, R)
+    elif n == 16:
+        _lsbwd_out_n(g, y, d, out, 16, R)
+    elif n == 17:
+        _lsbwd_out_n(g, y, d, out, 17, R)
+    elif n == 18:
+        _lsbwd_out_n(g, y, d, out, 18, R)
+    elif n == 19:
+        _lsbwd_out_n(g, y, d, out, 19, R)
+    elif n == 20:
+        _lsbwd_out_n(g, y, d, out, 20, R)
+    elif n == 21:
+        _lsbwd_out_n(g, y, d, out, 21, R)
+    elif n == 22:
+        _lsbwd_out_n(g, y, d, out, 22, R)
+    elif n == 23:
+        _lsbwd_out_n(g, y, d, out, 23, R)
+    elif n == 24:
+        _lsbwd_out_n(g, y, d, out, 24, R)
+    elif n == 25:
+        _lsbwd_out_n(g, y, d, out, 25, R)
+    elif n == 26:
+        _lsbwd_out_n(g, y, d, out, 26, R)
+    elif n == 27:
+        _lsbwd_out_n(g, y, d, out, 27, R)
+    elif n == 28:
+        _lsbwd_out_n(g, y, d, out, 28, R)
+    elif n == 29:
+        _lsbwd_out_n(g, y, d, out, 29, R)
+    elif n == 30:
+        _lsbwd_out_n(g, y, d, out, 30, R)
+    elif n == 31:
+        _lsbwd_out_n(g, y, d, out, 31, R)
+    elif n == 32:
+        _lsbwd_out_n(g, y, d, out, 32, R)
+    else:
+        _lsbwd_out_n(g, y, d, out, n, R)
+
+
+cdef inline void _lsebwd_out_n(const real* g, const real* x, const real* lse, real* out, Py_ssize_t n,
+                               Py_ssize_t R) noexcept nogil:
+    # out = g[row] * exp(x - lse[row])
+    cdef Py_ssize_t r, j
+    cdef real gr, lr
+    for r in range(R):
+        gr = g[r]
+        lr = lse[r]
+        for j in range(n):
+            out[r * n + j] = gr * fexp(x[r * n + j] - lr)
+
+
+cdef void _lsebwd_out(const real* g, const real* x, const real* lse, real* out, Py_ssize_t n,
+                      Py_ssize_t R) noexcept nogil:
+    if n == 1:
+        _lsebwd_out_n(g, x, lse, out, 1, R)
+    elif n == 2:
+        _lsebwd_out_n(g, x, lse, out, 2, R)
+    elif n == 3:
+        _lsebwd_out_n(g, x, lse, out, 3, R)
+    elif n == 4:
+        _lsebwd_out_n(g, x, lse, out, 4, R)
+    elif n == 5:
+        _lsebwd_out_n(g, x, lse, out, 5, R)
+    elif n == 6:
+        _lsebwd_out_n(g, x, lse, out, 6, R)
+    elif n == 7:
+        _lsebwd_out_n(g, x, lse, out, 7, R)
+    elif n == 8:
+        _lsebwd_out_n(g, x, lse, out, 8, R)
+    elif n == 9:
+        _lsebwd_out_n(g, x, lse, out, 9, R)
+    elif n == 10:
+        _lsebwd_out_n(g, x, lse, out, 10, R)
+    elif n == 11:
+        _lsebwd_out_n(g, x, lse, out, 11, R)
+    elif n == 12:
+        _lsebwd_out_n(g, x, lse, out, 12, R)
+    elif n == 13:
+        _lsebwd_out_n(g, x, lse, out, 13, R)
+    elif n == 14:
+        _lsebwd_out_n(g, x, lse, out, 14, R)
+    elif n == 15:
+        _lsebwd_out_n(g, x, lse, out, 15, R)
+    elif n == 16:
+        _lsebwd_out_n(g, x, lse, out, 16, R)
+    elif n == 17:
+        _lsebwd_out_n(g, x, lse, out, 17, R)
+    elif n == 18:
+        _lsebwd_out_n(g, x, lse, out, 18, R)
+    elif n == 19:
+        _lsebwd_out_n(g, x, lse, out, 19, R)
+    elif n == 20:
+        _lsebwd_out_n(g, x, lse, out, 20, R)
+    elif n == 21:
+        _lsebwd_out_n(g, x, lse, out, 21, R)
+    elif n == 22:
+        _lsebwd_out_n(g, x, lse, out, 22, R)
+    elif n == 23:
+        _lsebwd_out_n(g, x, lse, out, 23, R)
+    elif n == 24:
+        _lsebwd_out_n(g, x, lse, out, 24, R)
+    elif n == 25:
+        _lsebwd_out_n(g, x, lse, out, 25, R)
+    elif n == 26:
+        _lsebwd_out_n(g, x, lse, out, 26, R)
+    elif n == 27:
+        _lsebwd_out_n(g, x, lse, out, 27, R)
+    elif n == 28:
+        _lsebwd_out_n(g, x, lse, out, 28, R)
+    elif n == 29:
+        _lsebwd_out_n(g, x, lse, out, 29, R)
+    elif n == 30:
+        _lsebwd_out_n(g, x, lse, out, 30, R)
+    elif n == 31:
+        _lsebwd_out_n(g, x, lse, out, 31, R)
+    elif n == 32:
+        _lsebwd_out_n(g, x, lse, out, 32, R)
+    else:
+        _lsebwd_out_n(g, x, lse, out, n, R)
+
+
 # ---- lanes helpers -----------------------------------------------------------
 
 cdef inline void _lanes_max(const real* x, real* m, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
@@ -1275,16 +1533,22 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     cdef Py_ssize_t o, r0, R, k0, off
     cdef real tg[TR * NSHORT]
     cdef real ty[TR * NSHORT]
+    cdef acc_t s[TR]
+    cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _to_tile(g + r0 * n, tg, n, R)
-                _to_tile(y + r0 * n, ty, n, R)
-                _softmax_bwd_lanes(tg, ty, tg, n, TR, R)
-                _from_tile(tg, out + r0 * n, n, R)
+                # row sums of g*y (products rounded as the reference rounds
+                # them) through one transposed tile, then the rows directly
+                _rows_mul(g + r0 * n, y + r0 * n, ty, R * n)
+                _to_tile(ty, tg, n, R)
+                _lanes_sum(tg, <const real*>NULL, s, n, TR, R)
+                for k0 in range(R):
+                    d[k0] = <real>s[k0]
+                _sbwd_out(g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1330,7 +1594,8 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
                                  Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
     cdef real tg[TR * NSHORT]
-    cdef real ty[TR * NSHORT]
+    cdef acc_t s[TR]
+    cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
@@ -1338,9 +1603,10 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(g + r0 * n, tg, n, R)
-                _to_tile(y + r0 * n, ty, n, R)
-                _log_softmax_bwd_lanes(tg, ty, tg, n, TR, R)
-                _from_tile(tg, out + r0 * n, n, R)
+                _lanes_sum(tg, <const real*>NULL, s, n, TR, R)
+                for k0 in range(R):
+                    d[k0] = <real>s[k0]
+                _lsbwd_out(g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1371,7 +1637,6 @@ cdef void _lse_bwd_lanes(const real* g, const real* x, const real* lse, real* ou
 cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, real* out,
                                Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, i, off
-    cdef real tile[TR * NSHORT]
     cdef real gv, lv
     if outer <= 0 or n <= 0 or ni <= 0:
         return
@@ -1379,9 +1644,7 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _to_tile(x + r0 * n, tile, n, R)
-                _lse_bwd_lanes(g + r0, tile, lse + r0, tile, n, TR, R)
-                _from_tile(tile, out + r0 * n, n, R)
+                _lsebwd_out(g + r0, x + r0 * n, lse + r0, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 gv = g[o]
