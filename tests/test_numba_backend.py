@@ -548,3 +548,18 @@ def test_read_only_install(tmp_path):
     finally:
         for d, _, fs in os.walk(tmp_path):
             os.chmod(d, 0o755)
+
+
+def test_without_numba_the_backend_is_reported_missing():
+    out = run_py("""
+        import sys
+        sys.modules["numba"] = None  # import numba raises ImportError
+        import fastact
+        print(fastact.backends()[-1], "numba" in fastact.backends())
+        print(fastact.backend_status()["numba"])
+        print(fastact.softmax([0.0, 0.0]).tolist())
+    """)
+    lines = out.splitlines()
+    assert lines[0] == "numpy False"
+    assert "numba is not installed" in lines[1]
+    assert lines[2] == "[0.5, 0.5]"
