@@ -153,6 +153,15 @@ def _limit(x, v, lo, hi):
 
 
 @njit(**_HLP)
+def _neg_inf_limit(x, v):
+    """x * f(x) for f a CDF-like factor: -0.0 at x = -inf (where it would be
+    -inf * 0).  Elsewhere the product already is the limit: f's exp_neg
+    gives exactly 0 far left and 1 far right."""
+    always_inline()
+    return K(x, -0.0) if x == K(x, -math.inf) else v
+
+
+@njit(**_HLP)
 def _sig_pair(x):
     """(sigmoid(x), sigmoid(-x)) with one exp and one division."""
     always_inline()
@@ -244,19 +253,19 @@ def _f_leaky_relu(x, slope):
 @njit(**_HLP)
 def _f_gelu(x):
     always_inline()
-    return _limit(x, x * _ndtr(x), K(x, -0.0), x)
+    return _neg_inf_limit(x, x * _ndtr(x))
 
 
 @njit(**_HLP)
 def _f_gelu_tanh(x):
     always_inline()
-    return _limit(x, x * _sigmoid(_gelu_tanh_arg(x)), K(x, -0.0), x)
+    return _neg_inf_limit(x, x * _sigmoid(_gelu_tanh_arg(x)))
 
 
 @njit(**_HLP)
 def _f_silu(x):
     always_inline()
-    return _limit(x, x * _sigmoid(x), K(x, -0.0), x)
+    return _neg_inf_limit(x, x * _sigmoid(x))
 
 
 @njit(**_HLP)
