@@ -337,7 +337,13 @@ def emit_scale2(b, p, z):
 
 def emit_pow2(b, z):
     """2**n for z = SHIFTER + n, n within the normal exponent range."""
-    return _exponent_scale(b, _shifted_int(b, z), z.type)
+    ty = z.type
+    bits = _fbits(ty)
+    it = int_type(ty)
+    ity, mant, bias = _LAYOUT[bits]
+    sh = b.bitcast(const(ty, _SHIFTER[bits]), it)
+    e = b.sub(b.bitcast(z, it), b.sub(sh, const(it, bias)))  # constant folded: one sub
+    return b.bitcast(b.shl(e, const(it, mant)), ty)
 
 
 def emit_exp(b, x):
