@@ -136,6 +136,19 @@ def test_user_njit_calls_the_scalar_functions(dtype):
     close(out[9], ref("logit", p), "logit")
 
 
+@numba.njit(parallel=True)
+def _user_parallel_softmax(x):
+    out = np.empty_like(x)
+    for i in numba.prange(x.shape[0]):
+        fn.softmax_row(x[i], out[i])
+    return out
+
+
+def test_user_prange_over_rows():
+    x = np.random.default_rng(5).standard_normal((333, 70)).astype(np.float32)
+    close(_user_parallel_softmax(x), ref("softmax", x), "softmax", 70)
+
+
 def test_row_functions_any_layout_in_place_and_types():
     x = np.random.default_rng(0).standard_normal((40, 7))
     out = np.empty(40)
