@@ -305,15 +305,17 @@ def _last_axis(axis, x):
 
 def elementwise(name, x, out, params=(), xname="x"):
     """y = f(x) elementwise."""
-    if _plain(x):
-        k = getattr(_config.current(), name)
-        if out is None:
-            y = np.empty_like(x)
-            k(x.reshape(-1), y.reshape(-1), *params)
-            return y
-        if _direct_out(out, x, x):
-            k(x.reshape(-1), out.reshape(-1), *params)
-            return out
+    if type(x) is np.ndarray:  # fast path, checks inlined: this is per call
+        dt = x.dtype
+        if (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
+            k = getattr(_config.current(), name)
+            if out is None:
+                y = np.empty(x.shape, dt)
+                k(x.reshape(-1), y.reshape(-1), *params)
+                return y
+            if _direct_out(out, x, x):
+                k(x.reshape(-1), out.reshape(-1), *params)
+                return out
     return _map(name, (x,), (xname,), out, params)
 
 
@@ -366,11 +368,15 @@ def _finish(plan, name, canon_in, out, params, rdt, cdt, flat=False):
 
 def rows(name, x, axis, out):
     """Same-shaped result of a reduction-based op (softmax, log_softmax)."""
-    if _plain(x) and _last_axis(axis, x) and (out is None or _direct_out(out, x, x)):
-        n = x.shape[-1]
-        y = np.empty_like(x) if out is None else out
-        getattr(_config.current(), name)(x.reshape(-1, n, 1), y.reshape(-1, n, 1))
-        return y
+    if type(x) is np.ndarray and type(axis) is int:  # fast path, checks inlined
+        dt = x.dtype
+        shape = x.shape
+        if ((dt is _F32 or dt is _F64) and shape and shape[-1] and (axis == -1 or axis == len(shape) - 1)
+                and x.flags.c_contiguous and (out is None or _direct_out(out, x, x))):
+            n = shape[-1]
+            y = np.empty(shape, dt) if out is None else out
+            getattr(_config.current(), name)(x.reshape(-1, n, 1), y.reshape(-1, n, 1))
+            return y
     return rows_multi(name, (x,), ("x",), axis, out)
 
 
