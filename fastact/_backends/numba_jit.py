@@ -111,8 +111,11 @@ _HLP = _m.HELPER
 _INL = dict(nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 
 #: a kernel runs multi-threaded only if its estimated single-thread time
-#: is at least this many nanoseconds
-PAR_NS = 200_000.0
+#: is at least this many nanoseconds.  Measured with tools/numba_threshold.py
+#: on an idle 2-core AVX-512 VM: a parallel region costs ~50-60 us to start
+#: (OpenMP layer), so 2 threads break even at ~250 us of work and give
+#: 1.25-1.5x at 0.4-0.5 ms, 1.6-1.9x at 1 ms, 1.9-2.3x at 2-3 ms.
+PAR_NS = 400_000.0
 #: elements per block of the long-row sums
 BLK = 1024
 #: lanes per tile of the inner > 1 reductions
