@@ -408,7 +408,7 @@ def test_thread_decision_follows_set_num_threads(monkeypatch):
         return real(par, args)
 
     monkeypatch.setattr(nj, "_parallel", spy)
-    x = np.random.default_rng(0).standard_normal((2048, 512)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((2048, 1024)).astype(np.float32)  # 8 MB
     small = x[:4, :16].copy()
     n0 = fastact.get_num_threads()
     try:

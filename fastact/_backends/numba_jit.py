@@ -2102,15 +2102,17 @@ def _parallel(par, args) -> bool:
 
 
 def _serial_below(cost_ns):
-    """Elements below which a kernel of the given cost runs serially."""
-    return PAR_NS / cost_ns
+    """Array size in bytes below which a kernel costing ``cost_ns`` per
+    float32 element runs serially (float64 elements cost about twice as
+    much, as they are twice the bytes)."""
+    return PAR_NS / cost_ns * 4
 
 
 def _ew1(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out):
-        if x.size < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
+        if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
             run(x, out)
 
     return kernel
@@ -2120,7 +2122,7 @@ def _ew1p(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out, *p):
-        if x.size < limit or _NT[0] < 2 or not _parallel(par, (x, out) + p):
+        if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out) + p):
             run(x, out, *p)
 
     return kernel
@@ -2130,7 +2132,7 @@ def _ew2(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(a, b, out):
-        if out.size < limit or _NT[0] < 2 or not _parallel(par, (a, b, out)):
+        if out.nbytes < limit or _NT[0] < 2 or not _parallel(par, (a, b, out)):
             run(a, b, out)
 
     return kernel
@@ -2140,7 +2142,7 @@ def _ew2p(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(a, b, out, *p):
-        if out.size < limit or _NT[0] < 2 or not _parallel(par, (a, b, out) + p):
+        if out.nbytes < limit or _NT[0] < 2 or not _parallel(par, (a, b, out) + p):
             run(a, b, out, *p)
 
     return kernel
@@ -2155,11 +2157,11 @@ def _rows1(name, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out):
-        if x.size < limit and x.shape[2] == 1:
+        if x.nbytes < limit and x.shape[2] == 1:
             rs(x, out)
             return
         o, n, i = x.shape
-        if o * n * i < limit or _NT[0] < 2 or not _parallel(
+        if x.nbytes < limit or _NT[0] < 2 or not _parallel(
                 plan if i != 1 else prt if n <= TINY else prl, (x, out)):
             (lanes if i != 1 else rt if n <= TINY else rl)(x, out)
 
@@ -2174,11 +2176,11 @@ def _rows2(name, cost):
     limit = _serial_below(cost)
 
     def kernel(g, y, out):
-        if y.size < limit and y.shape[2] == 1:
+        if y.nbytes < limit and y.shape[2] == 1:
             rs(g, y, out)
             return
         o, n, i = y.shape
-        if o * n * i < limit or _NT[0] < 2 or not _parallel(
+        if y.nbytes < limit or _NT[0] < 2 or not _parallel(
                 plan if i != 1 else prt if n <= TINY else prl, (g, y, out)):
             (lanes if i != 1 else rt if n <= TINY else rl)(g, y, out)
 
@@ -2191,18 +2193,20 @@ def _named(k, name, doc):
     return k
 
 
-_EW1 = {  # name: cost in ns per element (float32), for the thread decision
-    "sigmoid": 0.4, "log_sigmoid": 0.8, "logit": 1.2, "tanh": 0.4, "relu": 0.25,
-    "gelu": 1.0, "gelu_tanh": 0.5, "silu": 0.4,
+# cost in ns per float32 element, one thread, measured at 1M elements
+# (tools/numba_threshold.py; python -m fastact bench), for the thread decision
+_EW1 = {
+    "sigmoid": 0.35, "log_sigmoid": 0.7, "logit": 0.9, "tanh": 0.33, "relu": 0.3,
+    "gelu": 0.75, "gelu_tanh": 0.45, "silu": 0.35,
 }
-_EW1P = {"softplus": 0.8, "leaky_relu": 0.25}
+_EW1P = {"softplus": 0.8, "leaky_relu": 0.3}
 _EW2 = {
-    "sigmoid_backward": 0.3, "sigmoid_backward_x": 0.4, "tanh_backward_x": 0.4,
-    "log_sigmoid_backward": 0.5, "logit_backward": 0.4, "tanh_backward": 0.3,
-    "relu_backward": 0.3, "gelu_backward": 1.2, "gelu_tanh_backward": 0.6,
-    "silu_backward": 0.5, "bce_with_logits": 0.8,
+    "sigmoid_backward": 0.45, "sigmoid_backward_x": 0.5, "tanh_backward_x": 0.5,
+    "log_sigmoid_backward": 0.5, "logit_backward": 0.45, "tanh_backward": 0.45,
+    "relu_backward": 0.45, "gelu_backward": 1.0, "gelu_tanh_backward": 0.6,
+    "silu_backward": 0.55, "bce_with_logits": 0.8,
 }
-_EW2P = {"softplus_backward": 0.5, "leaky_relu_backward": 0.3, "bce_with_logits_backward": 0.5}
+_EW2P = {"softplus_backward": 0.55, "leaky_relu_backward": 0.45, "bce_with_logits_backward": 0.5}
 
 for _table, _make in ((_EW1, _ew1), (_EW1P, _ew1p), (_EW2, _ew2), (_EW2P, _ew2p)):
     for _name, _cost in _table.items():
@@ -2210,14 +2214,14 @@ for _table, _make in ((_EW1, _ew1), (_EW1P, _ew1p), (_EW2, _ew2), (_EW2P, _ew2p)
             _make(globals()["_e_" + _name], globals()["_p_" + _name], _cost),
             _name, f"Kernel ``{_name}`` (see fastact._registry), float32 or float64.")
 
-softmax = _named(_rows1("softmax", 0.5), "softmax", "Kernel ``softmax``: x, out (outer, n, inner).")
-log_softmax = _named(_rows1("log_softmax", 0.6), "log_softmax",
+softmax = _named(_rows1("softmax", 0.42), "softmax", "Kernel ``softmax``: x, out (outer, n, inner).")
+log_softmax = _named(_rows1("log_softmax", 0.7), "log_softmax",
                      "Kernel ``log_softmax``: x, out (outer, n, inner).")
-logsumexp = _named(_rows1("logsumexp", 0.4), "logsumexp",
+logsumexp = _named(_rows1("logsumexp", 0.6), "logsumexp",
                    "Kernel ``logsumexp``: x (outer, n, inner), out (outer, inner).")
-softmax_backward = _named(_rows2("softmax_backward", 0.3), "softmax_backward",
+softmax_backward = _named(_rows2("softmax_backward", 0.45), "softmax_backward",
                           "Kernel ``softmax_backward``: grad, y, out (outer, n, inner).")
-log_softmax_backward = _named(_rows2("log_softmax_backward", 0.4), "log_softmax_backward",
+log_softmax_backward = _named(_rows2("log_softmax_backward", 0.55), "log_softmax_backward",
                               "Kernel ``log_softmax_backward``: grad, y, out (outer, n, inner).")
 _logsumexp_rows = logsumexp
 
@@ -2231,20 +2235,20 @@ def logsumexp(x, out):  # noqa: F811 - an empty row gives -inf
     _logsumexp_rows(x, out)
 
 
-_LSEB_LIMIT = _serial_below(0.4)
+_LSEB_LIMIT = _serial_below(0.5)
 
 
 def logsumexp_backward(grad, x, lse, out):
     """Kernel ``logsumexp_backward``: grad, lse (outer, inner); x, out
     (outer, n, inner)."""
-    if x.size < _LSEB_LIMIT and x.shape[2] == 1:
+    if x.nbytes < _LSEB_LIMIT and x.shape[2] == 1:
         _rs_logsumexp_backward(grad, x, lse, out)
         return
     o, n, i = x.shape
     args = (grad, x, lse, out)
     run = _lanes_logsumexp_backward if i != 1 else _rt_logsumexp_backward if n <= TINY else \
         _rl_logsumexp_backward
-    if o * n * i < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(
+    if x.nbytes < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(
             _pl_logsumexp_backward if i != 1 else _prt_logsumexp_backward if n <= TINY else
             _prl_logsumexp_backward, args):
         run(grad, x, lse, out)
@@ -2262,7 +2266,7 @@ def cross_entropy_index(x, target, loss, ignore_index, label_smoothing):
     lf = loss.reshape(-1)
     args = (x.reshape(-1), target.reshape(-1), lf, lf, lf, C, i)
     p = (int(ignore_index), float(label_smoothing), False)
-    if x.size < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
+    if x.nbytes < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
         _ce_index_run(*args, 0, lf.size, *p)
 
 
@@ -2274,7 +2278,7 @@ def cross_entropy_index_grad(x, target, scale, loss, dx, ignore_index, label_smo
     lf = loss.reshape(-1)
     args = (x.reshape(-1), target.reshape(-1), scale.reshape(-1), lf, dx.reshape(-1), C, i)
     p = (int(ignore_index), float(label_smoothing), True)
-    if x.size < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
+    if x.nbytes < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
         _ce_index_run(*args, 0, lf.size, *p)
 
 
@@ -2286,7 +2290,7 @@ def cross_entropy_prob(x, p, loss, label_smoothing):
     lf = loss.reshape(-1)
     args = (x.reshape(-1), p.reshape(-1), lf, lf, lf, C, i)
     q = (float(label_smoothing), False)
-    if x.size < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
+    if x.nbytes < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
         _ce_prob_run(*args, 0, lf.size, *q)
 
 
@@ -2298,5 +2302,5 @@ def cross_entropy_prob_grad(x, p, scale, loss, dx, label_smoothing):
     lf = loss.reshape(-1)
     args = (x.reshape(-1), p.reshape(-1), scale.reshape(-1), lf, dx.reshape(-1), C, i)
     q = (float(label_smoothing), True)
-    if x.size < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
+    if x.nbytes < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
         _ce_prob_run(*args, 0, lf.size, *q)
