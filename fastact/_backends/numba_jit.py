@@ -112,10 +112,13 @@ _INL = dict(nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 
 #: a kernel runs multi-threaded only if its estimated single-thread time
 #: is at least this many nanoseconds.  Measured with tools/numba_threshold.py
-#: on an idle 2-core AVX-512 VM: a parallel region costs ~50-60 us to start
-#: (OpenMP layer), so 2 threads break even at ~250 us of work and give
-#: 1.25-1.5x at 0.4-0.5 ms, 1.6-1.9x at 1 ms, 1.9-2.3x at 2-3 ms.
-PAR_NS = 400_000.0
+#: on an idle 2-core AVX-512 VM: a parallel region costs ~2 us to start when
+#: libgomp's threads spin between regions, but ~60 us with
+#: OMP_WAIT_POLICY=passive (what fastact's Cython backend sets when it loads
+#: the same libgomp first, to spare a busy machine the spinning); there
+#: 2 threads break even at ~250 us of work and give 1.25x at 0.35 ms,
+#: 1.45x at 0.7 ms, 2.0x at 1.7 ms and more.
+PAR_NS = 300_000.0
 #: elements per block of the long-row sums
 BLK = 1024
 #: lanes per tile of the inner > 1 reductions
