@@ -57,15 +57,4 @@ from ._losses import (
     cross_entropy_with_grad,
 )
 
-__all__ = [
-    "__version__",
-    "backends",
-    "backend_status",
-    "get_backend",
-    "set_backend",
-    "use_backend",
-    "get_num_threads",
-    "set_num_threads",
-    *_api.__all__,
-    *_losses.__all__,
-]
+__all__ = ["__version__", *_config.__all__, *_api.__all__, *_losses.__all__]
