@@ -179,7 +179,7 @@ def test_fastact_numba_docstring_examples():
 
 #: max ULP of each helper over the samples below, (float32, float64)
 HELPER_ULPS = {
-    "exp": (1.1, 1.1), "exp_neg": (1.1, 1.1), "expm1_neg": (1.2, 1.3), "log": (1.3, 1.3), "log1p": (2.2, 1.7),
+    "exp": (1.1, 1.1), "exp_neg": (1.1, 1.1), "exp_neg_sub": (1.1, 1.1), "expm1_neg": (1.2, 1.3), "log": (1.3, 1.3), "log1p": (2.2, 1.7),
     "tanh": (2.6, 2.7), "sigmoid": (2.4, 2.4), "log1pexp_neg_abs": (2.0, 2.0), "erfc": (5.0, 5.0),
 }
 #: helpers that flush subnormal results to 0 (built on exp_neg)
@@ -187,6 +187,7 @@ FLUSHED = ("sigmoid", "log1pexp_neg_abs", "erfc")
 DOMAINS = {
     "exp": [(-103.9, -87.0), (-745.0, -708.0), (-20, 20), (80, 88.7), (700, 709.7), (-1, 1)],
     "exp_neg": [(-87.3, 0), (-708.3, -600), (-1, 0)],  # normal results (below: 0)
+    "exp_neg_sub": [(-103.9, -87.0), (-745.0, -708.0), (-20, 0)],  # subnormal results kept
     "expm1_neg": [(-50, 0), (-1, 0), (-1e-3, 0)],
     "log": [(0, 2), (1e-3, 1e6), (1e-40, 1e-37), (1e-310, 1e-307)],
     "log1p": [(-1, 1), (-1e-3, 1e-3), (0, 1e6)],
@@ -220,7 +221,7 @@ def _reference(helper, x):
     w = x.astype(np.float64 if x.dtype == np.float32 else np.longdouble)
     with np.errstate(all="ignore"):
         return {
-            "exp": np.exp, "exp_neg": np.exp, "expm1_neg": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh,
+            "exp": np.exp, "exp_neg": np.exp, "exp_neg_sub": np.exp, "expm1_neg": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh,
             "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
             "log1pexp_neg_abs": lambda v: np.log1p(np.exp(-np.abs(v))),
         }[helper](w)
