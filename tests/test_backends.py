@@ -200,3 +200,24 @@ def test_nasty_arrays(backend, dtype, kernel):
         ref = ft.reference(c)
         r = ft.run(c)
         assert_close(r, ref, ulps_for(kernel, x.shape[-1] if x.ndim else 1), what=f"{backend} {kernel} {name}")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_large_arrays_threads_agree(backend, kernel):
+    """Arrays large enough for the multi-threaded paths: two threads give the
+    same bits as one, and both match the reference."""
+    shape, axes = (512, 1024), (-1, 0) if KIND[kernel] in ROWS + LOSSES else (-1,)
+    before = fastact.get_num_threads()
+    try:
+        for dtype in (np.float32, np.float64):
+            for axis in axes:
+                c = ft.case(kernel, shape, dtype, axis)
+                fastact.set_num_threads(1)
+                one = ft.run(c)
+                fastact.set_num_threads(2)
+                two = ft.run(c)
+                np.testing.assert_array_equal(one, two, err_msg=f"{kernel} {dtype} axis={axis}")
+                assert_close(two, ft.reference(c), ulps_for(kernel, shape[axis]),
+                             what=f"{backend} {kernel} {np.dtype(dtype).name} axis={axis}")
+    finally:
+        fastact.set_num_threads(before)
