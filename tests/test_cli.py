@@ -22,7 +22,7 @@ def test_check_reports_backends_and_passes():
     assert f"fastact {fastact.__version__}" in p.stdout
     for name, why in fastact.backend_status().items():
         line = next(ln for ln in p.stdout.splitlines() if ln.strip().startswith(name + " "))
-        assert ("available" in line) == (why is None)
+        assert (line.split()[1] == "available") == (why is None), line
     for b in fastact.backends():
         assert any(ln.strip().startswith(f"{b} ") and "OK:" in ln for ln in p.stdout.splitlines())
 
