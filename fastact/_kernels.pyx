@@ -18,8 +18,8 @@ out may be exactly one of the inputs) and check it: a violation raises
 They release the GIL for the whole computation and split large arrays
 between OpenMP threads (``set_num_threads``): only above ~100 us of
 single-thread work, in several pieces per thread handed out dynamically,
-and not at all for 0.5 s after a call whose threads were kept waiting by a
-busy machine (see ``_after_region``).
+and not at all for 0.2 s after three calls in a row whose threads were kept
+waiting by a busy machine (see ``_after_region``).
 
 Cython users can ``cimport`` the row kernels declared in
 ``fastact/_kernels.pxd`` (e.g. ``from fastact._kernels cimport
@@ -174,23 +174,33 @@ def _set_parallel_threshold(double min_ns, double chunk_ns):
 # the whole team waits for it at the end of the region: measured here, a
 # 0.65 ms softmax took 5 ms with 2 threads.  Each parallel call therefore
 # measures how long the calling thread waited for the others (region time
-# minus its own busy time); a long wait makes kernels run single-threaded
-# for the next _BACKOFF_S seconds, after which threads are tried again.
+# minus its own busy time); _BACKOFF_STREAK long waits in a row make kernels
+# run single-threaded for the next _BACKOFF_S seconds, after which threads
+# are tried again.  One long wait is not enough: a single descheduling of the
+# other thread (or page faults on a fresh output) would otherwise turn a
+# whole stretch of calls serial, which measured worse than the waits.
 cdef double _backoff_until = 0.0
-cdef double _BACKOFF_S = 0.5
+cdef double _BACKOFF_S = 0.2
+cdef int _BACKOFF_STREAK = 3
+cdef int _streak = 0
 cdef int _contention_events = 0
 cdef enum:
     MAXT = 256
 
 
 cdef inline void _after_region(double t0, double busy0) noexcept nogil:
-    global _backoff_until, _contention_events
+    global _backoff_until, _contention_events, _streak
     cdef double t1 = fa_wtime()
     cdef double treg = t1 - t0
     cdef double wait = treg - busy0
     if wait > 1e-4 and wait > 0.3 * treg:
-        _backoff_until = t1 + _BACKOFF_S
         _contention_events += 1
+        _streak += 1
+        if _streak >= _BACKOFF_STREAK:
+            _backoff_until = t1 + _BACKOFF_S
+            _streak = 0
+    else:
+        _streak = 0
 
 
 def _contention():
@@ -200,10 +210,11 @@ def _contention():
 
 def _set_backoff(double seconds):
     """Set the back-off period (0 disables it); returns the old one."""
-    global _BACKOFF_S, _backoff_until
+    global _BACKOFF_S, _backoff_until, _streak
     old = _BACKOFF_S
     _BACKOFF_S = seconds
     _backoff_until = 0.0
+    _streak = 0
     return old
 
 
