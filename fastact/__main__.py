@@ -86,6 +86,7 @@ def _bench_main(argv):
     p.add_argument("--peers", default="torch,scipy,numpy")
     p.add_argument("--quick", action="store_true", help="shorter timing runs")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also sweep array sizes and plot GB/s per kernel and implementation (matplotlib)")
     a = p.parse_args(argv)
@@ -107,6 +108,10 @@ def _bench_main(argv):
     _bench.format_table(records)
     for peer, s in _bench.summary(records).items():
         print(f"  vs {peer}: geometric mean {s['geomean']:.2f}x, worst {s['min']:.2f}x over {s['n']} cases")
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            _bench.format_markdown(records, f)
+        print(f"wrote {a.markdown}")
     if a.plot:
         sweep = _bench.sweep(kernels, a.dtypes.split(",")[0], backends=backends,
                              peers=tuple(x for x in a.peers.split(",") if x), progress=progress)

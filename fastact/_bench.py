@@ -290,6 +290,36 @@ def format_table(records, out=sys.stdout):
           "input (1.0 = memory bound);\n  'vs X': X's time / fastact's (higher is better).", file=out)
 
 
+def format_markdown(records, out=sys.stdout):
+    """The table of :func:`format_table` as Markdown, with the machine and
+    the per-backend times, for docs/benchmarks.md."""
+    m = machine()
+    print(f"Machine: {m.get('cpu', '?')}, {m['cpus']} CPUs; Python {m['python']}, NumPy {m['numpy']}"
+          + "".join(f", {k} {m[k]}" for k in ("numba", "scipy", "torch") if k in m) + ".", file=out)
+    print("Times are the minimum over repeated runs, in one process, outputs allocated per call; "
+          "'vs X' is X's time over fastact's best backend (higher is better); 'x copy' is that time "
+          "over `np.copy` of the main input (the memory-bandwidth bound).\n", file=out)
+    print("| kernel | shape | dtype | threads | cython µs | numba µs | torch µs | vs torch | vs scipy | x copy |",
+          file=out)
+    print("|---|---|---|---|---|---|---|---|---|---|", file=out)
+    for r in records:
+        t, _ = fastest_fastact(r)
+        tm = r["times"]
+
+        def us(k):
+            return f"{tm[k] * 1e6:.0f}" if k in tm else "-"
+
+        def ratio(k):
+            return f"{tm[k] / t:.2f}" if k in tm else "-"
+
+        print(f"| {r['kernel']} | {'x'.join(map(str, r['shape']))} | {r['dtype']} | {r['threads']} | "
+              f"{us('fastact-cython')} | {us('fastact-numba')} | {us('torch')} | {ratio('torch')} | "
+              f"{ratio('scipy')} | {t / tm['copy']:.2f} |", file=out)
+    for peer, s in summary(records).items():
+        print(f"\nvs {peer}: geometric mean {s['geomean']:.2f}x, worst {s['min']:.2f}x over {s['n']} cases.",
+              file=out)
+
+
 def machine():
     import os
 
@@ -351,6 +381,10 @@ def sweep(kernels=QUICK_KERNELS, dtype="float32", cols=1024, rows=(4, 16, 64, 25
     return records
 
 
+_COLORS = {"fastact-cython": "tab:blue", "fastact-numba": "tab:orange", "fastact-numpy": "tab:green",
+           "torch": "tab:red", "scipy": "tab:purple", "numpy": "tab:brown", "copy": "tab:gray"}
+
+
 def plot(records, path):
     """Throughput (GB/s) against array size, one panel per kernel, one line
     per implementation: where each one wins.  Needs matplotlib."""
@@ -367,13 +401,15 @@ def plot(records, path):
         for impl in impls:
             pts = [(r["bytes"], r["bytes"] / r["times"][impl] / 1e9) for r in rs if impl in r["times"]]
             style = "--" if impl == "copy" else "-"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=impl)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=impl,
+                    color=_COLORS.get(impl))
         ax.set_xscale("log")
         ax.set_title(f"{k} ({rs[0]['dtype']}, {rs[0]['threads']} thread(s))")
         ax.set_xlabel("bytes moved (inputs + output)")
         ax.set_ylabel("GB/s")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    for ax in axes[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
