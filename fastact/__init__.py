@@ -58,3 +58,26 @@ from ._losses import (
 )
 
 __all__ = ["__version__", *_config.__all__, *_api.__all__, *_losses.__all__]
+
+
+def _document_bounds():
+    """Append each function's documented error bound (from the registry) to
+    its docstring, so the figure lives in one place."""
+    from . import _registry
+
+    by_api = {}
+    for k in _registry.KERNELS.values():
+        by_api.setdefault(k.api, []).append(k)
+    for api, ks in by_api.items():
+        f = globals()[api]
+        bounds = sorted({k.ulps for k in ks})
+        rows = any(k.kind.startswith(("rows", "loss")) for k in ks)
+        text = (f"\n    Error bound: on every backend, within {'-'.join(map(str, bounds))} ulp of the NumPy "
+                "reference (units of eps * (|ref| + 1))"
+                + (f", plus {_registry.ROW_ULPS_PER_SQRT_N} * sqrt(n) for rows of length n" if rows else "")
+                + "; measured figures: docs/accuracy.md, ``python -m fastact accuracy``.\n")
+        if f.__doc__ and "Error bound:" not in f.__doc__:
+            f.__doc__ = f.__doc__.rstrip() + "\n" + text
+
+
+_document_bounds()

@@ -316,24 +316,70 @@ def test_import_does_not_load_numba_or_compile():
     assert out.stdout.strip() == "False"
 
 
-def test_concurrent_calls_match_serial(backend):
-    rng = np.random.default_rng(0)
-    xs = [rng.normal(size=(64, 257)).astype(np.float32) for _ in range(8)]
-    serial = [fastact.softmax(x) for x in xs]
-    results = [None] * 8
+@pytest.mark.parametrize("kernel", list(_registry.KERNELS))
+def test_concurrent_calls_match_serial(backend, kernel):
+    """8 Python threads calling a kernel at once get the same bits as serial
+    calls (small arrays take the single-threaded paths, the large one may
+    start the backend's own threads)."""
+    cases = [ft.case(kernel, shape, np.float32, -1, seed=i)
+             for i, shape in enumerate([(64, 257)] * 7 + [(512, 1024)])]
+    serial = [ft.run(c) for c in cases]
+    results = [None] * len(cases)
 
     def work(i):
         with fastact.use_backend(backend):
-            for _ in range(20):
-                results[i] = fastact.softmax(xs[i])
+            for _ in range(5):
+                results[i] = ft.run(cases[i])
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
     for a, b in zip(results, serial):
         np.testing.assert_array_equal(a, b)
+
+
+def test_process_pools_fork_and_spawn_with_every_backend():
+    import multiprocessing as mp
+
+    x = np.random.default_rng(0).normal(size=(1024, 513)).astype(np.float32)
+    for method in ("fork", "spawn"):
+        if method not in mp.get_all_start_methods():
+            continue
+        for b in fastact.backends():
+            with fastact.use_backend(b):
+                want = fastact.softmax(x)  # the parent has run (and cached) the kernel
+            with mp.get_context(method).Pool(2) as pool:
+                got = pool.starmap(_child_run, [(b, x), (b, x)])
+            for r in got:
+                np.testing.assert_array_equal(r, want)
+
+
+def _child_run(backend, x):
+    with fastact.use_backend(backend):
+        return fastact.softmax(x)
+
+
+def test_floating_point_environment_unchanged_after_every_kernel():
+    """No backend turns on flush-to-zero or changes rounding (a build linked
+    with -ffast-math would, for the whole process)."""
+    code = """
+import numpy as np, fastact
+from fastact import _registry, testing as ft
+tiny = np.float64(5e-324)
+for b in fastact.backends():
+    with fastact.use_backend(b):
+        for k in _registry.KERNELS:
+            for dt in (np.float32, np.float64):
+                ft.run(ft.case(k, (8, 33), dt, -1))
+assert tiny * 1 != 0 and np.float32(1e-45) * np.float32(1) != 0, "flush-to-zero is on"
+assert np.float64(1) + np.float64(2.0 ** -53) == 1 and np.float64(1) + np.float64(2.0 ** -52) != 1
+assert np.nextafter(np.float64(1), 2) - 1 == 2.0 ** -52
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_errors_leave_out_and_inputs_untouched(backend):
