@@ -13,7 +13,8 @@ Conventions shared by every function here
   raises ``TypeError``.
 * ``out=``: the result is written there and ``out`` is returned.  It must
   have exactly the result's shape and dtype (else ``ValueError`` naming
-  both, raised before anything is written) and may be an input itself.
+  both, raised before anything is written) and may be an input itself, but
+  not overlap an input otherwise (``ValueError``, as PyTorch).
 * ``axis``: int, tuple of ints, or None (all axes).  A bad axis raises
   ``numpy.exceptions.AxisError``.  A 0-d input is one row of length 1.
 * NaN and inf never raise nor warn; see each function's Notes.

@@ -91,16 +91,28 @@ def cast(a: np.ndarray, dt: np.dtype) -> np.ndarray:
     return a if a.dtype is dt else a.astype(dt)
 
 
-def check_out(out, shape, rdt, name="out"):
-    """Validate ``out`` before anything is computed or written."""
+def check_out(out, shape, rdt, inputs=(), names=()):
+    """Validate ``out`` before anything is computed or written: type, shape,
+    dtype, writeable, and no overlap with an input it is not exactly (the
+    same memory, shape and strides); PyTorch raises there too."""
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {out.shape}, but the result has shape {tuple(shape)}")
+        raise ValueError(f"out has shape {out.shape}, but the result has shape {tuple(shape)}")
     if out.dtype != rdt:
-        raise ValueError(f"{name} has dtype {out.dtype}, but the result has dtype {rdt}")
+        raise ValueError(f"out has dtype {out.dtype}, but the result has dtype {rdt}")
     if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+        raise ValueError("out is read-only")
+    for a, n in zip(inputs, names):
+        if isinstance(a, np.ndarray) and np.may_share_memory(out, a) and not _same_view(out, a):
+            raise ValueError(
+                f"out overlaps {n} without being it; pass {n} itself (in place) or a separate array"
+            )
+
+
+def _same_view(a, b) -> bool:
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def check_same_shape(a, b, an, bn):
@@ -334,7 +346,7 @@ def _map(name, arrays, names, out, params):
         check_same_shape(arrays[0], a, names[0], n)
     rdt = result_dtype(*arrays)
     if out is not None:
-        check_out(out, arrays[0].shape, rdt)
+        check_out(out, arrays[0].shape, rdt, arrays, names)
     cdt = compute_dtype(rdt)
     # the layout comes from the last array (the saved x or y), which is the
     # one a training loop most often hands over contiguous
@@ -396,7 +408,7 @@ def rows_multi(name, arrays, names, axis, out):
     axes = normalize_axes(axis, main.ndim)
     rdt = result_dtype(*arrays)
     if out is not None:
-        check_out(out, main.shape, rdt)
+        check_out(out, main.shape, rdt, arrays, names)
     cdt = compute_dtype(rdt)
     main = cast(main, cdt)
     plan = Plan(main, axes)
@@ -411,7 +423,7 @@ def reduce_rows(name, x, axis, keepdims, out):
         r = np.empty(x.shape[:-1], x.dtype)
         getattr(_config.current(), name)(x.reshape(-1, n, 1), r.reshape(-1, 1))
         return r
-    x = asarray(x)
+    x0 = x = asarray(x)
     axes = normalize_axes(axis, x.ndim)
     rdt = result_dtype(x)
     cdt = compute_dtype(rdt)
@@ -419,7 +431,7 @@ def reduce_rows(name, x, axis, keepdims, out):
     plan = Plan(x, axes)
     shape = plan.reduced_shape(keepdims)
     if out is not None:
-        check_out(out, shape, rdt)
+        check_out(out, shape, rdt, (x0,), ("x",))
     cx = plan.canon(x)
     k = getattr(table_for(cdt), name)
     if out is not None and rdt == cdt:
@@ -462,7 +474,7 @@ def reduce_rows_backward(name, grad, x, lse, axis, out):
                 f"axis {axis!r} has shape {red} (or {red_k} with keepdims)"
             )
     if out is not None:
-        check_out(out, x.shape, rdt)
+        check_out(out, x.shape, rdt, (grad, x, lse), ("grad", "x", "lse"))
     g = plan.canon_reduced(cast(grad, cdt).reshape(red))
     s = plan.canon_reduced(cast(lse, cdt).reshape(red))
     return _finish(plan, name, [g, plan.canon(xc), s], out, (), rdt, cdt)
