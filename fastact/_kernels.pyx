@@ -453,6 +453,43 @@ cdef inline bint _split_outer(Py_ssize_t outer, Py_ssize_t inner, int nt) noexce
     return outer >= 4 * nt or inner == 1 or outer >= inner
 
 
+cdef inline Py_ssize_t _chunking(bint by_outer, Py_ssize_t outer, Py_ssize_t inner,
+                                 Py_ssize_t npieces, Py_ssize_t* nch) noexcept nogil:
+    """Chunk length (rows of outer, or a multiple of 16 inner lanes) for
+    about npieces pieces; their number goes to nch."""
+    cdef Py_ssize_t chunk
+    if by_outer:
+        chunk = (outer + npieces - 1) // npieces
+        nch[0] = (outer + chunk - 1) // chunk
+    else:
+        chunk = (((inner + npieces - 1) // npieces) + 15) & ~(<Py_ssize_t>15)
+        nch[0] = (inner + chunk - 1) // chunk
+    return chunk
+
+
+cdef inline void _piece(Py_ssize_t ci, Py_ssize_t chunk, bint by_outer, Py_ssize_t outer,
+                        Py_ssize_t inner, Py_ssize_t full, Py_ssize_t* offf, Py_ssize_t* offr,
+                        Py_ssize_t* cnt, Py_ssize_t* ni) noexcept nogil:
+    """Piece ci: offsets into full-shaped (offf) and reduced (offr) arrays,
+    its number of outer rows (cnt) and of inner lanes (ni)."""
+    cdef Py_ssize_t lo = ci * chunk
+    cdef Py_ssize_t hi = lo + chunk
+    if by_outer:
+        if hi > outer:
+            hi = outer
+        offf[0] = lo * full
+        offr[0] = lo * inner
+        cnt[0] = hi - lo
+        ni[0] = inner
+    else:
+        if hi > inner:
+            hi = inner
+        offf[0] = lo
+        offr[0] = lo
+        cnt[0] = outer
+        ni[0] = hi - lo
+
+
 cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c, real* out,
                    Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, int nt, Py_ssize_t npieces) noexcept nogil:
     # kind 1: (x, out) full; 2: (x, out) reduced; 3: (a, b, out); 4: (g, x, lse, out)
@@ -462,7 +499,7 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
     cdef row2_f64_t r2d = NULL
     cdef row3_f32_t r3f = NULL
     cdef row3_f64_t r3d = NULL
-    cdef Py_ssize_t ci, nch, chunk, lo, hi, offf, offr, cnt, ni, full, red
+    cdef Py_ssize_t ci, nch, chunk, offf, offr, cnt, ni, full, red
     cdef double busy[MAXT]
     cdef double t0, ts
     cdef int tid
@@ -508,12 +545,7 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
                 r3d(a, b, c, out, outer, n, inner, inner)
         return
     by_outer = _split_outer(outer, inner, nt)
-    if by_outer:
-        chunk = (outer + npieces - 1) // npieces
-        nch = (outer + chunk - 1) // chunk
-    else:
-        chunk = (((inner + npieces - 1) // npieces) + 15) & ~(<Py_ssize_t>15)
-        nch = (inner + chunk - 1) // chunk
+    chunk = _chunking(by_outer, outer, inner, npieces, &nch)
     full = n * inner
     for ci in range(nt):
         busy[ci] = 0.0
@@ -521,23 +553,11 @@ cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c,
     for ci in prange(nch, num_threads=nt, schedule="dynamic"):
         tid = threadid()
         ts = fa_wtime()
-        lo = ci * chunk
-        if by_outer:
-            hi = lo + chunk
-            if hi > outer:
-                hi = outer
-            offf = lo * full
-            offr = lo * inner
-            cnt = hi - lo
-            ni = inner
-        else:
-            hi = lo + chunk
-            if hi > inner:
-                hi = inner
-            offf = lo
-            offr = lo
-            cnt = outer
-            ni = hi - lo
+        offf = 0  # assigned in the loop body: thread-private in the prange
+        offr = 0
+        cnt = 0
+        ni = 0
+        _piece(ci, chunk, by_outer, outer, inner, full, &offf, &offr, &cnt, &ni)
         if kind == 1:
             if real is float:
                 r1f(a + offf, out + offf, cnt, n, ni, inner)
@@ -567,7 +587,7 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
                     double eps, int nt, Py_ssize_t npieces) noexcept nogil:
     cdef loss_f32_t lf
     cdef loss_f64_t ld
-    cdef Py_ssize_t ci, nch, chunk, lo, hi, offf, offr, cnt, ni, full
+    cdef Py_ssize_t ci, nch, chunk, offf, offr, cnt, ni, full
     cdef double busy[MAXT]
     cdef double t0, ts
     cdef int tid
@@ -589,12 +609,7 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
             ld(x, tidx, p, sc, loss, dx, outer, n, inner, inner, ignore, eps)
         return
     by_outer = _split_outer(outer, inner, nt)
-    if by_outer:
-        chunk = (outer + npieces - 1) // npieces
-        nch = (outer + chunk - 1) // chunk
-    else:
-        chunk = (((inner + npieces - 1) // npieces) + 15) & ~(<Py_ssize_t>15)
-        nch = (inner + chunk - 1) // chunk
+    chunk = _chunking(by_outer, outer, inner, npieces, &nch)
     full = n * inner
     for ci in range(nt):
         busy[ci] = 0.0
@@ -602,23 +617,11 @@ cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const re
     for ci in prange(nch, num_threads=nt, schedule="dynamic"):
         tid = threadid()
         ts = fa_wtime()
-        lo = ci * chunk
-        if by_outer:
-            hi = lo + chunk
-            if hi > outer:
-                hi = outer
-            offf = lo * full
-            offr = lo * inner
-            cnt = hi - lo
-            ni = inner
-        else:
-            hi = lo + chunk
-            if hi > inner:
-                hi = inner
-            offf = lo
-            offr = lo
-            cnt = outer
-            ni = hi - lo
+        offf = 0  # assigned in the loop body: thread-private in the prange
+        offr = 0
+        cnt = 0
+        ni = 0
+        _piece(ci, chunk, by_outer, outer, inner, full, &offf, &offr, &cnt, &ni)
         pt = NULL
         pp = NULL
         ps = NULL
