@@ -491,12 +491,44 @@ def test_stale_cache_guard_covers_every_backend_file():
     ours = [c for c in impl._locator_classes if getattr(c, "_fastact", False)]
     assert len(ours) == 3
     names = {os.path.basename(f) for f in nm._SOURCES}
-    assert names == {"numba_math.py", "numba_rows.py", "numba_jit.py", "numba.py"}
+    assert names == {"numba_math.py", "numba_rows.py", "numba_jit.py", "numba_gen.py", "numba.py"}
     # a helper's file is part of every kernel's cache key
     kernel = ours[1].from_function(nj._e_sigmoid.py_func, nj.__file__)
     helper = ours[1].from_function(nm.log1p.py_func, nm.__file__)
     assert kernel.get_source_stamp() == helper.get_source_stamp()
     assert ours[1].from_function(test_import_compiles_nothing, __file__) is None  # not ours
+
+
+def test_generated_kernels_are_up_to_date(tmp_path):
+    """numba_gen.py is what tools/gen_numba_kernels.py writes now (after
+    editing its tables or templates: python tools/gen_numba_kernels.py), its
+    functions are numba_jit's, and they are under the stale-cache guard."""
+    tool = os.path.join(ROOT, "tools", "gen_numba_kernels.py")
+    if not os.path.exists(tool):
+        pytest.skip("no tools/ beside the package (an installed wheel)")
+    fresh = tmp_path / "numba_gen.py"
+    subprocess.run([sys.executable, tool, str(fresh)], check=True, timeout=120)
+    from fastact._backends import numba_gen as ng
+
+    with open(ng.__file__, encoding="utf-8") as fh:
+        committed = fh.read()
+    assert fresh.read_text(encoding="utf-8") == committed, \
+        "fastact/_backends/numba_gen.py is out of date: run python tools/gen_numba_kernels.py"
+    r = subprocess.run([sys.executable, tool, "--check", ng.__file__], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from numba.core.registry import CPUDispatcher
+
+    assert len(ng.__all__) > 100
+    for name in ng.__all__:
+        assert isinstance(getattr(ng, name), CPUDispatcher), name
+        assert getattr(nj, name) is getattr(ng, name), name
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    ours = [c for c in impl._locator_classes if getattr(c, "_fastact", False)]
+    gen = ours[1].from_function(ng._rs_softmax.py_func, ng.__file__)
+    helper = ours[1].from_function(nm.log1p.py_func, nm.__file__)
+    assert gen is not None and gen.get_source_stamp() == helper.get_source_stamp()
 
 
 def _copy_package(dst):

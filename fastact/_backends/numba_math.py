@@ -70,14 +70,15 @@ FASTMATH = {"contract", "arcp", "nsz", "afn"}
 
 
 # The backend's compiled functions span several files (numba_math.py,
-# numba_rows.py, numba_jit.py, fastact/numba.py).  Numba keys a cached
-# function on its own source file only, so editing a helper here would leave
-# stale machine code behind for every kernel that inlined it.  These locators
-# (tried before Numba's own, for the backend's files only) key the cache of
-# all of them on the contents of all of them.
+# numba_rows.py, numba_jit.py, numba_gen.py, fastact/numba.py).  Numba keys a
+# cached function on its own source file only, so editing a helper here would
+# leave stale machine code behind for every kernel that inlined it.  These
+# locators (tried before Numba's own, for the backend's files only) key the
+# cache of all of them on the contents of all of them.
 _SOURCES = tuple(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
-    for f in ("numba_math.py", "numba_rows.py", "numba_jit.py", os.path.join(os.pardir, "numba.py"))
+    for f in ("numba_math.py", "numba_rows.py", "numba_jit.py", "numba_gen.py",
+              os.path.join(os.pardir, "numba.py"))
 )
 
 
