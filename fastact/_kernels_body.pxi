@@ -795,10 +795,12 @@ cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept n
     return s
 
 
-cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m) noexcept nogil:
+cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexcept nogil:
     # sum of exp(x - m) over all but one maximum (see numpy_ref._row_parts):
     # the maximum's own term 1 is kept out so that log1p(rest) stays
-    # accurate when the other terms are tiny
+    # accurate when the other terms are tiny.  Unless out is NULL, x - m is
+    # also stored there (log_softmax's first half, written while the exps
+    # keep the core busy: a separate pass cost about one more array copy)
     cdef real part[NL]
     cdef real cnt[NL]
     cdef acc_t acc[NL]
@@ -818,6 +820,8 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m) noexcept nogil:
         for i from bb <= i < e by NL:
             for k in range(NL):
                 v = x[i + k]
+                if out != NULL:
+                    out[i + k] = v - m
                 part[k] += zero if v == m else fexpn(v - m)
                 cnt[k] += one if v == m else zero
         for k in range(NL):
@@ -828,6 +832,8 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m) noexcept nogil:
     c = _hsum(cacc)
     for i in range(nb, n):
         v = x[i]
+        if out != NULL:
+            out[i] = v - m
         if v == m:
             c += 1
         else:
@@ -1408,10 +1414,10 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
 
 cdef void _log_softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
     cdef real m = _rowmax(x, n)
-    cdef real L = <real>log1p_f64(_restsum(x, n, m))
+    cdef real L = <real>log1p_f64(_restsum(x, n, m, out))
     cdef Py_ssize_t i
     for i in range(n):
-        out[i] = (x[i] - m) - L
+        out[i] = out[i] - L
 
 
 cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
@@ -1493,7 +1499,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 if o + 1 < outer:
                     _prefetch_row(x + (o + 1) * n, n)
                 m = _rowmax(x + o * n, n)
-                out[o] = <real>(m + log1p_f64(_restsum(x + o * n, n, m)))
+                out[o] = <real>(m + log1p_f64(_restsum(x + o * n, n, m, <real*>NULL)))
     else:
         for o in range(outer):
             for k0 from 0 <= k0 < ni by LMAX:
@@ -1802,7 +1808,7 @@ cdef void _ce_row(const real* x, npy_intp t, const real* p, real scv, real* loss
                 dx[i] = zero
         return
     m = _rowmax(x, n)
-    rest = _restsum(x, n, m)
+    rest = _restsum(x, n, m, <real*>NULL)
     inv = <real>(1.0 / (1.0 + rest)) if (m - m == 0) else <real>NAN
     lser = <real>log1p_f64(rest)
     if p == NULL:

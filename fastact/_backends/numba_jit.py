@@ -427,14 +427,15 @@ def _lrow_sumexp(xf, of, off, n, m):
 
 
 @njit(**_INL)
-def _lrow_rest(xf, off, n, m):
+def _lrow_rest(xf, off, n, m, of=None):
     """sum(exp(x - m)) over the row without one maximum's own term (float64):
     the other terms, plus (number of maxima - 1).  log1p of it keeps full
-    relative accuracy when the other terms are tiny."""
+    relative accuracy when the other terms are tiny.  Stores x - m into of
+    at the same place unless of is None."""
     tot = 0.0
     cnt = 0.0
     for b0 in range(0, n, BLK):
-        s, c = vsum_rest(xf, off + b0, min(BLK, n - b0), m)
+        s, c = vsum_rest(xf, off + b0, min(BLK, n - b0), m, of)
         tot += s
         cnt += c
     return tot + (cnt - 1.0)
@@ -638,7 +639,8 @@ def _fl_log_softmax(xf, of, n, r0, r1):
         off = r * n
         m = _row_max(xf[off:off + n])
         if _finite(m):
-            vmap_sub2(xf, off, n, m, KA(of, log1p(_lrow_rest(xf, off, n, m))), of)
+            lse = KA(of, log1p(_lrow_rest(xf, off, n, m, of)))
+            vmap_sub2(of, off, n, KA(of, 0.0), lse, of)  # (x - m) - lse
         else:
             _log_softmax_nonfinite(xf[off:off + n], of[off:off + n], m)
 

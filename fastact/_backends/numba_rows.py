@@ -565,21 +565,28 @@ def vsum_exp(typingctx, x, off, n, m, out):
 
 
 @intrinsic
-def vsum_rest(typingctx, x, off, n, m):
+def vsum_rest(typingctx, x, off, n, m, out):
     """(sum of exp(x - m) over the terms other than the maxima, number of
-    maxima), over x[off:off+n], both in x's dtype (pairwise lane order)."""
-    dt = _sig([x], [m])
+    maxima), over x[off:off+n], both in x's dtype (pairwise lane order).
+    Unless out is None, x - m is also stored into out[off:off+n] (out may
+    be x): log_softmax's first half, computed while the exps keep the core
+    busy instead of in a pass of its own."""
+    store_out = not isinstance(out, (types.NoneType, types.Omitted))
+    dt = _sig([x, out] if store_out else [x], [m])
     if dt is None:
         return None
 
     def codegen(context, builder, sig, args):
         b = builder
-        st = _Stream(context, b, [sig.args[0]], [args[0]], args[1], args[2], VLS)
+        arrs = [0, 4] if store_out else [0]
+        st = _Stream(context, b, [sig.args[k] for k in arrs], [args[k] for k in arrs], args[1], args[2], VLS)
         mv = st.splat(args[3])
         zero = const(st.vty, 0.0)
 
         def body(vals, accs, store, tail=False):
             d = b.fsub(vals[0], mv, flags=_EFLAGS)
+            if store_out:
+                store(1, d)
             w = b.uitofp(b.fcmp_ordered("==", d, zero), st.vty)
             e = b.fsub(emit_exp_neg(b, d), w, flags=_EFLAGS)
             return [b.fadd(accs[0], e, flags=_EFLAGS), b.fadd(accs[1], w, flags=_EFLAGS)]
@@ -587,7 +594,7 @@ def vsum_rest(typingctx, x, off, n, m):
         acc, cnt = st.run(body, [float("-inf")], 2)
         return context.make_tuple(b, sig.return_type, (_reduce_fadd(b, acc), _reduce_fadd(b, cnt)))
 
-    return types.UniTuple(dt, 2)(x, off, n, m), codegen
+    return types.UniTuple(dt, 2)(x, off, n, m, out), codegen
 
 
 @intrinsic
