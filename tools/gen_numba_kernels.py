@@ -33,44 +33,45 @@ TARGET = os.path.join(ROOT, "fastact", "_backends", "numba_gen.py")
 # ---------------------------------------------------------------------------
 # what is generated
 
-#: elementwise kernels: name -> (scalar function, input arrays, parameters)
-ELEMENTWISE = {
-    "sigmoid": ("_f_sigmoid", ("x",), ()),
-    "log_sigmoid": ("_f_log_sigmoid", ("x",), ()),
-    "logit": ("_f_logit", ("x",), ()),
-    "softplus": ("_f_softplus", ("x",), ("beta", "threshold")),
-    "tanh": ("_f_tanh", ("x",), ()),
-    "relu": ("_f_relu", ("x",), ()),
-    "leaky_relu": ("_f_leaky_relu", ("x",), ("negative_slope",)),
-    "gelu": ("_f_gelu", ("x",), ()),
-    "gelu_tanh": ("_f_gelu_tanh", ("x",), ()),
-    "silu": ("_f_silu", ("x",), ()),
-    "sigmoid_backward": ("_b_sigmoid", ("g", "s"), ()),
-    "sigmoid_backward_x": ("_b_sigmoid_x", ("g", "s"), ()),
-    "tanh_backward_x": ("_b_tanh_x", ("g", "s"), ()),
-    "log_sigmoid_backward": ("_b_log_sigmoid", ("g", "s"), ()),
-    "logit_backward": ("_b_logit", ("g", "s"), ()),
-    "softplus_backward": ("_b_softplus", ("g", "s"), ("beta", "threshold")),
-    "tanh_backward": ("_b_tanh", ("g", "s"), ()),
-    "relu_backward": ("_b_relu", ("g", "s"), ()),
-    "leaky_relu_backward": ("_b_leaky_relu", ("g", "s"), ("negative_slope",)),
-    "gelu_backward": ("_b_gelu", ("g", "s"), ()),
-    "gelu_tanh_backward": ("_b_gelu_tanh", ("g", "s"), ()),
-    "silu_backward": ("_b_silu", ("g", "s"), ()),
-    "bce_with_logits": ("_f_bce", ("x", "t"), ()),
-    "bce_with_logits_backward": ("_b_bce", ("x", "t"), ("scale",)),
+sys.path.insert(0, ROOT)
+from fastact import _registry  # noqa: E402 - pure Python, imports no backend
+
+# What is generated comes from the registry: every elementwise kernel (its
+# scalar function is ``_f_<name>``, or ``_b_<name without "_backward">`` for a
+# backward pass, hand-written in numba_jit) and every row kernel.
+
+#: elementwise kinds -> the kernel's input arrays (then out, then parameters)
+_EW_INPUTS = {
+    "elementwise": ("x",),
+    "elementwise_backward": ("g", "s"),
+    "binary": ("x", "t"),
+    "binary_backward": ("x", "t"),
 }
 
-#: row kernels: name -> (arrays, the (outer, n, inner) array that sets the
-#: work, whether it has a ``_flat_`` function for fastact.numba)
-ROWS = {
-    "softmax": (("x", "out"), "x", True),
-    "log_softmax": (("x", "out"), "x", True),
-    "logsumexp": (("x", "out"), "x", True),
-    "softmax_backward": (("g", "y", "out"), "y", True),
-    "log_softmax_backward": (("g", "y", "out"), "y", True),
-    "logsumexp_backward": (("g", "x", "lse", "out"), "x", False),
+#: row kinds -> (arrays, the (outer, n, inner) array that sets the work,
+#: whether it has a ``_flat_`` function for fastact.numba)
+_ROW_ARRAYS = {
+    "rows": (("x", "out"), "x", True),
+    "rows_reduce": (("x", "out"), "x", True),
+    "rows_backward": (("g", "y", "out"), "y", True),
+    "rows_reduce_backward": (("g", "x", "lse", "out"), "x", False),
 }
+
+
+def _scalar_function(k):
+    if k.kind.endswith("_backward"):
+        return "_b_" + k.name.replace("_backward", "")
+    return "_f_" + k.name
+
+
+#: elementwise kernels: name -> (scalar function, input arrays, parameters)
+ELEMENTWISE = {
+    k.name: (_scalar_function(k), _EW_INPUTS[k.kind], tuple(p for p, _ in k.params))
+    for k in _registry.KERNELS.values() if k.kind in _EW_INPUTS
+}
+
+#: row kernels: name -> (arrays, the array that sets the work, has _flat_)
+ROWS = {k.name: _ROW_ARRAYS[k.kind] for k in _registry.KERNELS.values() if k.kind in _ROW_ARRAYS}
 
 # ---------------------------------------------------------------------------
 # templates (Python's str.format; {S} is the array that sets the work)

@@ -11,14 +11,15 @@ this module.
 from numba import njit, prange
 
 from .numba_jit import (  # noqa: F401 - defined before numba_jit imports this module
-    TINY, _INL, _JIT, _PAR, _b_bce, _b_gelu, _b_gelu_tanh, _b_leaky_relu, _b_log_sigmoid,
-    _b_logit, _b_relu, _b_sigmoid, _b_sigmoid_x, _b_silu, _b_softplus, _b_tanh, _b_tanh_x,
-    _f_bce, _f_gelu, _f_gelu_tanh, _f_leaky_relu, _f_log_sigmoid, _f_logit, _f_relu, _f_sigmoid,
-    _f_silu, _f_softplus, _f_tanh, _fl_log_softmax, _fl_log_softmax_backward, _fl_logsumexp,
-    _fl_logsumexp_backward, _fl_softmax, _fl_softmax_backward, _ft_log_softmax,
-    _ft_log_softmax_backward, _ft_logsumexp, _ft_logsumexp_backward, _ft_softmax,
-    _ft_softmax_backward, _lanesr_log_softmax, _lanesr_log_softmax_backward, _lanesr_logsumexp,
-    _lanesr_logsumexp_backward, _lanesr_softmax, _lanesr_softmax_backward, _same, _units,
+    TINY, _INL, _JIT, _PAR, _b_bce_with_logits, _b_gelu, _b_gelu_tanh, _b_leaky_relu,
+    _b_log_sigmoid, _b_logit, _b_relu, _b_sigmoid, _b_sigmoid_x, _b_silu, _b_softplus, _b_tanh,
+    _b_tanh_x, _f_bce_with_logits, _f_gelu, _f_gelu_tanh, _f_leaky_relu, _f_log_sigmoid,
+    _f_logit, _f_relu, _f_sigmoid, _f_silu, _f_softplus, _f_tanh, _fl_log_softmax,
+    _fl_log_softmax_backward, _fl_logsumexp, _fl_logsumexp_backward, _fl_softmax,
+    _fl_softmax_backward, _ft_log_softmax, _ft_log_softmax_backward, _ft_logsumexp,
+    _ft_logsumexp_backward, _ft_softmax, _ft_softmax_backward, _lanesr_log_softmax,
+    _lanesr_log_softmax_backward, _lanesr_logsumexp, _lanesr_logsumexp_backward,
+    _lanesr_softmax, _lanesr_softmax_backward, _same, _units,
 )
 from .numba_math import KA, never_inline, wide
 from .numba_rows import flat
@@ -547,13 +548,13 @@ def _e_bce_with_logits(x, t, out):
     wide()
     if _same(x, out):
         for i in range(out.size):
-            out[i] = _f_bce(out[i], t[i])
+            out[i] = _f_bce_with_logits(out[i], t[i])
     elif _same(t, out):
         for i in range(out.size):
-            out[i] = _f_bce(x[i], out[i])
+            out[i] = _f_bce_with_logits(x[i], out[i])
     else:
         for i in range(out.size):
-            out[i] = _f_bce(x[i], t[i])
+            out[i] = _f_bce_with_logits(x[i], t[i])
 
 
 @njit(**_PAR)
@@ -571,13 +572,13 @@ def _e_bce_with_logits_backward(x, t, out, scale):
     scale_ = KA(out, scale)
     if _same(x, out):
         for i in range(out.size):
-            out[i] = _b_bce(out[i], t[i], scale_)
+            out[i] = _b_bce_with_logits(out[i], t[i], scale_)
     elif _same(t, out):
         for i in range(out.size):
-            out[i] = _b_bce(x[i], out[i], scale_)
+            out[i] = _b_bce_with_logits(x[i], out[i], scale_)
     else:
         for i in range(out.size):
-            out[i] = _b_bce(x[i], t[i], scale_)
+            out[i] = _b_bce_with_logits(x[i], t[i], scale_)
 
 
 @njit(**_PAR)

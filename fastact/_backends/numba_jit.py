@@ -53,6 +53,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from .. import _registry
 from . import numba_math as _m
 from .numba_math import (
     CACHE,  # noqa: F401 - whether compiled code is cached (reported by tests)
@@ -375,7 +376,7 @@ def _b_silu(g, x):
 
 
 @njit(**_HLP)
-def _f_bce(x, t):
+def _f_bce_with_logits(x, t):
     always_inline()
     pos = x if x > K(x, 0.0) else K(x, 0.0)
     pos = x if x != x else pos
@@ -383,7 +384,7 @@ def _f_bce(x, t):
 
 
 @njit(**_HLP)
-def _b_bce(x, t, scale):
+def _b_bce_with_logits(x, t, scale):
     always_inline()
     return scale * (_sigmoid(x) - t)
 
@@ -1224,25 +1225,25 @@ def _named(k, name, doc):
 
 
 # cost in ns per float32 element, one thread, measured at 1M elements
-# (tools/numba_threshold.py; python -m fastact bench), for the thread decision
-_EW1 = {
-    "sigmoid": 0.35, "log_sigmoid": 0.7, "logit": 0.9, "tanh": 0.33, "relu": 0.3,
-    "gelu": 0.75, "gelu_tanh": 0.45, "silu": 0.35,
-}
-_EW1P = {"softplus": 0.8, "leaky_relu": 0.3}
-_EW2 = {
+# (tools/numba_threshold.py; python -m fastact bench), for the thread
+# decision; every elementwise kernel of the registry has one
+_EW_COST = {
+    "sigmoid": 0.35, "log_sigmoid": 0.7, "logit": 0.9, "softplus": 0.8, "tanh": 0.33,
+    "relu": 0.3, "leaky_relu": 0.3, "gelu": 0.75, "gelu_tanh": 0.45, "silu": 0.35,
     "sigmoid_backward": 0.45, "sigmoid_backward_x": 0.5, "tanh_backward_x": 0.5,
-    "log_sigmoid_backward": 0.5, "logit_backward": 0.45, "tanh_backward": 0.45,
-    "relu_backward": 0.45, "gelu_backward": 1.0, "gelu_tanh_backward": 0.6,
-    "silu_backward": 0.55, "bce_with_logits": 0.8,
+    "log_sigmoid_backward": 0.5, "logit_backward": 0.45, "softplus_backward": 0.55,
+    "tanh_backward": 0.45, "relu_backward": 0.45, "leaky_relu_backward": 0.45,
+    "gelu_backward": 1.0, "gelu_tanh_backward": 0.6, "silu_backward": 0.55,
+    "bce_with_logits": 0.8, "bce_with_logits_backward": 0.5,
 }
-_EW2P = {"softplus_backward": 0.55, "leaky_relu_backward": 0.45, "bce_with_logits_backward": 0.5}
 
-for _table, _make in ((_EW1, _ew1), (_EW1P, _ew1p), (_EW2, _ew2), (_EW2P, _ew2p)):
-    for _name, _cost in _table.items():
-        globals()[_name] = _named(
-            _make(globals()["_e_" + _name], globals()["_p_" + _name], _cost),
-            _name, f"Kernel ``{_name}`` (see fastact._registry), float32 or float64.")
+for _k in _registry.KERNELS.values():
+    if _k.kind in ("elementwise", "elementwise_backward", "binary", "binary_backward"):
+        _make = ((_ew1p if _k.params else _ew1) if _k.kind == "elementwise" else
+                 (_ew2p if _k.params else _ew2))
+        globals()[_k.name] = _named(
+            _make(globals()["_e_" + _k.name], globals()["_p_" + _k.name], _EW_COST[_k.name]),
+            _k.name, f"Kernel ``{_k.name}`` (see fastact._registry), float32 or float64.")
 
 softmax = _named(_rows1("softmax", 0.42), "softmax", "Kernel ``softmax``: x, out (outer, n, inner).")
 log_softmax = _named(_rows1("log_softmax", 0.7), "log_softmax",
