@@ -29,6 +29,7 @@ softmax_row_f32``) and call them without the GIL.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cython.parallel cimport prange, threadid
+from libc.string cimport memset
 
 import os as _os
 
@@ -372,80 +373,47 @@ cdef inline int _red2(cnp.ndarray a, str name, Py_ssize_t o, Py_ssize_t i) excep
 # ===========================================================================
 # runners: split one call between threads
 
-cdef void _ew1_run(int k, const real* x, real* out, Py_ssize_t n, double p1, double p2, int nt,
-                   Py_ssize_t npieces) noexcept nogil:
-    cdef ew1_f32_t f32
-    cdef ew1_f64_t f64
-    cdef Py_ssize_t c, nch, chunk, lo, hi
-    cdef double busy[MAXT]
-    cdef double t0, ts
-    cdef int tid
-    if real is float:
-        f32 = T.ew1_f32[k]
-    else:
-        f64 = T.ew1_f64[k]
-    if nt <= 1:
-        if real is float:
-            f32(x, out, n, p1, p2)
-        else:
-            f64(x, out, n, p1, p2)
-        return
-    chunk = (((n + npieces - 1) // npieces) + 63) & ~(<Py_ssize_t>63)
-    nch = (n + chunk - 1) // chunk
-    for c in range(nt):
-        busy[c] = 0.0
-    t0 = fa_wtime()
-    for c in prange(nch, num_threads=nt, schedule="dynamic"):
-        tid = threadid()
-        ts = fa_wtime()
-        lo = c * chunk
-        hi = lo + chunk
-        if hi > n:
-            hi = n
-        if real is float:
-            f32(x + lo, out + lo, hi - lo, p1, p2)
-        else:
-            f64(x + lo, out + lo, hi - lo, p1, p2)
-        busy[tid] = busy[tid] + (fa_wtime() - ts)
-    _after_region(t0, busy[0])
+# One call is a Job: its kernel (a pointer from the table T, called with the
+# pointer type of its kind and dtype), its arrays as byte pointers and its
+# extents.  _run cuts it into pieces and hands them to the threads; _do_piece
+# runs one piece.  Every kernel of every kind goes through these two.
+
+cdef enum:
+    J_EW1 = 0     # fn(x, out, n, p1, p2)
+    J_EW2 = 1     # fn(a, b, out, n, p1, p2)
+    J_ROW = 2     # fn(x, out, outer, n, inner, stride), out full-shaped
+    J_ROW_RED = 3 # the same, out reduced (outer, inner)
+    J_ROW2 = 4    # fn(a, b, out, ...), all full-shaped
+    J_LSE_BWD = 5 # fn(g, x, lse, out, ...): g and lse reduced
+    J_LOSS = 6    # fn(x, target, p, scale, loss, dx, ..., ignore, eps)
 
 
-cdef void _ew2_run(int k, const real* a, const real* b, real* out, Py_ssize_t n, double p1, double p2,
-                   int nt, Py_ssize_t npieces) noexcept nogil:
-    cdef ew2_f32_t f32
-    cdef ew2_f64_t f64
-    cdef Py_ssize_t c, nch, chunk, lo, hi
-    cdef double busy[MAXT]
-    cdef double t0, ts
-    cdef int tid
-    if real is float:
-        f32 = T.ew2_f32[k]
-    else:
-        f64 = T.ew2_f64[k]
-    if nt <= 1:
-        if real is float:
-            f32(a, b, out, n, p1, p2)
-        else:
-            f64(a, b, out, n, p1, p2)
-        return
-    chunk = (((n + npieces - 1) // npieces) + 63) & ~(<Py_ssize_t>63)
-    nch = (n + chunk - 1) // chunk
-    for c in range(nt):
-        busy[c] = 0.0
-    t0 = fa_wtime()
-    for c in prange(nch, num_threads=nt, schedule="dynamic"):
-        tid = threadid()
-        ts = fa_wtime()
-        lo = c * chunk
-        hi = lo + chunk
-        if hi > n:
-            hi = n
-        if real is float:
-            f32(a + lo, b + lo, out + lo, hi - lo, p1, p2)
-        else:
-            f64(a + lo, b + lo, out + lo, hi - lo, p1, p2)
-        busy[tid] = busy[tid] + (fa_wtime() - ts)
-    _after_region(t0, busy[0])
+ctypedef struct Job:
+    int kind
+    int ft                  # 0: float32, 1: float64
+    void* fn
+    const char* a
+    const char* b
+    const char* c
+    const char* d           # loss: scale (reduced)
+    const npy_intp* t       # loss: class indices (reduced)
+    char* out
+    char* out2              # loss: dx (full)
+    Py_ssize_t n            # elementwise: elements; rows: row length
+    Py_ssize_t outer
+    Py_ssize_t inner
+    double p1
+    double p2
+    npy_intp ignore
+    bint by_outer           # how the rows are cut (set by _run)
+    Py_ssize_t chunk
+
+
+cdef inline const char* _at(const char* p, Py_ssize_t off, int ft) noexcept nogil:
+    # p advanced by off elements of the job's float type (NULL stays NULL)
+    if p == NULL:
+        return NULL
+    return p + (off << (2 + ft))
 
 
 cdef inline bint _split_outer(Py_ssize_t outer, Py_ssize_t inner, int nt) noexcept nogil:
@@ -490,154 +458,94 @@ cdef inline void _piece(Py_ssize_t ci, Py_ssize_t chunk, bint by_outer, Py_ssize
         ni[0] = hi - lo
 
 
-cdef void _row_run(int kind, int k, const real* a, const real* b, const real* c, real* out,
-                   Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, int nt, Py_ssize_t npieces) noexcept nogil:
-    # kind 1: (x, out) full; 2: (x, out) reduced; 3: (a, b, out); 4: (g, x, lse, out)
-    cdef row1_f32_t r1f = NULL
-    cdef row1_f64_t r1d = NULL
-    cdef row2_f32_t r2f = NULL
-    cdef row2_f64_t r2d = NULL
-    cdef row3_f32_t r3f = NULL
-    cdef row3_f64_t r3d = NULL
-    cdef Py_ssize_t ci, nch, chunk, offf, offr, cnt, ni, full, red
+cdef void _do_piece(Job* j, Py_ssize_t ci) noexcept nogil:
+    cdef Py_ssize_t offf, offr, oo, cnt, ni
+    cdef int ft = j.ft
+    cdef const npy_intp* tp = NULL
+    if j.kind <= J_EW2:
+        offf = ci * j.chunk
+        cnt = j.n - offf
+        if cnt > j.chunk:
+            cnt = j.chunk
+        if j.kind == J_EW1:
+            if ft == 0:
+                (<ew1_f32_t>j.fn)(<const float*>_at(j.a, offf, 0), <float*>_at(j.out, offf, 0), cnt, j.p1, j.p2)
+            else:
+                (<ew1_f64_t>j.fn)(<const double*>_at(j.a, offf, 1), <double*>_at(j.out, offf, 1), cnt, j.p1, j.p2)
+        elif ft == 0:
+            (<ew2_f32_t>j.fn)(<const float*>_at(j.a, offf, 0), <const float*>_at(j.b, offf, 0),
+                              <float*>_at(j.out, offf, 0), cnt, j.p1, j.p2)
+        else:
+            (<ew2_f64_t>j.fn)(<const double*>_at(j.a, offf, 1), <const double*>_at(j.b, offf, 1),
+                              <double*>_at(j.out, offf, 1), cnt, j.p1, j.p2)
+        return
+    _piece(ci, j.chunk, j.by_outer, j.outer, j.inner, j.n * j.inner, &offf, &offr, &cnt, &ni)
+    if j.kind == J_ROW or j.kind == J_ROW_RED:
+        oo = offr if j.kind == J_ROW_RED else offf
+        if ft == 0:
+            (<row1_f32_t>j.fn)(<const float*>_at(j.a, offf, 0), <float*>_at(j.out, oo, 0),
+                               cnt, j.n, ni, j.inner)
+        else:
+            (<row1_f64_t>j.fn)(<const double*>_at(j.a, offf, 1), <double*>_at(j.out, oo, 1),
+                               cnt, j.n, ni, j.inner)
+    elif j.kind == J_ROW2:
+        if ft == 0:
+            (<row2_f32_t>j.fn)(<const float*>_at(j.a, offf, 0), <const float*>_at(j.b, offf, 0),
+                               <float*>_at(j.out, offf, 0), cnt, j.n, ni, j.inner)
+        else:
+            (<row2_f64_t>j.fn)(<const double*>_at(j.a, offf, 1), <const double*>_at(j.b, offf, 1),
+                               <double*>_at(j.out, offf, 1), cnt, j.n, ni, j.inner)
+    elif j.kind == J_LSE_BWD:
+        if ft == 0:
+            (<row3_f32_t>j.fn)(<const float*>_at(j.a, offr, 0), <const float*>_at(j.b, offf, 0),
+                               <const float*>_at(j.c, offr, 0), <float*>_at(j.out, offf, 0),
+                               cnt, j.n, ni, j.inner)
+        else:
+            (<row3_f64_t>j.fn)(<const double*>_at(j.a, offr, 1), <const double*>_at(j.b, offf, 1),
+                               <const double*>_at(j.c, offr, 1), <double*>_at(j.out, offf, 1),
+                               cnt, j.n, ni, j.inner)
+    else:
+        if j.t != NULL:
+            tp = j.t + offr
+        if ft == 0:
+            (<loss_f32_t>j.fn)(<const float*>_at(j.a, offf, 0), tp, <const float*>_at(j.b, offf, 0),
+                               <const float*>_at(j.d, offr, 0), <float*>_at(j.out, offr, 0),
+                               <float*>_at(j.out2, offf, 0), cnt, j.n, ni, j.inner, j.ignore, j.p1)
+        else:
+            (<loss_f64_t>j.fn)(<const double*>_at(j.a, offf, 1), tp, <const double*>_at(j.b, offf, 1),
+                               <const double*>_at(j.d, offr, 1), <double*>_at(j.out, offr, 1),
+                               <double*>_at(j.out2, offf, 1), cnt, j.n, ni, j.inner, j.ignore, j.p1)
+
+
+cdef void _run(Job* j, int nt, Py_ssize_t npieces) noexcept nogil:
+    cdef Py_ssize_t ci, nch
     cdef double busy[MAXT]
     cdef double t0, ts
     cdef int tid
-    cdef bint by_outer
-    if real is float:
-        if kind <= 2:
-            r1f = T.row1_f32[k]
-        elif kind == 3:
-            r2f = T.row2_f32[k]
-        else:
-            r3f = T.lse_bwd_f32
-    else:
-        if kind <= 2:
-            r1d = T.row1_f64[k]
-        elif kind == 3:
-            r2d = T.row2_f64[k]
-        else:
-            r3d = T.lse_bwd_f64
-    if nt > 1 and outer < 2 and inner < 32:
+    cdef bint ew = j.kind <= J_EW2
+    if not ew and nt > 1 and j.outer < 2 and j.inner < 32:
         nt = 1
     if nt <= 1:
-        # no parallel region at all: entering one costs ~0.4 us even for a
-        # team of one
-        if kind == 1:
-            if real is float:
-                r1f(a, out, outer, n, inner, inner)
-            else:
-                r1d(a, out, outer, n, inner, inner)
-        elif kind == 2:
-            if real is float:
-                r1f(a, out, outer, n, inner, inner)
-            else:
-                r1d(a, out, outer, n, inner, inner)
-        elif kind == 3:
-            if real is float:
-                r2f(a, b, out, outer, n, inner, inner)
-            else:
-                r2d(a, b, out, outer, n, inner, inner)
-        else:
-            if real is float:
-                r3f(a, b, c, out, outer, n, inner, inner)
-            else:
-                r3d(a, b, c, out, outer, n, inner, inner)
+        # one piece and no parallel region at all: entering one costs
+        # ~0.4 us even for a team of one
+        j.by_outer = True
+        j.chunk = j.n if ew else j.outer
+        _do_piece(j, 0)
         return
-    by_outer = _split_outer(outer, inner, nt)
-    chunk = _chunking(by_outer, outer, inner, npieces, &nch)
-    full = n * inner
+    if ew:
+        # pieces of whole cache lines
+        j.chunk = (((j.n + npieces - 1) // npieces) + 63) & ~(<Py_ssize_t>63)
+        nch = (j.n + j.chunk - 1) // j.chunk
+    else:
+        j.by_outer = _split_outer(j.outer, j.inner, nt)
+        j.chunk = _chunking(j.by_outer, j.outer, j.inner, npieces, &nch)
     for ci in range(nt):
         busy[ci] = 0.0
     t0 = fa_wtime()
     for ci in prange(nch, num_threads=nt, schedule="dynamic"):
         tid = threadid()
         ts = fa_wtime()
-        offf = 0  # assigned in the loop body: thread-private in the prange
-        offr = 0
-        cnt = 0
-        ni = 0
-        _piece(ci, chunk, by_outer, outer, inner, full, &offf, &offr, &cnt, &ni)
-        if kind == 1:
-            if real is float:
-                r1f(a + offf, out + offf, cnt, n, ni, inner)
-            else:
-                r1d(a + offf, out + offf, cnt, n, ni, inner)
-        elif kind == 2:
-            if real is float:
-                r1f(a + offf, out + offr, cnt, n, ni, inner)
-            else:
-                r1d(a + offf, out + offr, cnt, n, ni, inner)
-        elif kind == 3:
-            if real is float:
-                r2f(a + offf, b + offf, out + offf, cnt, n, ni, inner)
-            else:
-                r2d(a + offf, b + offf, out + offf, cnt, n, ni, inner)
-        else:
-            if real is float:
-                r3f(a + offr, b + offf, c + offr, out + offf, cnt, n, ni, inner)
-            else:
-                r3d(a + offr, b + offf, c + offr, out + offf, cnt, n, ni, inner)
-        busy[tid] = busy[tid] + (fa_wtime() - ts)
-    _after_region(t0, busy[0])
-
-
-cdef void _loss_run(const real* x, const npy_intp* tidx, const real* p, const real* sc, real* loss,
-                    real* dx, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner, npy_intp ignore,
-                    double eps, int nt, Py_ssize_t npieces) noexcept nogil:
-    cdef loss_f32_t lf
-    cdef loss_f64_t ld
-    cdef Py_ssize_t ci, nch, chunk, offf, offr, cnt, ni, full
-    cdef double busy[MAXT]
-    cdef double t0, ts
-    cdef int tid
-    cdef const npy_intp* pt
-    cdef const real* pp
-    cdef const real* ps
-    cdef real* pd
-    cdef bint by_outer
-    if real is float:
-        lf = T.loss_f32
-    else:
-        ld = T.loss_f64
-    if nt > 1 and outer < 2 and inner < 32:
-        nt = 1
-    if nt <= 1:
-        if real is float:
-            lf(x, tidx, p, sc, loss, dx, outer, n, inner, inner, ignore, eps)
-        else:
-            ld(x, tidx, p, sc, loss, dx, outer, n, inner, inner, ignore, eps)
-        return
-    by_outer = _split_outer(outer, inner, nt)
-    chunk = _chunking(by_outer, outer, inner, npieces, &nch)
-    full = n * inner
-    for ci in range(nt):
-        busy[ci] = 0.0
-    t0 = fa_wtime()
-    for ci in prange(nch, num_threads=nt, schedule="dynamic"):
-        tid = threadid()
-        ts = fa_wtime()
-        offf = 0  # assigned in the loop body: thread-private in the prange
-        offr = 0
-        cnt = 0
-        ni = 0
-        _piece(ci, chunk, by_outer, outer, inner, full, &offf, &offr, &cnt, &ni)
-        pt = NULL
-        pp = NULL
-        ps = NULL
-        pd = NULL
-        if tidx != NULL:
-            pt = tidx + offr
-        if p != NULL:
-            pp = p + offf
-        if sc != NULL:
-            ps = sc + offr
-        if dx != NULL:
-            pd = dx + offf
-        if real is float:
-            lf(x + offf, pt, pp, ps, loss + offr, pd, cnt, n, ni, inner, ignore, eps)
-        else:
-            ld(x + offf, pt, pp, ps, loss + offr, pd, cnt, n, ni, inner, ignore, eps)
+        _do_piece(j, ci)
         busy[tid] = busy[tid] + (fa_wtime() - ts)
     _after_region(t0, busy[0])
 
@@ -649,50 +557,53 @@ cdef inline void* _ptr(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
 
+cdef inline void _job(Job* j, int kind, int ft, void* fn) noexcept:
+    memset(j, 0, sizeof(Job))
+    j.kind = kind
+    j.ft = ft
+    j.fn = fn
+
+
+cdef int _go(Job* j, double work_ns) except -1:
+    cdef int nt = _nt_for(work_ns)
+    cdef Py_ssize_t npieces = _pieces_for(work_ns, nt)
+    with nogil:
+        _run(j, nt, npieces)
+    return 0
+
+
 cdef int _ew1(int k, cnp.ndarray x, cnp.ndarray out, double p1, double p2) except -1:
     cdef int ft = _ftype(x)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    cdef int nt
+    cdef Job j
     _check_in(x, ft, "x")
     _check_out(out, ft, "out")
     _same_size(x, out, "x", "out")
-    cdef const void* px = _ptr(x)
-    cdef void* po = _ptr(out)
-    cdef double work = n * _COST_EW1[k][ft]
-    nt = _nt_for(work)
-    cdef Py_ssize_t np_ = _pieces_for(work, nt)
-    if ft == 0:
-        with nogil:
-            _ew1_run[float](k, <const float*>px, <float*>po, n, p1, p2, nt, np_)
-    else:
-        with nogil:
-            _ew1_run[double](k, <const double*>px, <double*>po, n, p1, p2, nt, np_)
-    return 0
+    _job(&j, J_EW1, ft, <void*>T.ew1_f32[k] if ft == 0 else <void*>T.ew1_f64[k])
+    j.a = <const char*>_ptr(x)
+    j.out = <char*>_ptr(out)
+    j.n = cnp.PyArray_SIZE(x)
+    j.p1 = p1
+    j.p2 = p2
+    return _go(&j, j.n * _COST_EW1[k][ft])
 
 
 cdef int _ew2(int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, double p1, double p2,
               str an, str bn) except -1:
     cdef int ft = _ftype(b)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(b)
-    cdef int nt
+    cdef Job j
     _check_in(a, ft, an)
     _check_in(b, ft, bn)
     _check_out(out, ft, "out")
     _same_size(a, b, an, bn)
     _same_size(b, out, bn, "out")
-    cdef const void* pa = _ptr(a)
-    cdef const void* pb = _ptr(b)
-    cdef void* po = _ptr(out)
-    cdef double work = n * _COST_EW2[k][ft]
-    nt = _nt_for(work)
-    cdef Py_ssize_t np_ = _pieces_for(work, nt)
-    if ft == 0:
-        with nogil:
-            _ew2_run[float](k, <const float*>pa, <const float*>pb, <float*>po, n, p1, p2, nt, np_)
-    else:
-        with nogil:
-            _ew2_run[double](k, <const double*>pa, <const double*>pb, <double*>po, n, p1, p2, nt, np_)
-    return 0
+    _job(&j, J_EW2, ft, <void*>T.ew2_f32[k] if ft == 0 else <void*>T.ew2_f64[k])
+    j.a = <const char*>_ptr(a)
+    j.b = <const char*>_ptr(b)
+    j.out = <char*>_ptr(out)
+    j.n = cnp.PyArray_SIZE(b)
+    j.p1 = p1
+    j.p2 = p2
+    return _go(&j, j.n * _COST_EW2[k][ft])
 
 
 def sigmoid(cnp.ndarray x not None, cnp.ndarray out not None):
@@ -796,119 +707,103 @@ def bce_with_logits_backward(cnp.ndarray x not None, cnp.ndarray target not None
 
 cdef int _rows(int kind, int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, cnp.ndarray out,
                double cost) except -1:
-    # kind 1: a=x, out full; 2: a=x, out reduced; 3: a, b, out full; 4: a=g, b=x, c=lse
-    cdef cnp.ndarray main = b if kind == 4 else a
+    # J_ROW / J_ROW_RED: a = x; J_ROW2: a = grad, b = y; J_LSE_BWD: a = grad, b = x, c = lse
+    cdef cnp.ndarray main = b if kind == J_LSE_BWD else a
     cdef int ft = _ftype(main)
     cdef Py_ssize_t o, n, i
-    cdef int nt
-    cdef const void* pa
-    cdef const void* pb = NULL
-    cdef const void* pc = NULL
-    cdef void* po
-    _shape3(main, "x" if kind != 3 else "grad", &o, &n, &i)
-    _check_in(main, ft, "x")
+    cdef Job j
+    cdef void* fn
+    _shape3(main, "grad" if kind == J_ROW2 else "x", &o, &n, &i)
+    _check_in(main, ft, "grad" if kind == J_ROW2 else "x")
     _check_out(out, ft, "out")
-    if kind == 2:
+    if kind == J_ROW_RED:
         _red2(out, "out", o, i)
     else:
         _same3(out, "out", o, n, i)
-    if kind == 3:
+    if kind == J_ROW2:
         _check_in(b, ft, "y")
         _same3(b, "y", o, n, i)
-        pb = _ptr(b)
-    elif kind == 4:
+        fn = <void*>T.row2_f32[k] if ft == 0 else <void*>T.row2_f64[k]
+    elif kind == J_LSE_BWD:
         _check_in(a, ft, "grad")
         _check_in(c, ft, "lse")
         _red2(a, "grad", o, i)
         _red2(c, "lse", o, i)
-        pb = _ptr(b)
-        pc = _ptr(c)
-    pa = _ptr(a)
-    po = _ptr(out)
-    cdef double work = <double>o * n * i * cost
-    nt = _nt_for(work)
-    cdef Py_ssize_t np_ = _pieces_for(work, nt)
-    if ft == 0:
-        with nogil:
-            _row_run[float](kind, k, <const float*>pa, <const float*>pb, <const float*>pc, <float*>po,
-                            o, n, i, nt, np_)
+        fn = <void*>T.lse_bwd_f32 if ft == 0 else <void*>T.lse_bwd_f64
     else:
-        with nogil:
-            _row_run[double](kind, k, <const double*>pa, <const double*>pb, <const double*>pc, <double*>po,
-                             o, n, i, nt, np_)
-    return 0
+        fn = <void*>T.row1_f32[k] if ft == 0 else <void*>T.row1_f64[k]
+    _job(&j, kind, ft, fn)
+    j.a = <const char*>_ptr(a)
+    if b is not None:
+        j.b = <const char*>_ptr(b)
+    if c is not None:
+        j.c = <const char*>_ptr(c)
+    j.out = <char*>_ptr(out)
+    j.outer = o
+    j.n = n
+    j.inner = i
+    return _go(&j, <double>o * n * i * cost)
 
 
 def softmax(cnp.ndarray x not None, cnp.ndarray out not None):
-    _rows(1, R_SOFTMAX, x, None, None, out, _COST_ROW1[R_SOFTMAX][_ftype(x)])
+    _rows(J_ROW, R_SOFTMAX, x, None, None, out, _COST_ROW1[R_SOFTMAX][_ftype(x)])
 
 
 def log_softmax(cnp.ndarray x not None, cnp.ndarray out not None):
-    _rows(1, R_LOG_SOFTMAX, x, None, None, out, _COST_ROW1[R_LOG_SOFTMAX][_ftype(x)])
+    _rows(J_ROW, R_LOG_SOFTMAX, x, None, None, out, _COST_ROW1[R_LOG_SOFTMAX][_ftype(x)])
 
 
 def logsumexp(cnp.ndarray x not None, cnp.ndarray out not None):
-    _rows(2, R_LOGSUMEXP, x, None, None, out, _COST_ROW1[R_LOGSUMEXP][_ftype(x)])
+    _rows(J_ROW_RED, R_LOGSUMEXP, x, None, None, out, _COST_ROW1[R_LOGSUMEXP][_ftype(x)])
 
 
 def softmax_backward(cnp.ndarray grad not None, cnp.ndarray y not None, cnp.ndarray out not None):
-    _rows(3, R2_SOFTMAX_BACKWARD, grad, y, None, out, _COST_ROW2[R2_SOFTMAX_BACKWARD][_ftype(y)])
+    _rows(J_ROW2, R2_SOFTMAX_BACKWARD, grad, y, None, out, _COST_ROW2[R2_SOFTMAX_BACKWARD][_ftype(y)])
 
 
 def log_softmax_backward(cnp.ndarray grad not None, cnp.ndarray y not None, cnp.ndarray out not None):
-    _rows(3, R2_LOG_SOFTMAX_BACKWARD, grad, y, None, out, _COST_ROW2[R2_LOG_SOFTMAX_BACKWARD][_ftype(y)])
+    _rows(J_ROW2, R2_LOG_SOFTMAX_BACKWARD, grad, y, None, out, _COST_ROW2[R2_LOG_SOFTMAX_BACKWARD][_ftype(y)])
 
 
 def logsumexp_backward(cnp.ndarray grad not None, cnp.ndarray x not None, cnp.ndarray lse not None,
                        cnp.ndarray out not None):
-    _rows(4, 0, grad, x, lse, out, _COST_LSE_BWD[_ftype(x)])
+    _rows(J_LSE_BWD, 0, grad, x, lse, out, _COST_LSE_BWD[_ftype(x)])
 
 
 cdef int _loss(cnp.ndarray x, cnp.ndarray target, cnp.ndarray p, cnp.ndarray scale, cnp.ndarray loss,
                cnp.ndarray dx, npy_intp ignore, double eps) except -1:
     cdef int ft = _ftype(x)
     cdef Py_ssize_t o, n, i
-    cdef int nt
-    cdef const npy_intp* pt = NULL
-    cdef const void* pp = NULL
-    cdef const void* ps = NULL
-    cdef void* pd = NULL
-    cdef const void* px
-    cdef void* pl
+    cdef Job j
     _shape3(x, "x", &o, &n, &i)
     _check_in(x, ft, "x")
     _check_out(loss, ft, "loss")
     _red2(loss, "loss", o, i)
+    _job(&j, J_LOSS, ft, <void*>T.loss_f32 if ft == 0 else <void*>T.loss_f64)
     if target is not None:
         if cnp.PyArray_TYPE(target) != cnp.NPY_INTP or not cnp.PyArray_IS_C_CONTIGUOUS(target):
             raise TypeError("target must be a C-contiguous numpy.intp array")
         _red2(target, "target", o, i)
-        pt = <const npy_intp*>_ptr(target)
+        j.t = <const npy_intp*>_ptr(target)
     else:
         _check_in(p, ft, "target")
         _same3(p, "target", o, n, i)
-        pp = _ptr(p)
+        j.b = <const char*>_ptr(p)
     if scale is not None:
         _check_in(scale, ft, "scale")
         _red2(scale, "scale", o, i)
         _check_out(dx, ft, "dx")
         _same3(dx, "dx", o, n, i)
-        ps = _ptr(scale)
-        pd = _ptr(dx)
-    px = _ptr(x)
-    pl = _ptr(loss)
-    cdef double work = <double>o * n * i * _COST_LOSS[ft] * (1.4 if pd != NULL else 1.0)
-    nt = _nt_for(work)
-    cdef Py_ssize_t np_ = _pieces_for(work, nt)
-    if ft == 0:
-        with nogil:
-            _loss_run[float](<const float*>px, pt, <const float*>pp, <const float*>ps, <float*>pl,
-                             <float*>pd, o, n, i, ignore, eps, nt, np_)
-    else:
-        with nogil:
-            _loss_run[double](<const double*>px, pt, <const double*>pp, <const double*>ps, <double*>pl,
-                              <double*>pd, o, n, i, ignore, eps, nt, np_)
-    return 0
+        j.d = <const char*>_ptr(scale)
+        j.out2 = <char*>_ptr(dx)
+    j.a = <const char*>_ptr(x)
+    j.out = <char*>_ptr(loss)
+    j.outer = o
+    j.n = n
+    j.inner = i
+    j.ignore = ignore
+    j.p1 = eps
+    return _go(&j, <double>o * n * i * _COST_LOSS[ft] * (1.4 if j.out2 != NULL else 1.0))
 
 
 def cross_entropy_index(cnp.ndarray x not None, cnp.ndarray target not None, cnp.ndarray loss not None,
