@@ -211,58 +211,66 @@ def _check_rows(fname, *arrays):
     return all(a.layout == "C" for a in arrays)
 
 
-def _softmax_row(x, out):  # pragma: no cover - typing stub
-    pass
+def _stub(name):
+    def stub(*args):  # pragma: no cover - typing stub, replaced by its overload
+        pass
+    stub.__name__ = stub.__qualname__ = "_" + name
+    return stub
 
 
-def _log_softmax_row(x, out):  # pragma: no cover - typing stub
-    pass
+def _map_row(name, flat):
+    """Row function (x, out) running the backend's row kernel ``flat``."""
+    stub = _stub(name)
+
+    @overload(stub, jit_options=_JIT)
+    def _ov(x, out):
+        if _check_rows(name, x, out):
+            def impl(x, out):
+                if x.size:
+                    flat(x, out, x.size, 0, 1)
+            return impl
+
+        def impl_copy(x, out):
+            xc = np.ascontiguousarray(x)
+            oc = np.empty(x.size, xc.dtype)
+            if x.size:
+                flat(xc, oc, x.size, 0, 1)
+            out[:] = oc
+        return impl_copy
+    return stub
+
+
+def _map_row2(name, flat):
+    """Row function (g, y, out) running the backend's row kernel ``flat``."""
+    stub = _stub(name)
+
+    @overload(stub, jit_options=_JIT)
+    def _ov(g, y, out):
+        if _check_rows(name, g, y, out):
+            def impl(g, y, out):
+                if y.size:
+                    flat(g, y, out, y.size, 0, 1)
+            return impl
+
+        def impl_copy(g, y, out):
+            gc = np.ascontiguousarray(g)
+            yc = np.ascontiguousarray(y)
+            oc = np.empty(y.size, yc.dtype)
+            if y.size:
+                flat(gc, yc, oc, y.size, 0, 1)
+            out[:] = oc
+        return impl_copy
+    return stub
+
+
+_softmax_row = _map_row("softmax_row", _k._flat_softmax)
+_log_softmax_row = _map_row("log_softmax_row", _k._flat_log_softmax)
+_softmax_backward_row = _map_row2("softmax_backward_row", _k._flat_softmax_backward)
+_log_softmax_backward_row = _map_row2("log_softmax_backward_row", _k._flat_log_softmax_backward)
 
 
 def _logsumexp_row(x):  # pragma: no cover - typing stub
     pass
-
-
-def _softmax_backward_row(g, y, out):  # pragma: no cover - typing stub
-    pass
-
-
-def _log_softmax_backward_row(g, y, out):  # pragma: no cover - typing stub
-    pass
-
-
-@overload(_softmax_row, jit_options=_JIT)
-def _ov_softmax_row(x, out):
-    if _check_rows("softmax_row", x, out):
-        def impl(x, out):
-            if x.size:
-                _k._flat_softmax(x, out, x.size, 0, 1)
-        return impl
-
-    def impl_copy(x, out):
-        xc = np.ascontiguousarray(x)
-        oc = np.empty(x.size, xc.dtype)
-        if x.size:
-            _k._flat_softmax(xc, oc, x.size, 0, 1)
-        out[:] = oc
-    return impl_copy
-
-
-@overload(_log_softmax_row, jit_options=_JIT)
-def _ov_log_softmax_row(x, out):
-    if _check_rows("log_softmax_row", x, out):
-        def impl(x, out):
-            if x.size:
-                _k._flat_log_softmax(x, out, x.size, 0, 1)
-        return impl
-
-    def impl_copy(x, out):
-        xc = np.ascontiguousarray(x)
-        oc = np.empty(x.size, xc.dtype)
-        if x.size:
-            _k._flat_log_softmax(xc, oc, x.size, 0, 1)
-        out[:] = oc
-    return impl_copy
 
 
 @overload(_logsumexp_row, jit_options=_JIT)
@@ -277,42 +285,6 @@ def _ov_logsumexp_row(x):
         _k._flat_logsumexp(xc, r, x.size, 0, 1)
         return r[0]
     return impl
-
-
-@overload(_softmax_backward_row, jit_options=_JIT)
-def _ov_softmax_backward_row(g, y, out):
-    if _check_rows("softmax_backward_row", g, y, out):
-        def impl(g, y, out):
-            if y.size:
-                _k._flat_softmax_backward(g, y, out, y.size, 0, 1)
-        return impl
-
-    def impl_copy(g, y, out):
-        gc = np.ascontiguousarray(g)
-        yc = np.ascontiguousarray(y)
-        oc = np.empty(y.size, yc.dtype)
-        if y.size:
-            _k._flat_softmax_backward(gc, yc, oc, y.size, 0, 1)
-        out[:] = oc
-    return impl_copy
-
-
-@overload(_log_softmax_backward_row, jit_options=_JIT)
-def _ov_log_softmax_backward_row(g, y, out):
-    if _check_rows("log_softmax_backward_row", g, y, out):
-        def impl(g, y, out):
-            if y.size:
-                _k._flat_log_softmax_backward(g, y, out, y.size, 0, 1)
-        return impl
-
-    def impl_copy(g, y, out):
-        gc = np.ascontiguousarray(g)
-        yc = np.ascontiguousarray(y)
-        oc = np.empty(y.size, yc.dtype)
-        if y.size:
-            _k._flat_log_softmax_backward(gc, yc, oc, y.size, 0, 1)
-        out[:] = oc
-    return impl_copy
 
 
 @njit(**_JIT)
