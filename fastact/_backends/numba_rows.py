@@ -216,95 +216,80 @@ def vrow_dot(typingctx, x, y, off, n, VL):
 
 
 # ---------------------------------------------------------------------------
-# element-wise row updates (masked store into ``out`` at the same offset)
+# element-wise row updates: each formula once (``_op_*``: input vectors and
+# splatted scalars in, the output vector out), applied to a short row as one
+# masked vector (``vrow_*``) or streamed over a long one (``vmap_*``).  The
+# arguments are always: input arrays, off, n, scalars, out (, VL).
+
+
+def _op_scale(b, v, s):  # x * c
+    return b.fmul(v[0], s[0], flags=_EFLAGS)
+
+
+def _op_sub2(b, v, s):  # (x - a) - c
+    return b.fsub(b.fsub(v[0], s[0], flags=_EFLAGS), s[1], flags=_EFLAGS)
+
+
+def _op_softmax_bwd(b, v, s):  # y * (g - dot)
+    return b.fmul(v[1], b.fsub(v[0], s[0], flags=_EFLAGS), flags=_EFLAGS)
+
+
+def _op_log_softmax_bwd(b, v, s):  # g - exp(y) * total
+    return b.fsub(v[0], b.fmul(emit_exp(b, v[1]), s[0], flags=_EFLAGS), flags=_EFLAGS)
+
+
+def _op_lse_bwd(b, v, s):  # g * exp(x - lse)
+    return b.fmul(s[0], emit_exp(b, b.fsub(v[0], s[1], flags=_EFLAGS)), flags=_EFLAGS)
+
+
+def _row_update(op, nin, args):
+    """Typing and codegen of ``vrow_*``: out = op(...) over one short row
+    (masked store into ``out`` at the same offset)."""
+    *front, out, VL = args
+    arrs, scalars = front[:nin], front[nin + 2:]
+    vl = _vl(VL)
+    if not (_check(arrs[0], vl, *scalars)
+            and all(_flat(t) and t.dtype == arrs[0].dtype for t in (*arrs[1:], out))):
+        return None
+
+    def codegen(context, builder, sig, a):
+        off, n = a[nin], a[nin + 1]
+        rows = [_Row(context, builder, sig.args[i], a[i], off, n, vl) for i in range(nin)]
+        v = op(builder, [r.load(0.0) for r in rows], [rows[0].splat(c) for c in a[nin + 2:-2]])
+        rows[0].store(v, _out_ptr(context, builder, sig.args[-2], a[-2], off))
+        return context.get_dummy_value()
+
+    return types.none(*args), codegen
 
 
 @intrinsic
 def vrow_scale(typingctx, x, off, n, c, out, VL):
     """out = x * c over the row."""
-    vl = _vl(VL)
-    if not (_check(x, vl, c) and _flat(out) and out.dtype == x.dtype):
-        return None
-
-    def codegen(context, builder, sig, args):
-        row = _Row(context, builder, sig.args[0], args[0], args[1], args[2], vl)
-        v = builder.fmul(row.load(0.0), row.splat(args[3]), flags=_EFLAGS)
-        row.store(v, _out_ptr(context, builder, sig.args[4], args[4], args[1]))
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, c, out, VL), codegen
+    return _row_update(_op_scale, 1, (x, off, n, c, out, VL))
 
 
 @intrinsic
 def vrow_sub2(typingctx, x, off, n, a, c, out, VL):
     """out = (x - a) - c over the row."""
-    vl = _vl(VL)
-    if not (_check(x, vl, a, c) and _flat(out) and out.dtype == x.dtype):
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
-        v = b.fsub(b.fsub(row.load(0.0), row.splat(args[3]), flags=_EFLAGS), row.splat(args[4]), flags=_EFLAGS)
-        row.store(v, _out_ptr(context, b, sig.args[5], args[5], args[1]))
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, a, c, out, VL), codegen
+    return _row_update(_op_sub2, 1, (x, off, n, a, c, out, VL))
 
 
 @intrinsic
 def vrow_softmax_bwd(typingctx, g, y, off, n, dot, out, VL):
     """out = y * (g - dot) over the row."""
-    vl = _vl(VL)
-    if not (_check(g, vl, dot) and _flat(y) and _flat(out) and y.dtype == out.dtype == g.dtype):
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], vl)
-        ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], vl)
-        v = b.fmul(ry.load(0.0), b.fsub(rg.load(0.0), rg.splat(args[4]), flags=_EFLAGS), flags=_EFLAGS)
-        rg.store(v, _out_ptr(context, b, sig.args[5], args[5], args[2]))
-        return context.get_dummy_value()
-
-    return types.none(g, y, off, n, dot, out, VL), codegen
+    return _row_update(_op_softmax_bwd, 2, (g, y, off, n, dot, out, VL))
 
 
 @intrinsic
 def vrow_log_softmax_bwd(typingctx, g, y, off, n, total, out, VL):
     """out = g - exp(y) * total over the row."""
-    vl = _vl(VL)
-    if not (_check(g, vl, total) and _flat(y) and _flat(out) and y.dtype == out.dtype == g.dtype):
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], vl)
-        ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], vl)
-        e = emit_exp(b, ry.load(0.0))
-        v = b.fsub(rg.load(0.0), b.fmul(e, rg.splat(args[4]), flags=_EFLAGS), flags=_EFLAGS)
-        rg.store(v, _out_ptr(context, b, sig.args[5], args[5], args[2]))
-        return context.get_dummy_value()
-
-    return types.none(g, y, off, n, total, out, VL), codegen
+    return _row_update(_op_log_softmax_bwd, 2, (g, y, off, n, total, out, VL))
 
 
 @intrinsic
 def vrow_lse_bwd(typingctx, x, off, n, g, lse, out, VL):
     """out = g * exp(x - lse) over the row."""
-    vl = _vl(VL)
-    if not (_check(x, vl, g, lse) and _flat(out) and out.dtype == x.dtype):
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
-        e = emit_exp(b, b.fsub(row.load(0.0), row.splat(args[4]), flags=_EFLAGS))
-        v = b.fmul(row.splat(args[3]), e, flags=_EFLAGS)
-        row.store(v, _out_ptr(context, b, sig.args[5], args[5], args[1]))
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, g, lse, out, VL), codegen
+    return _row_update(_op_lse_bwd, 1, (x, off, n, g, lse, out, VL))
 
 
 @intrinsic
@@ -637,111 +622,57 @@ def vsum_plain(typingctx, g, off, n):
     return dt(g, off, n), codegen
 
 
+def _stream_update(op, nin, args):
+    """Typing and codegen of ``vmap_*``: out = op(...) over [off, off + n)
+    (out may be any of the inputs: each vector is loaded before it is
+    stored)."""
+    *front, out = args
+    arrs, scalars = front[:nin], front[nin + 2:]
+    if _sig([*arrs, out], scalars) is None:
+        return None
+
+    def codegen(context, builder, sig, a):
+        st = _Stream(context, builder, [*sig.args[:nin], sig.args[-1]], [*a[:nin], a[-1]],
+                     a[nin], a[nin + 1], VLS)
+        sv = [st.splat(c) for c in a[nin + 2:-1]]
+
+        def body(vals, accs, store, tail=False):
+            store(nin, op(builder, vals, sv))
+
+        st.run(body, [0.0] * nin)
+        return context.get_dummy_value()
+
+    return types.none(*args), codegen
+
+
 @intrinsic
 def vmap_scale(typingctx, x, off, n, c, out):
     """out = x * c over [off, off + n) (out may be x)."""
-    dt = _sig([x, out], [c])
-    if dt is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        st = _Stream(context, b, [sig.args[0], sig.args[4]], [args[0], args[4]], args[1], args[2], VLS)
-        cv = st.splat(args[3])
-
-        def body(vals, accs, store, tail=False):
-            store(1, b.fmul(vals[0], cv, flags=_EFLAGS))
-
-        st.run(body, [0.0])
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, c, out), codegen
+    return _stream_update(_op_scale, 1, (x, off, n, c, out))
 
 
 @intrinsic
 def vmap_sub2(typingctx, x, off, n, a, c, out):
     """out = (x - a) - c over [off, off + n) (out may be x)."""
-    dt = _sig([x, out], [a, c])
-    if dt is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        st = _Stream(context, b, [sig.args[0], sig.args[5]], [args[0], args[5]], args[1], args[2], VLS)
-        av, cv = st.splat(args[3]), st.splat(args[4])
-
-        def body(vals, accs, store, tail=False):
-            store(1, b.fsub(b.fsub(vals[0], av, flags=_EFLAGS), cv, flags=_EFLAGS))
-
-        st.run(body, [0.0])
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, a, c, out), codegen
+    return _stream_update(_op_sub2, 1, (x, off, n, a, c, out))
 
 
 @intrinsic
 def vmap_softmax_bwd(typingctx, g, y, off, n, d, out):
     """out = y * (g - d) over [off, off + n) (out may be g or y)."""
-    dt = _sig([g, y, out], [d])
-    if dt is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        st = _Stream(context, b, [sig.args[0], sig.args[1], sig.args[5]], [args[0], args[1], args[5]],
-                     args[2], args[3], VLS)
-        dv = st.splat(args[4])
-
-        def body(vals, accs, store, tail=False):
-            store(2, b.fmul(vals[1], b.fsub(vals[0], dv, flags=_EFLAGS), flags=_EFLAGS))
-
-        st.run(body, [0.0, 0.0])
-        return context.get_dummy_value()
-
-    return types.none(g, y, off, n, d, out), codegen
+    return _stream_update(_op_softmax_bwd, 2, (g, y, off, n, d, out))
 
 
 @intrinsic
 def vmap_log_softmax_bwd(typingctx, g, y, off, n, t, out):
     """out = g - exp(y) * t over [off, off + n) (out may be g or y)."""
-    dt = _sig([g, y, out], [t])
-    if dt is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        st = _Stream(context, b, [sig.args[0], sig.args[1], sig.args[5]], [args[0], args[1], args[5]],
-                     args[2], args[3], VLS)
-        tv = st.splat(args[4])
-
-        def body(vals, accs, store, tail=False):
-            store(2, b.fsub(vals[0], b.fmul(emit_exp(b, vals[1]), tv, flags=_EFLAGS), flags=_EFLAGS))
-
-        st.run(body, [0.0, 0.0])
-        return context.get_dummy_value()
-
-    return types.none(g, y, off, n, t, out), codegen
+    return _stream_update(_op_log_softmax_bwd, 2, (g, y, off, n, t, out))
 
 
 @intrinsic
 def vmap_lse_bwd(typingctx, x, off, n, g, lse, out):
     """out = g * exp(x - lse) over [off, off + n) (out may be x)."""
-    dt = _sig([x, out], [g, lse])
-    if dt is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        st = _Stream(context, b, [sig.args[0], sig.args[5]], [args[0], args[5]], args[1], args[2], VLS)
-        gv, lv = st.splat(args[3]), st.splat(args[4])
-
-        def body(vals, accs, store, tail=False):
-            store(1, b.fmul(gv, emit_exp(b, b.fsub(vals[0], lv, flags=_EFLAGS)), flags=_EFLAGS))
-
-        st.run(body, [0.0])
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, g, lse, out), codegen
+    return _stream_update(_op_lse_bwd, 1, (x, off, n, g, lse, out))
 
 
 #: lanes of the streaming loops
