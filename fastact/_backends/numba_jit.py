@@ -859,7 +859,9 @@ def _lanesr_logsumexp(x, out, u0, u1):
 
 
 @njit(**_INL)
-def _lanesr_softmax_backward(g, y, out, u0, u1):
+def _lanesr_rows_backward(g, y, out, u0, u1, term, update):
+    """Backward of softmax / log_softmax along lanes: s = sum over the row of
+    term(g, y) (in float64), then out = update(g, y, s)."""
     wide()
     _, n, inner = y.shape
     ntile = (inner + TW - 1) // TW
@@ -877,64 +879,61 @@ def _lanesr_softmax_backward(g, y, out, u0, u1):
             gs = gf[a:a + w]
             ys = yf[a:a + w]
             for k in range(w):
-                dk[k] += np.float64(gs[k] * ys[k])
+                dk[k] += np.float64(term(gs[k], ys[k]))
         for k in range(w):
             ek[k] = K(ek[0], dk[k])
         for j in range(n):
+            # read an input that is also the output through out: LLVM then
+            # needs no overlap test to vectorize
             a = base + j * inner
             os = of[a:a + w]
             if _same(gf, of):
                 ys = yf[a:a + w]
                 for k in range(w):
-                    os[k] = ys[k] * (os[k] - ek[k])
+                    os[k] = update(os[k], ys[k], ek[k])
             elif _same(yf, of):
                 gs = gf[a:a + w]
                 for k in range(w):
-                    os[k] = os[k] * (gs[k] - ek[k])
+                    os[k] = update(gs[k], os[k], ek[k])
             else:
                 gs = gf[a:a + w]
                 ys = yf[a:a + w]
                 for k in range(w):
-                    os[k] = ys[k] * (gs[k] - ek[k])
+                    os[k] = update(gs[k], ys[k], ek[k])
+
+
+@njit(**_HLP)
+def _softmax_bwd_term(g, y):
+    always_inline()
+    return g * y
+
+
+@njit(**_HLP)
+def _softmax_bwd_update(g, y, s):
+    always_inline()
+    return y * (g - s)
+
+
+@njit(**_HLP)
+def _log_softmax_bwd_term(g, y):
+    always_inline()
+    return g
+
+
+@njit(**_HLP)
+def _log_softmax_bwd_update(g, y, s):
+    always_inline()
+    return g - exp(y) * s
+
+
+@njit(**_INL)
+def _lanesr_softmax_backward(g, y, out, u0, u1):
+    _lanesr_rows_backward(g, y, out, u0, u1, _softmax_bwd_term, _softmax_bwd_update)
 
 
 @njit(**_INL)
 def _lanesr_log_softmax_backward(g, y, out, u0, u1):
-    wide()
-    _, n, inner = y.shape
-    ntile = (inner + TW - 1) // TW
-    gf = flat(g)
-    yf = flat(y)
-    of = flat(out)
-    dk = np.empty(TW, np.float64)
-    ek = np.empty(TW, of.dtype)
-    for u in range(u0, u1):
-        base, w, _ = _tile(u, ntile, n, inner)
-        for k in range(w):
-            dk[k] = 0.0
-        for j in range(n):
-            a = base + j * inner
-            gs = gf[a:a + w]
-            for k in range(w):
-                dk[k] += gs[k]
-        for k in range(w):
-            ek[k] = K(ek[0], dk[k])
-        for j in range(n):
-            a = base + j * inner
-            os = of[a:a + w]
-            if _same(gf, of):
-                ys = yf[a:a + w]
-                for k in range(w):
-                    os[k] = os[k] - exp(ys[k]) * ek[k]
-            elif _same(yf, of):
-                gs = gf[a:a + w]
-                for k in range(w):
-                    os[k] = gs[k] - exp(os[k]) * ek[k]
-            else:
-                gs = gf[a:a + w]
-                ys = yf[a:a + w]
-                for k in range(w):
-                    os[k] = gs[k] - exp(ys[k]) * ek[k]
+    _lanesr_rows_backward(g, y, out, u0, u1, _log_softmax_bwd_term, _log_softmax_bwd_update)
 
 
 @njit(**_INL)
