@@ -108,6 +108,8 @@ def _bench_main(argv):
     _bench.format_table(records)
     for peer, s in _bench.summary(records).items():
         print(f"  vs {peer}: geometric mean {s['geomean']:.2f}x, worst {s['min']:.2f}x over {s['n']} cases")
+    print("speed goals, per backend and thread count:")
+    _bench.format_goals(records)
     if a.markdown:
         with open(a.markdown, "w") as f:
             _bench.format_markdown(records, f)

@@ -331,6 +331,9 @@ def format_markdown(records, out=sys.stdout):
     for peer, s in summary(records).items():
         print(f"\nvs {peer}: geometric mean {s['geomean']:.2f}x, worst {s['min']:.2f}x over {s['n']} cases.",
               file=out)
+    print("\nSpeed goals, per backend and thread count (`fastact._bench.goals`):\n\n```", file=out)
+    format_goals(records, out)
+    print("```", file=out)
 
 
 def machine():
@@ -379,6 +382,75 @@ def summary(records):
             out[peer] = {"geomean": float(np.exp(np.mean(np.log(ratios)))), "min": float(min(ratios)),
                          "n": len(ratios)}
     return out
+
+
+def _geomean(xs):
+    return float(np.exp(np.mean(np.log(xs)))) if xs else math.nan
+
+
+def goals(records):
+    """The issue's speed goals, per fastact backend ("cython", "numba", and
+    "best" of them) and thread count: geometric mean and worst case against
+    torch and SciPy, the cases below torch, float32 softmax (4096, 1024)
+    over ``np.copy``, and how two threads scale over one (same case, large
+    shapes only: (65536, 16) is too little work to split well).  Returns
+    ``{backend: {threads: {...}}}``; cases a backend did not run are left
+    out."""
+    def t_of(r, b):
+        if b == "best":
+            return fastest_fastact(r)[0]
+        return r["times"].get("fastact-" + b, math.nan)
+
+    bes = [b for b in ("cython", "numba") if any("fastact-" + b in r["times"] for r in records)]
+    key = {(r["kernel"], tuple(r["shape"]), r["dtype"], r["threads"]): r for r in records}
+    out = {}
+    for b in bes + ["best"]:
+        per = {}
+        for n in sorted({r["threads"] for r in records}):
+            rs = [r for r in records if r["threads"] == n and not math.isnan(t_of(r, b))]
+            vt = [(r["times"]["torch"] / t_of(r, b), r) for r in rs if "torch" in r["times"]]
+            vs = [r["times"]["scipy"] / t_of(r, b) for r in rs if "scipy" in r["times"]]
+            g = {"torch_geomean": _geomean([v for v, _ in vt]),
+                 "torch_min": min((v for v, _ in vt), default=math.nan),
+                 "below_torch": sorted((round(v, 2), r["kernel"], "x".join(map(str, r["shape"])), r["dtype"])
+                                       for v, r in vt if v < 1.0),
+                 "scipy_geomean": _geomean(vs), "scipy_min": min(vs, default=math.nan),
+                 "n": len(rs)}
+            sm = key.get(("softmax", (4096, 1024), "float32", n))
+            if sm is not None and not math.isnan(t_of(sm, b)):
+                g["softmax_f32_x_copy"] = t_of(sm, b) / sm["times"]["copy"]
+            if n > 1:
+                sc = []
+                for r in rs:
+                    one = key.get((r["kernel"], tuple(r["shape"]), r["dtype"], 1))
+                    if one is not None and r["shape"][0] * r["shape"][1] >= 2 ** 22 and r["shape"][1] > 16:
+                        sc.append(t_of(one, b) / t_of(r, b))
+                if sc:
+                    g["scaling_median"] = float(np.median(sc))
+                    g["scaling_ge_1.8"] = (sum(v >= 1.8 for v in sc), len(sc))
+            per[n] = g
+        out[b] = per
+    return out
+
+
+def format_goals(records, out=sys.stdout):
+    """Print :func:`goals` (targets: torch geomean >= 2.5 and none below
+    1.0, SciPy >= 10, float32 softmax (4096, 1024) <= 2.0 x copy on one
+    thread and <= 1.3 on two, two threads >= 1.8 x one)."""
+    for b, per in goals(records).items():
+        for n, g in per.items():
+            line = (f"  {b:<6} {n} thr: vs torch geomean {g['torch_geomean']:.2f} (goal 2.5), worst "
+                    f"{g['torch_min']:.2f}, {len(g['below_torch'])} below 1.0; vs scipy geomean "
+                    f"{g['scipy_geomean']:.2f} (goal 10), worst {g['scipy_min']:.2f}")
+            if "softmax_f32_x_copy" in g:
+                line += f"; f32 softmax 4096x1024 {g['softmax_f32_x_copy']:.2f} x copy"
+            if "scaling_median" in g:
+                k, m = g["scaling_ge_1.8"]
+                line += f"; {n} thr / 1 thr median {g['scaling_median']:.2f} ({k}/{m} >= 1.8)"
+            print(line, file=out)
+            if g["below_torch"]:
+                print("         below torch: " + ", ".join(f"{k} {s} {d} {v:.2f}" for v, k, s, d in g["below_torch"]),
+                      file=out)
 
 
 def sweep(kernels=QUICK_KERNELS, dtype="float32", cols=1024, rows=(4, 16, 64, 256, 1024, 4096, 16384),

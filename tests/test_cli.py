@@ -38,7 +38,31 @@ def test_bench_json(tmp_path):
     assert r["kernel"] == "softmax" and r["shape"] == [64, 10]
     assert {f"fastact-{b}" for b in fastact.backends()} <= set(r["times"])
     assert "copy" in r["times"] and all(t > 0 for t in r["times"].values())
-    assert "vs numpy" in p.stdout
+    assert "vs numpy" in p.stdout and "speed goals" in p.stdout
+
+
+def test_goals_from_records():
+    from fastact import _bench
+
+    def rec(kernel, shape, threads, cy, nu, torch, copy=1.0, scipy=None):
+        t = {"fastact-cython": cy, "fastact-numba": nu, "torch": torch, "copy": copy}
+        if scipy:
+            t["scipy"] = scipy
+        return {"kernel": kernel, "shape": list(shape), "dtype": "float32", "threads": threads, "times": t}
+
+    recs = [rec("softmax", (4096, 1024), 1, 2.0, 4.0, 5.0, copy=1.0, scipy=40.0),
+            rec("gelu", (4096, 1024), 1, 8.0, 4.0, 2.0),
+            rec("softmax", (4096, 1024), 2, 1.0, 2.5, 2.5, copy=1.0, scipy=40.0),
+            rec("gelu", (4096, 1024), 2, 4.0, 2.0, 1.0)]
+    g = _bench.goals(recs)
+    assert set(g) == {"cython", "numba", "best"}
+    c1, b2 = g["cython"][1], g["best"][2]
+    assert c1["torch_geomean"] == pytest.approx((2.5 * 0.25) ** 0.5)
+    assert c1["below_torch"] == [(0.25, "gelu", "4096x1024", "float32")]
+    assert c1["scipy_geomean"] == pytest.approx(20.0) and c1["softmax_f32_x_copy"] == pytest.approx(2.0)
+    assert "scaling_median" not in c1
+    assert b2["scaling_median"] == pytest.approx(2.0) and b2["scaling_ge_1.8"] == (2, 2)
+    assert g["numba"][2]["softmax_f32_x_copy"] == pytest.approx(2.5)
 
 
 def test_bench_rejects_unknown_kernel():
