@@ -175,11 +175,18 @@ def _set_parallel_threshold(double min_ns, double chunk_ns):
 # the whole team waits for it at the end of the region: measured here, a
 # 0.65 ms softmax took 5 ms with 2 threads.  Each parallel call therefore
 # measures how long the calling thread waited for the others (region time
-# minus its own busy time); _BACKOFF_STREAK long waits in a row make kernels
-# run single-threaded for the next _BACKOFF_S seconds, after which threads
-# are tried again.  One long wait is not enough: a single descheduling of the
-# other thread (or page faults on a fresh output) would otherwise turn a
-# whole stretch of calls serial, which measured worse than the waits.
+# minus its own busy time).  A wait longer than 0.1 ms and longer than the
+# calling thread's own work means the team was slower than that thread alone
+# (pieces are handed out dynamically, so a thread that merely starts late
+# costs at most one piece of waiting); _BACKOFF_STREAK such waits in a row
+# make kernels run single-threaded for the next _BACKOFF_S seconds, after
+# which threads are tried again.  One long wait is not enough: a single
+# descheduling of the other thread (or page faults on a fresh output) would
+# otherwise turn a whole stretch of calls serial, which measured worse than
+# the waits.  (An earlier rule, wait > 0.3 x region time, also fired when
+# PyTorch's spinning OpenMP threads only delayed ours: Cython
+# softmax_backward (65536,16) float32 on 2 threads then ran at its 1-thread
+# 580-630 us inside the benchmark, 400 us with this rule.)
 cdef double _backoff_until = 0.0
 cdef double _BACKOFF_S = 0.2
 cdef int _BACKOFF_STREAK = 3
@@ -194,7 +201,7 @@ cdef inline void _after_region(double t0, double busy0) noexcept nogil:
     cdef double t1 = fa_wtime()
     cdef double treg = t1 - t0
     cdef double wait = treg - busy0
-    if wait > 1e-4 and wait > 0.3 * treg:
+    if wait > 1e-4 and wait > busy0:
         _contention_events += 1
         _streak += 1
         if _streak >= _BACKOFF_STREAK:
