@@ -380,7 +380,7 @@ cdef inline float erfcp_f32(float a) noexcept nogil:
     z = a * a
     zl = fa_two_prod_lo_f32(a, a, z)
     # erfc(0) = 1 exactly (the fit is within an ulp of it)
-    return one if a == 0 else exp_f32(-z) * ((one - zl) * (v * P))
+    return one if a == 0 else expn_f32(-z) * ((one - zl) * (v * P))
 
 
 include "_kernels_erfc64.pxi"
