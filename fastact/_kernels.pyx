@@ -579,38 +579,38 @@ cdef int _go(Job* j, double work_ns) except -1:
     return 0
 
 
-cdef int _ew1(int k, cnp.ndarray x, cnp.ndarray out, double p1, double p2) except -1:
-    cdef int ft = _ftype(x)
-    cdef Job j
-    _check_in(x, ft, "x")
-    _check_out(out, ft, "out")
-    _same_size(x, out, "x", "out")
-    _job(&j, J_EW1, ft, <void*>T.ew1_f32[k] if ft == 0 else <void*>T.ew1_f64[k])
-    j.a = <const char*>_ptr(x)
-    j.out = <char*>_ptr(out)
-    j.n = cnp.PyArray_SIZE(x)
-    j.p1 = p1
-    j.p2 = p2
-    return _go(&j, j.n * _COST_EW1[k][ft])
-
-
-cdef int _ew2(int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, double p1, double p2,
-              str an, str bn) except -1:
-    cdef int ft = _ftype(b)
+cdef int _ew(int kind, int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, double p1, double p2,
+             str an, str bn) except -1:
+    # J_EW1: one input a (b is None); J_EW2: inputs a and b, dtype from b
+    cdef cnp.ndarray main = a if b is None else b
+    cdef int ft = _ftype(main)
     cdef Job j
     _check_in(a, ft, an)
-    _check_in(b, ft, bn)
+    if b is not None:
+        _check_in(b, ft, bn)
+        _same_size(a, b, an, bn)
     _check_out(out, ft, "out")
-    _same_size(a, b, an, bn)
-    _same_size(b, out, bn, "out")
-    _job(&j, J_EW2, ft, <void*>T.ew2_f32[k] if ft == 0 else <void*>T.ew2_f64[k])
+    _same_size(main, out, an if b is None else bn, "out")
+    if kind == J_EW1:
+        _job(&j, kind, ft, <void*>T.ew1_f32[k] if ft == 0 else <void*>T.ew1_f64[k])
+    else:
+        _job(&j, kind, ft, <void*>T.ew2_f32[k] if ft == 0 else <void*>T.ew2_f64[k])
+        j.b = <const char*>_ptr(b)
     j.a = <const char*>_ptr(a)
-    j.b = <const char*>_ptr(b)
     j.out = <char*>_ptr(out)
-    j.n = cnp.PyArray_SIZE(b)
+    j.n = cnp.PyArray_SIZE(main)
     j.p1 = p1
     j.p2 = p2
-    return _go(&j, j.n * _COST_EW2[k][ft])
+    return _go(&j, j.n * (_COST_EW1[k][ft] if kind == J_EW1 else _COST_EW2[k][ft]))
+
+
+cdef inline int _ew1(int k, cnp.ndarray x, cnp.ndarray out, double p1, double p2) except -1:
+    return _ew(J_EW1, k, x, None, out, p1, p2, "x", None)
+
+
+cdef inline int _ew2(int k, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, double p1, double p2,
+                     str an, str bn) except -1:
+    return _ew(J_EW2, k, a, b, out, p1, p2, an, bn)
 
 
 def sigmoid(cnp.ndarray x not None, cnp.ndarray out not None):
