@@ -373,19 +373,19 @@ def dump_json(records, path):
         json.dump({"machine": machine(), "results": records}, f, indent=1)
 
 
+def _geomean(xs):
+    return float(np.exp(np.mean(np.log(xs)))) if xs else math.nan
+
+
 def summary(records):
     """Geometric-mean speed-up of fastact over each peer, and the worst case."""
     out = {}
     for peer in PEERS:
         ratios = [r["times"][peer] / fastest_fastact(r)[0] for r in records if peer in r["times"]]
         if ratios:
-            out[peer] = {"geomean": float(np.exp(np.mean(np.log(ratios)))), "min": float(min(ratios)),
+            out[peer] = {"geomean": _geomean(ratios), "min": float(min(ratios)),
                          "n": len(ratios)}
     return out
-
-
-def _geomean(xs):
-    return float(np.exp(np.mean(np.log(xs)))) if xs else math.nan
 
 
 def goals(records):
