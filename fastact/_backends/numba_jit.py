@@ -79,6 +79,8 @@ from .numba_math import (
     wide,
 )
 from .numba_rows import (
+    vrow_ce_grad,
+    vrow_ce_prob_grad,
     vrow_dot,
     vrow_log_softmax_bwd,
     vrow_log_softmax_bwd1,
@@ -96,6 +98,8 @@ from .numba_rows import (
     vrow_sum,
     vrow_sumexp,
     stack_array,
+    vmap_ce_grad,
+    vmap_ce_prob_grad,
     vmap_lse_bwd,
     vmap_log_softmax_bwd,
     vmap_scale,
@@ -104,6 +108,7 @@ from .numba_rows import (
     vsum_dot,
     vsum_exp,
     vsum_plain,
+    vsum_qlp,
     vsum_rest,
 )
 
@@ -117,6 +122,12 @@ _HLP = _m.HELPER
 #: kernel, with its context; LLVM-inlining a separately vectorized helper
 #: gave slower code)
 _INL = dict(nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+#: kernels whose loops call inlined helpers on arrays once per row: without
+#: NRT, Numba emits no reference counting for those arguments (an atomic
+#: increment and decrement per row and array that its pruning pass left in
+#: place: cross-entropy over rows of 16 ran 3.7x slower).  They must not
+#: allocate.
+_NONRT = dict(_JIT, _nrt=False)
 
 #: a kernel runs multi-threaded only if its estimated single-thread time
 #: is at least this many nanoseconds.  Measured with tools/numba_threshold.py
@@ -511,9 +522,10 @@ def _t_rest(xf, off, n, m):
 
 
 @njit(**_INL)
-def _t_block_rest(xf, n, b0, b1, mb, lb):
+def _t_block_rest(xf, n, b0, b1, mb, lb, ib=None):
     """For rows b0..b1: max into mb, log1p(rest) into lb (both in the data
-    type; 0 for a row with a non-finite max)."""
+    type; 0 for a row with a non-finite max) and, unless ib is None,
+    1 / (1 + rest) into ib."""
     if n <= VL:
         r = b0
         while r + 4 <= b1:
@@ -534,6 +546,9 @@ def _t_block_rest(xf, n, b0, b1, mb, lb):
             m = _t_max(xf, r * n, n)
             mb[r - b0] = m
             lb[r - b0] = K(m, _t_rest(xf, r * n, n, m)) if _finite(m) else K(m, 0.0)
+    if ib is not None:
+        for i in range(b1 - b0):
+            ib[i] = K(lb[i], 1.0) / (K(lb[i], 1.0) + lb[i])
     _log1p_block(lb, b1 - b0)
 
 
@@ -988,111 +1003,155 @@ from .numba_gen import *  # noqa: E402,F401,F403 - the generated functions (see 
 
 
 # ---------------------------------------------------------------------------
-# cross-entropy: per sample, on a contiguous copy of the sample's logits
-# (gathered along the class axis when inner > 1).  With
-# q = (1 - eps) onehot(t) + eps / C (or (1 - eps) p + eps / C):
+# cross-entropy.  With q = (1 - eps) onehot(t) + eps / C (or
+# (1 - eps) p + eps / C), each rounded in the data type:
 #   loss = -sum_c q_c log_softmax(x)_c   (terms with q_c == 0 count 0)
-#   dx   = scale * (softmax(x) sum(q) - q)
+#   dx   = scale * (softmax(x) sum(q) - q)   (index targets: softmax(x) - q)
+# where log_softmax_c = (x_c - m) - L and softmax_c = exp(x_c - m) * inv,
+# from the row's max m, L = log1p(rest) and inv = 1 / (1 + rest) (rest as
+# in _lrow_rest: the sum without the maximum's own term).  q is qa p + qb,
+# or qa at the target class and qb elsewhere (index targets).
+# Contiguous rows are computed in place with the row intrinsics, short ones
+# in blocks of _RB rows whose m, L and inv come from the vectorized block
+# step of log_softmax, then the losses of the block, then its gradients
+# (separate loops: one loop doing both ran at half the speed).  With
+# inner > 1 each sample's logits are gathered into a contiguous buffer
+# first and its gradient scattered back.
 
 
 @njit(**_INL)
-def _ce_stats(xr):
-    """(m, lse shift L, 1/(1 + rest) in float64): log_softmax_c =
-    (x_c - m) - L and softmax_c = exp(x_c - m) * inv, with the reference's
-    values for a row whose max is not finite (inv NaN)."""
-    m = _row_max(xr)
-    if _finite(m):
-        rest = _lrow_rest(xr, 0, xr.size, m)
-        return m, K(m, log1p(rest)), 1.0 / (1.0 + rest)
-    if _row_hasnan(xr):
+def _ce_nonfinite(xf, off, C, m):
+    """(m, L, inv) of a row whose max is not finite, as the reference has
+    them (m NaN if the row has a NaN, inv NaN)."""
+    if _row_hasnan(xf[off:off + C]):
         m = _nan(m)
-    return m, K(m, 0.0), math.nan
+    return m, K(m, 0.0), K(m, math.nan)
 
 
-@njit(**_JIT)
-def _ce_index_run(xf, tf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad):
-    never_inline()
-    wide()
-    xr = np.empty(C, xf.dtype)
-    z = KA(xr, 0.0)
-    qo = KA(xr, eps / C) if eps != 0.0 else z
-    qt = KA(xr, 1.0 - eps) + qo
-    for s in range(s0, s1):
-        o = s // inner
-        base = o * C * inner + (s - o * inner)
-        t = tf[s]
-        sc = sf[s] if grad else z
-        if t == ignore_index:
-            lf[s] = z
-            if grad:
-                for c in range(C):
-                    df[base + c * inner] = z
-            continue
-        for c in range(C):
-            xr[c] = xf[base + c * inner]
-        m, L, inv = _ce_stats(xr)
-        acc = 0.0
-        for c in range(C):
-            q = qt if c == t else qo
-            lp = (xr[c] - m) - L
-            acc += 0.0 if q == z else np.float64(q * lp)
-        lf[s] = -K(z, acc)
-        if grad:
-            for c in range(C):
-                q = qt if c == t else qo
-                p = K(z, np.float64(exp_neg(xr[c] - m)) * inv)
-                df[base + c * inner] = sc * (p - q)
+@njit(**_INL)
+def _ce_stats(xf, off, C):
+    """(m, L, inv) of the row xf[off:off + C], in its dtype."""
+    m = _row_max(xf[off:off + C])
+    if _finite(m):
+        rest = _lrow_rest(xf, off, C, m)
+        return m, K(m, log1p(rest)), K(m, 1.0 / (1.0 + rest))
+    return _ce_nonfinite(xf, off, C, m)
 
 
-@njit(**_PAR)
-def _p_ce_index(xf, tf, sf, lf, df, C, inner, ignore_index, eps, grad, nt):
-    S = lf.size
-    for c in prange(nt):
-        _ce_index_run(xf, tf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, ignore_index, eps, grad)
+@njit(**_INL)
+def _lrow_qlp(xf, pf, off, n, m, L, qa, qb):
+    """sum of q * log_softmax over [off, off + n) (float64; see vsum_qlp)."""
+    tot = 0.0
+    for b0 in range(0, n, BLK):
+        tot += vsum_qlp(xf, pf, off + b0, min(BLK, n - b0), m, L, qa, qb)
+    return tot
 
 
-@njit(**_JIT)
-def _ce_prob_run(xf, pf, sf, lf, df, C, inner, s0, s1, eps, grad):
-    never_inline()
-    wide()
-    xr = np.empty(C, xf.dtype)
-    qr = np.empty(C, xf.dtype)
-    z = KA(xr, 0.0)
-    keep = KA(xr, 1.0 - eps)
-    add = KA(xr, eps / C)
-    for s in range(s0, s1):
-        o = s // inner
-        base = o * C * inner + (s - o * inner)
-        sc = sf[s] if grad else z
-        for c in range(C):
-            xr[c] = xf[base + c * inner]
-        if eps != 0.0:
-            for c in range(C):
-                qr[c] = keep * pf[base + c * inner] + add
+@njit(**_INL)
+def _ce_loss(xf, tf, pf, s, off, C, m, L, qa, qb, ignore_index, index):
+    """The loss of sample s, its row at off."""
+    z = K(m, 0.0)
+    if not index:
+        return -K(m, _lrow_qlp(xf, pf, off, C, m, L, qa, qb))
+    t = tf[s]
+    if t == ignore_index:
+        return z
+    tv = 0 <= t < C
+    acc = 0.0
+    if qb != z:
+        if tv:  # the target's own term is added below, with its own q
+            acc = (_lrow_qlp(xf, None, off, t, m, L, qb, z)
+                   + _lrow_qlp(xf, None, off + t + 1, C - t - 1, m, L, qb, z))
         else:
-            for c in range(C):
-                qr[c] = pf[base + c * inner]
-        m, L, inv = _ce_stats(xr)
-        acc = 0.0
-        qsum = 0.0
+            acc = _lrow_qlp(xf, None, off, C, m, L, qb, z)
+    if tv and qa != z:
+        acc += np.float64(qa * ((xf[off + t] - m) - L))
+    return -K(m, acc)
+
+
+@njit(**_INL)
+def _ce_grad(xf, tf, pf, sf, df, s, off, C, m, inv, qa, qb, ignore_index, index):
+    """The gradient of sample s into df at off (its row at off)."""
+    sc = sf[s]
+    if not index:
+        qs = K(m, np.float64(qa) * _lrow_sum(pf, off, C) + np.float64(qb) * C)
+        if C <= TINY:
+            for c0 in range(0, C, VL):
+                vrow_ce_prob_grad(xf, pf, off + c0, min(VL, C - c0), m, inv, sc, qs, qa, qb, df, VL)
+        else:
+            vmap_ce_prob_grad(xf, pf, off, C, m, inv, sc, qs, qa, qb, df)
+        return
+    t = tf[s]
+    if t == ignore_index:
         for c in range(C):
-            q = qr[c]
-            lp = (xr[c] - m) - L
-            acc += 0.0 if q == z else np.float64(q * lp)
-            qsum += q
-        lf[s] = -K(z, acc)
-        if grad:
-            qs = K(z, qsum)
+            df[off + c] = K(m, 0.0)
+        return
+    if C <= TINY:
+        for c0 in range(0, C, VL):
+            vrow_ce_grad(xf, off + c0, min(VL, C - c0), m, inv, sc, qb, df, VL)
+    else:
+        vmap_ce_grad(xf, off, C, m, inv, sc, qb, df)
+    if 0 <= t < C:
+        df[off + t] = sc * (exp_neg(xf[off + t] - m) * inv - qa)
+
+
+@njit(**_NONRT)
+def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, index, buf):
+    """Samples s0..s1 of an (outer, C, inner) problem, C >= 1: class-index
+    targets tf if index, else probabilities pf (the other one is not read);
+    buf: 3 C elements of scratch (inner > 1)."""
+    never_inline()
+    wide()
+    z = KA(lf, 0.0)
+    qb = KA(lf, eps / C) if eps != 0.0 else z
+    qa = KA(lf, 1.0 - eps) + qb if index else KA(lf, 1.0 - eps)
+    if inner == 1 and C <= TINY:
+        mb = stack_array(64, z)
+        lb = stack_array(64, z)
+        ib = stack_array(64, z)
+        for b0 in range(s0, s1, _RB):
+            b1 = min(b0 + _RB, s1)
+            _t_block_rest(xf, C, b0, b1, mb, lb, ib)
+            for s in range(b0, b1):
+                if not _finite(mb[s - b0]):
+                    mb[s - b0], lb[s - b0], ib[s - b0] = _ce_nonfinite(xf, s * C, C, mb[s - b0])
+            for s in range(b0, b1):
+                lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, mb[s - b0], lb[s - b0], qa, qb, ignore_index, index)
+            if grad:
+                for s in range(b0, b1):
+                    _ce_grad(xf, tf, pf, sf, df, s, s * C, C, mb[s - b0], ib[s - b0], qa, qb, ignore_index, index)
+    elif inner == 1:
+        for s in range(s0, s1):
+            m, L, inv = _ce_stats(xf, s * C, C)
+            lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, m, L, qa, qb, ignore_index, index)
+            if grad:
+                _ce_grad(xf, tf, pf, sf, df, s, s * C, C, m, inv, qa, qb, ignore_index, index)
+    else:
+        xr = buf[:C]
+        pr = buf[C:2 * C]
+        dr = buf[2 * C:3 * C]
+        for s in range(s0, s1):
+            o = s // inner
+            base = o * C * inner + (s - o * inner)
             for c in range(C):
-                p = K(z, np.float64(exp_neg(xr[c] - m)) * inv)
-                df[base + c * inner] = sc * (p * qs - qr[c])
+                xr[c] = xf[base + c * inner]
+            if not index:
+                for c in range(C):
+                    pr[c] = pf[base + c * inner]
+            m, L, inv = _ce_stats(xr, 0, C)
+            lf[s] = _ce_loss(xr, tf, pr, s, 0, C, m, L, qa, qb, ignore_index, index)
+            if grad:
+                _ce_grad(xr, tf, pr, sf, dr, s, 0, C, m, inv, qa, qb, ignore_index, index)
+                for c in range(C):
+                    df[base + c * inner] = dr[c]
 
 
 @njit(**_PAR)
-def _p_ce_prob(xf, pf, sf, lf, df, C, inner, eps, grad, nt):
+def _p_ce(xf, tf, pf, sf, lf, df, C, inner, ignore_index, eps, grad, index, buf, nt):
     S = lf.size
     for c in prange(nt):
-        _ce_prob_run(xf, pf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, eps, grad)
+        _ce_run(xf, tf, pf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, ignore_index, eps, grad, index,
+                buf[c])
 
 
 # ---------------------------------------------------------------------------
@@ -1286,51 +1345,49 @@ def logsumexp_backward(grad, x, lse, out):
 
 _CE_LIMIT = _serial_below(2.0)
 _CEG_LIMIT = _serial_below(3.0)
+_NO_TARGET = np.zeros(1, np.intp)
+
+
+def _cross_entropy(x, target, p, scale, loss, dx, ignore_index, label_smoothing):
+    """The four cross-entropy kernels: index (target) or probability (p)
+    targets, with the gradient when dx is given."""
+    o, C, i = x.shape
+    if loss.size == 0:
+        return
+    lf = loss.reshape(-1)
+    tf = None if target is None else target.reshape(-1)
+    if C == 0:  # an empty sum: -0.0 (0 for an ignored sample)
+        lf[...] = -0.0
+        if tf is not None:
+            lf[tf == ignore_index] = 0.0
+        return
+    grad = dx is not None
+    xf = x.reshape(-1)
+    # arrays a call does not read are stand-ins of the right type
+    args = (xf, _NO_TARGET if tf is None else tf, xf if p is None else p.reshape(-1),
+            scale.reshape(-1) if grad else lf, lf, dx.reshape(-1) if grad else lf, C, i,
+            int(ignore_index), float(label_smoothing), grad, tf is not None)
+    buf = np.empty((_NT[0], 3 * C if i > 1 else 0), x.dtype)
+    limit = _CEG_LIMIT if grad else _CE_LIMIT
+    if x.nbytes < limit or _NT[0] < 2 or not _parallel(_p_ce, args + (buf,)):
+        _ce_run(*args[:8], 0, lf.size, *args[8:], buf[0])
 
 
 def cross_entropy_index(x, target, loss, ignore_index, label_smoothing):
     """Kernel ``cross_entropy_index`` (see fastact._registry)."""
-    o, C, i = x.shape
-    if loss.size == 0:
-        return
-    lf = loss.reshape(-1)
-    args = (x.reshape(-1), target.reshape(-1), lf, lf, lf, C, i)
-    p = (int(ignore_index), float(label_smoothing), False)
-    if x.nbytes < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
-        _ce_index_run(*args, 0, lf.size, *p)
+    _cross_entropy(x, target, None, None, loss, None, ignore_index, label_smoothing)
 
 
 def cross_entropy_index_grad(x, target, scale, loss, dx, ignore_index, label_smoothing):
     """Kernel ``cross_entropy_index_grad`` (see fastact._registry)."""
-    o, C, i = x.shape
-    if loss.size == 0:
-        return
-    lf = loss.reshape(-1)
-    args = (x.reshape(-1), target.reshape(-1), scale.reshape(-1), lf, dx.reshape(-1), C, i)
-    p = (int(ignore_index), float(label_smoothing), True)
-    if x.nbytes < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_index, args + p):
-        _ce_index_run(*args, 0, lf.size, *p)
+    _cross_entropy(x, target, None, scale, loss, dx, ignore_index, label_smoothing)
 
 
 def cross_entropy_prob(x, p, loss, label_smoothing):
     """Kernel ``cross_entropy_prob`` (see fastact._registry)."""
-    o, C, i = x.shape
-    if loss.size == 0:
-        return
-    lf = loss.reshape(-1)
-    args = (x.reshape(-1), p.reshape(-1), lf, lf, lf, C, i)
-    q = (float(label_smoothing), False)
-    if x.nbytes < _CE_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
-        _ce_prob_run(*args, 0, lf.size, *q)
+    _cross_entropy(x, None, p, None, loss, None, -100, label_smoothing)
 
 
 def cross_entropy_prob_grad(x, p, scale, loss, dx, label_smoothing):
     """Kernel ``cross_entropy_prob_grad`` (see fastact._registry)."""
-    o, C, i = x.shape
-    if loss.size == 0:
-        return
-    lf = loss.reshape(-1)
-    args = (x.reshape(-1), p.reshape(-1), scale.reshape(-1), lf, dx.reshape(-1), C, i)
-    q = (float(label_smoothing), True)
-    if x.nbytes < _CEG_LIMIT or _NT[0] < 2 or not _parallel(_p_ce_prob, args + q):
-        _ce_prob_run(*args, 0, lf.size, *q)
+    _cross_entropy(x, None, p, scale, loss, dx, -100, label_smoothing)

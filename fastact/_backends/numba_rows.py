@@ -242,6 +242,17 @@ def _op_lse_bwd(b, v, s):  # g * exp(x - lse)
     return b.fmul(s[0], emit_exp(b, b.fsub(v[0], s[1], flags=_EFLAGS)), flags=_EFLAGS)
 
 
+def _op_ce_grad(b, v, s):  # sc * (exp(x - m) * inv - q)
+    e = emit_exp_neg(b, b.fsub(v[0], s[0], flags=_EFLAGS))
+    return b.fmul(s[2], b.fsub(b.fmul(e, s[1], flags=_EFLAGS), s[3], flags=_EFLAGS), flags=_EFLAGS)
+
+
+def _op_ce_prob_grad(b, v, s):  # sc * ((exp(x - m) * inv) * qs - (qa * p + qb))
+    e = b.fmul(emit_exp_neg(b, b.fsub(v[0], s[0], flags=_EFLAGS)), s[1], flags=_EFLAGS)
+    q = b.fadd(b.fmul(s[4], v[1], flags=_EFLAGS), s[5], flags=_EFLAGS)
+    return b.fmul(s[2], b.fsub(b.fmul(e, s[3], flags=_EFLAGS), q, flags=_EFLAGS), flags=_EFLAGS)
+
+
 def _row_update(op, nin, args):
     """Typing and codegen of ``vrow_*``: out = op(...) over one short row
     (masked store into ``out`` at the same offset)."""
@@ -290,6 +301,16 @@ def vrow_log_softmax_bwd(typingctx, g, y, off, n, total, out, VL):
 def vrow_lse_bwd(typingctx, x, off, n, g, lse, out, VL):
     """out = g * exp(x - lse) over the row."""
     return _row_update(_op_lse_bwd, 1, (x, off, n, g, lse, out, VL))
+
+
+@intrinsic
+def vrow_ce_grad(typingctx, x, off, n, m, inv, sc, q, out, VL):
+    return _row_update(_op_ce_grad, 1, (x, off, n, m, inv, sc, q, out, VL))
+
+
+@intrinsic
+def vrow_ce_prob_grad(typingctx, x, p, off, n, m, inv, sc, qs, qa, qb, out, VL):
+    return _row_update(_op_ce_prob_grad, 2, (x, p, off, n, m, inv, sc, qs, qa, qb, out, VL))
 
 
 @intrinsic
@@ -622,6 +643,37 @@ def vsum_plain(typingctx, g, off, n):
     return dt(g, off, n), codegen
 
 
+@intrinsic
+def vsum_qlp(typingctx, x, p, off, n, m, L, qa, qb):
+    """sum over [off, off + n) of q * ((x - m) - L), the cross-entropy terms
+    (pairwise lane order), with q = qa if p is None, else qa * p + qb; a
+    term with q == 0 counts 0 whatever its log-probability."""
+    has_p = not isinstance(p, (types.NoneType, types.Omitted))
+    dt = _sig([x, p] if has_p else [x], [m, L, qa, qb])
+    if dt is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        arrs = [0, 1] if has_p else [0]
+        st = _Stream(context, b, [sig.args[k] for k in arrs], [args[k] for k in arrs], args[2], args[3], VLS)
+        mv, lv, qav, qbv = (st.splat(a) for a in args[4:8])
+        zero = const(st.vty, 0.0)
+
+        def body(vals, accs, store, tail=False):
+            lp = b.fsub(b.fsub(vals[0], mv, flags=_EFLAGS), lv, flags=_EFLAGS)
+            q = b.fadd(b.fmul(qav, vals[1], flags=_EFLAGS), qbv, flags=_EFLAGS) if has_p else qav
+            keep = b.fcmp_unordered("!=", q, zero)
+            if tail:
+                keep = b.and_(keep, st.mask)
+            return [b.fadd(accs[0], b.select(keep, b.fmul(q, lp, flags=_EFLAGS), zero), flags=_EFLAGS)]
+
+        (acc,) = st.run(body, [0.0] * len(arrs), 1)
+        return _reduce_fadd(b, acc)
+
+    return dt(x, p, off, n, m, L, qa, qb), codegen
+
+
 def _stream_update(op, nin, args):
     """Typing and codegen of ``vmap_*``: out = op(...) over [off, off + n)
     (out may be any of the inputs: each vector is loaded before it is
@@ -673,6 +725,19 @@ def vmap_log_softmax_bwd(typingctx, g, y, off, n, t, out):
 def vmap_lse_bwd(typingctx, x, off, n, g, lse, out):
     """out = g * exp(x - lse) over [off, off + n) (out may be x)."""
     return _stream_update(_op_lse_bwd, 1, (x, off, n, g, lse, out))
+
+
+@intrinsic
+def vmap_ce_grad(typingctx, x, off, n, m, inv, sc, q, out):
+    """out = sc * (exp(x - m) * inv - q) over [off, off + n) (out may be x)."""
+    return _stream_update(_op_ce_grad, 1, (x, off, n, m, inv, sc, q, out))
+
+
+@intrinsic
+def vmap_ce_prob_grad(typingctx, x, p, off, n, m, inv, sc, qs, qa, qb, out):
+    """out = sc * ((exp(x - m) * inv) * qs - (qa * p + qb)) over
+    [off, off + n) (out may be x or p)."""
+    return _stream_update(_op_ce_prob_grad, 2, (x, p, off, n, m, inv, sc, qs, qa, qb, out))
 
 
 #: lanes of the streaming loops
