@@ -142,10 +142,11 @@ def _r{p}r_{name}({arrs}, r0, r1):
     _f{p}_{name}({flats}, {S}.shape[1], r0, r1)
 '''
 
-# a path over the whole array (_rtr_ / _rlr_ on rows, _lanesr_ on work units)
+# a path over the whole array (_rtr_ / _rlr_ on rows, _lanesr_ on work units),
+# compiled without NRT where it allocates nothing (see numba_jit._NONRT)
 SERIAL = '''
 
-@njit(**_JIT)
+@njit(**{jit})
 def {fn}_{name}({arrs}):
     never_inline()
     wide()
@@ -163,17 +164,17 @@ def {fn}_{name}({arrs}, nt):
         {rng}_{name}({arrs}, c * o // nt, (c + 1) * o // nt)
 '''
 
-# (serial, parallel, range function, end of the range)
+# (serial, parallel, range function, end of the range, serial options)
 PATHS = (
-    ("_rt", "_prt", "_rtr", "{S}.shape[0]"),
-    ("_rl", "_prl", "_rlr", "{S}.shape[0]"),
-    ("_lanes", "_pl", "_lanesr", "_units({S})"),
+    ("_rt", "_prt", "_rtr", "{S}.shape[0]", "_NONRT"),
+    ("_rl", "_prl", "_rlr", "{S}.shape[0]", "_NONRT"),
+    ("_lanes", "_pl", "_lanesr", "_units({S})", "_JIT"),
 )
 
 # inner == 1, either path: the small-work path
 SMALL = '''
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rs_{name}({arrs}):
     """Serial, inner == 1, any row length (the small-work path)."""
     never_inline()
@@ -225,7 +226,7 @@ def render() -> str:
     body = [SECTION.format(title="elementwise kernels: _e_<name>(inputs, out, *params) the serial loop,\n"
                                  "# _p_<name>(..., nt) the parallel one")]
     names = []
-    imports = {"_JIT", "_PAR", "_INL", "_same", "_units", "TINY"}
+    imports = {"_JIT", "_NONRT", "_PAR", "_INL", "_same", "_units", "TINY"}
     for name, (fn, ins, params) in ELEMENTWISE.items():
         body.append(_elementwise(name, fn, ins, params))
         names += ["_e_" + name, "_p_" + name]
@@ -241,9 +242,9 @@ def render() -> str:
         for p in ("t", "l"):
             body.append(RANGE.format(p=p, flats=flats, **kw))
             names.append(f"_r{p}r_{name}")
-        for fn, pfn, rng, end in PATHS:
+        for fn, pfn, rng, end, jit in PATHS:
             end = end.format(S=s)
-            body.append(SERIAL.format(fn=fn, rng=rng, end=end, **kw))
+            body.append(SERIAL.format(fn=fn, rng=rng, end=end, jit=jit, **kw))
             body.append(PARALLEL.format(fn=pfn, rng=rng, end=end, **kw))
             names += [f"{fn}_{name}", f"{pfn}_{name}"]
         body.append(SMALL.format(**kw))

@@ -11,7 +11,7 @@ this module.
 from numba import njit, prange
 
 from .numba_jit import (  # noqa: F401 - defined before numba_jit imports this module
-    TINY, _INL, _JIT, _PAR, _b_bce_with_logits, _b_gelu, _b_gelu_tanh, _b_leaky_relu,
+    TINY, _INL, _JIT, _NONRT, _PAR, _b_bce_with_logits, _b_gelu, _b_gelu_tanh, _b_leaky_relu,
     _b_log_sigmoid, _b_logit, _b_relu, _b_sigmoid, _b_sigmoid_x, _b_silu, _b_softplus, _b_tanh,
     _b_tanh_x, _f_bce_with_logits, _f_gelu, _f_gelu_tanh, _f_leaky_relu, _f_log_sigmoid,
     _f_logit, _f_relu, _f_sigmoid, _f_silu, _f_softplus, _f_tanh, _fl_log_softmax,
@@ -608,7 +608,7 @@ def _rlr_softmax(x, out, r0, r1):
     _fl_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rt_softmax(x, out):
     never_inline()
     wide()
@@ -623,7 +623,7 @@ def _prt_softmax(x, out, nt):
         _rtr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rl_softmax(x, out):
     never_inline()
     wide()
@@ -653,7 +653,7 @@ def _pl_softmax(x, out, nt):
         _lanesr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rs_softmax(x, out):
     """Serial, inner == 1, any row length (the small-work path)."""
     never_inline()
@@ -685,7 +685,7 @@ def _rlr_log_softmax(x, out, r0, r1):
     _fl_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rt_log_softmax(x, out):
     never_inline()
     wide()
@@ -700,7 +700,7 @@ def _prt_log_softmax(x, out, nt):
         _rtr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rl_log_softmax(x, out):
     never_inline()
     wide()
@@ -730,7 +730,7 @@ def _pl_log_softmax(x, out, nt):
         _lanesr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rs_log_softmax(x, out):
     """Serial, inner == 1, any row length (the small-work path)."""
     never_inline()
@@ -762,7 +762,7 @@ def _rlr_logsumexp(x, out, r0, r1):
     _fl_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rt_logsumexp(x, out):
     never_inline()
     wide()
@@ -777,7 +777,7 @@ def _prt_logsumexp(x, out, nt):
         _rtr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rl_logsumexp(x, out):
     never_inline()
     wide()
@@ -807,7 +807,7 @@ def _pl_logsumexp(x, out, nt):
         _lanesr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rs_logsumexp(x, out):
     """Serial, inner == 1, any row length (the small-work path)."""
     never_inline()
@@ -839,7 +839,7 @@ def _rlr_softmax_backward(g, y, out, r0, r1):
     _fl_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rt_softmax_backward(g, y, out):
     never_inline()
     wide()
@@ -854,7 +854,7 @@ def _prt_softmax_backward(g, y, out, nt):
         _rtr_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rl_softmax_backward(g, y, out):
     never_inline()
     wide()
@@ -884,7 +884,7 @@ def _pl_softmax_backward(g, y, out, nt):
         _lanesr_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rs_softmax_backward(g, y, out):
     """Serial, inner == 1, any row length (the small-work path)."""
     never_inline()
@@ -916,7 +916,7 @@ def _rlr_log_softmax_backward(g, y, out, r0, r1):
     _fl_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rt_log_softmax_backward(g, y, out):
     never_inline()
     wide()
@@ -931,7 +931,7 @@ def _prt_log_softmax_backward(g, y, out, nt):
         _rtr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rl_log_softmax_backward(g, y, out):
     never_inline()
     wide()
@@ -961,7 +961,7 @@ def _pl_log_softmax_backward(g, y, out, nt):
         _lanesr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rs_log_softmax_backward(g, y, out):
     """Serial, inner == 1, any row length (the small-work path)."""
     never_inline()
@@ -993,7 +993,7 @@ def _rlr_logsumexp_backward(g, x, lse, out, r0, r1):
     _fl_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out), x.shape[1], r0, r1)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rt_logsumexp_backward(g, x, lse, out):
     never_inline()
     wide()
@@ -1008,7 +1008,7 @@ def _prt_logsumexp_backward(g, x, lse, out, nt):
         _rtr_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rl_logsumexp_backward(g, x, lse, out):
     never_inline()
     wide()
@@ -1038,7 +1038,7 @@ def _pl_logsumexp_backward(g, x, lse, out, nt):
         _lanesr_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_JIT)
+@njit(**_NONRT)
 def _rs_logsumexp_backward(g, x, lse, out):
     """Serial, inner == 1, any row length (the small-work path)."""
     never_inline()

@@ -873,7 +873,8 @@ def flat(typingctx, a):
             parent=src.parent,
         )
         out = dst._getvalue()
-        context.nrt.incref(builder, sig.return_type, out)
+        if context.enable_nrt:
+            context.nrt.incref(builder, sig.return_type, out)
         return out
 
     return ret(a), codegen
