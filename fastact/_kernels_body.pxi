@@ -841,171 +841,141 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexc
     return s + (c - 1)
 
 
-# ---- tiles: TR short rows transposed so that the rows become SIMD lanes ----
-# The transposes are compiled once per row length 1..NSHORT (a constant n
-# lets GCC turn them into in-register permutations: measured 3x faster than
-# with a run-time n), row-outer (contiguous loads).
+# ---- short rows: row length as a compile-time constant ---------------------
+# The short-row steps are compiled once per row length 1..NSHORT (a constant
+# n lets GCC turn the transposes into in-register permutations -- measured
+# 3x faster than with a run-time n -- and vectorize the row-wise outputs
+# along the row).  Each step is one branch of _short_n, selected at compile
+# time by the fused tag type; _short is the one dispatch on n.
+#
+#   _ToTile     tile[j*TR + r] = a[r*n + j]  (TR short rows transposed so that
+#               the rows become SIMD lanes; row-outer: contiguous loads)
+#   _FromTile   out[r*n + j] = a[j*TR + r]
+#   the backward kernels of short rows need one per-row scalar (sum(g*y),
+#   sum(g), or g and lse given); the row scalars come from a transposed
+#   tile of at most one array, and the output is written row by row:
+#   _SmBwd      out = b * (a - c[row])          (a = g, b = y, c = sum(g*y))
+#   _LsmBwd     out = a - exp(b) * c[row]       (a = g, b = y, c = sum(g))
+#   _LseBwd     out = a[row] * exp(b - c[row])  (a = g, b = x, c = lse)
 
-cdef inline void _to_tile_n(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
-    # tile[j*TR + r] = x[r*n + j]
-    cdef Py_ssize_t j, r
-    for r in range(R):
-        for j in range(n):
-            tile[j * TR + r] = x[r * n + j]
+ctypedef struct _ToTile:
+    char unused
+ctypedef struct _FromTile:
+    char unused
+ctypedef struct _SmBwd:
+    char unused
+ctypedef struct _LsmBwd:
+    char unused
+ctypedef struct _LseBwd:
+    char unused
+
+ctypedef fused short_op:
+    _ToTile
+    _FromTile
+    _SmBwd
+    _LsmBwd
+    _LseBwd
 
 
-cdef inline void _from_tile_n(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
-    cdef Py_ssize_t j, r
-    for r in range(R):
-        for j in range(n):
-            out[r * n + j] = tile[j * TR + r]
-
-
-cdef void _to_tile(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
-    if n == 1:
-        _to_tile_n(x, tile, 1, R)
-    elif n == 2:
-        _to_tile_n(x, tile, 2, R)
-    elif n == 3:
-        _to_tile_n(x, tile, 3, R)
-    elif n == 4:
-        _to_tile_n(x, tile, 4, R)
-    elif n == 5:
-        _to_tile_n(x, tile, 5, R)
-    elif n == 6:
-        _to_tile_n(x, tile, 6, R)
-    elif n == 7:
-        _to_tile_n(x, tile, 7, R)
-    elif n == 8:
-        _to_tile_n(x, tile, 8, R)
-    elif n == 9:
-        _to_tile_n(x, tile, 9, R)
-    elif n == 10:
-        _to_tile_n(x, tile, 10, R)
-    elif n == 11:
-        _to_tile_n(x, tile, 11, R)
-    elif n == 12:
-        _to_tile_n(x, tile, 12, R)
-    elif n == 13:
-        _to_tile_n(x, tile, 13, R)
-    elif n == 14:
-        _to_tile_n(x, tile, 14, R)
-    elif n == 15:
-        _to_tile_n(x, tile, 15, R)
-    elif n == 16:
-        _to_tile_n(x, tile, 16, R)
-    elif n == 17:
-        _to_tile_n(x, tile, 17, R)
-    elif n == 18:
-        _to_tile_n(x, tile, 18, R)
-    elif n == 19:
-        _to_tile_n(x, tile, 19, R)
-    elif n == 20:
-        _to_tile_n(x, tile, 20, R)
-    elif n == 21:
-        _to_tile_n(x, tile, 21, R)
-    elif n == 22:
-        _to_tile_n(x, tile, 22, R)
-    elif n == 23:
-        _to_tile_n(x, tile, 23, R)
-    elif n == 24:
-        _to_tile_n(x, tile, 24, R)
-    elif n == 25:
-        _to_tile_n(x, tile, 25, R)
-    elif n == 26:
-        _to_tile_n(x, tile, 26, R)
-    elif n == 27:
-        _to_tile_n(x, tile, 27, R)
-    elif n == 28:
-        _to_tile_n(x, tile, 28, R)
-    elif n == 29:
-        _to_tile_n(x, tile, 29, R)
-    elif n == 30:
-        _to_tile_n(x, tile, 30, R)
-    elif n == 31:
-        _to_tile_n(x, tile, 31, R)
-    elif n == 32:
-        _to_tile_n(x, tile, 32, R)
+cdef inline void _short_n(short_op* op, const real* a, const real* b, const real* c, real* out,
+                          Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+    cdef Py_ssize_t r, j
+    cdef real cr, ar
+    if short_op is _ToTile:
+        for r in range(R):
+            for j in range(n):
+                out[j * TR + r] = a[r * n + j]
+    elif short_op is _FromTile:
+        for r in range(R):
+            for j in range(n):
+                out[r * n + j] = a[j * TR + r]
+    elif short_op is _SmBwd:
+        for r in range(R):
+            cr = c[r]
+            for j in range(n):
+                out[r * n + j] = b[r * n + j] * (a[r * n + j] - cr)
+    elif short_op is _LsmBwd:
+        for r in range(R):
+            cr = c[r]
+            for j in range(n):
+                out[r * n + j] = a[r * n + j] - fexp(b[r * n + j]) * cr
     else:
-        _to_tile_n(x, tile, n, R)
+        for r in range(R):
+            ar = a[r]
+            cr = c[r]
+            for j in range(n):
+                out[r * n + j] = ar * fexp(b[r * n + j] - cr)
 
 
-cdef void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+cdef void _short(short_op* op, const real* a, const real* b, const real* c, real* out,
+                 Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     if n == 1:
-        _from_tile_n(tile, out, 1, R)
+        _short_n(op, a, b, c, out, 1, R)
     elif n == 2:
-        _from_tile_n(tile, out, 2, R)
+        _short_n(op, a, b, c, out, 2, R)
     elif n == 3:
-        _from_tile_n(tile, out, 3, R)
+        _short_n(op, a, b, c, out, 3, R)
     elif n == 4:
-        _from_tile_n(tile, out, 4, R)
+        _short_n(op, a, b, c, out, 4, R)
     elif n == 5:
-        _from_tile_n(tile, out, 5, R)
+        _short_n(op, a, b, c, out, 5, R)
     elif n == 6:
-        _from_tile_n(tile, out, 6, R)
+        _short_n(op, a, b, c, out, 6, R)
     elif n == 7:
-        _from_tile_n(tile, out, 7, R)
+        _short_n(op, a, b, c, out, 7, R)
     elif n == 8:
-        _from_tile_n(tile, out, 8, R)
+        _short_n(op, a, b, c, out, 8, R)
     elif n == 9:
-        _from_tile_n(tile, out, 9, R)
+        _short_n(op, a, b, c, out, 9, R)
     elif n == 10:
-        _from_tile_n(tile, out, 10, R)
+        _short_n(op, a, b, c, out, 10, R)
     elif n == 11:
-        _from_tile_n(tile, out, 11, R)
+        _short_n(op, a, b, c, out, 11, R)
     elif n == 12:
-        _from_tile_n(tile, out, 12, R)
+        _short_n(op, a, b, c, out, 12, R)
     elif n == 13:
-        _from_tile_n(tile, out, 13, R)
+        _short_n(op, a, b, c, out, 13, R)
     elif n == 14:
-        _from_tile_n(tile, out, 14, R)
+        _short_n(op, a, b, c, out, 14, R)
     elif n == 15:
-        _from_tile_n(tile, out, 15, R)
+        _short_n(op, a, b, c, out, 15, R)
     elif n == 16:
-        _from_tile_n(tile, out, 16, R)
+        _short_n(op, a, b, c, out, 16, R)
     elif n == 17:
-        _from_tile_n(tile, out, 17, R)
+        _short_n(op, a, b, c, out, 17, R)
     elif n == 18:
-        _from_tile_n(tile, out, 18, R)
+        _short_n(op, a, b, c, out, 18, R)
     elif n == 19:
-        _from_tile_n(tile, out, 19, R)
+        _short_n(op, a, b, c, out, 19, R)
     elif n == 20:
-        _from_tile_n(tile, out, 20, R)
+        _short_n(op, a, b, c, out, 20, R)
     elif n == 21:
-        _from_tile_n(tile, out, 21, R)
+        _short_n(op, a, b, c, out, 21, R)
     elif n == 22:
-        _from_tile_n(tile, out, 22, R)
+        _short_n(op, a, b, c, out, 22, R)
     elif n == 23:
-        _from_tile_n(tile, out, 23, R)
+        _short_n(op, a, b, c, out, 23, R)
     elif n == 24:
-        _from_tile_n(tile, out, 24, R)
+        _short_n(op, a, b, c, out, 24, R)
     elif n == 25:
-        _from_tile_n(tile, out, 25, R)
+        _short_n(op, a, b, c, out, 25, R)
     elif n == 26:
-        _from_tile_n(tile, out, 26, R)
+        _short_n(op, a, b, c, out, 26, R)
     elif n == 27:
-        _from_tile_n(tile, out, 27, R)
+        _short_n(op, a, b, c, out, 27, R)
     elif n == 28:
-        _from_tile_n(tile, out, 28, R)
+        _short_n(op, a, b, c, out, 28, R)
     elif n == 29:
-        _from_tile_n(tile, out, 29, R)
+        _short_n(op, a, b, c, out, 29, R)
     elif n == 30:
-        _from_tile_n(tile, out, 30, R)
+        _short_n(op, a, b, c, out, 30, R)
     elif n == 31:
-        _from_tile_n(tile, out, 31, R)
+        _short_n(op, a, b, c, out, 31, R)
     elif n == 32:
-        _from_tile_n(tile, out, 32, R)
+        _short_n(op, a, b, c, out, 32, R)
     else:
-        _from_tile_n(tile, out, n, R)
+        _short_n(op, a, b, c, out, n, R)
 
-
-
-# ---- short rows without a transposed output ------------------------------------
-# The backward kernels of short rows need one per-row scalar (sum(g*y),
-# sum(g), or g and lse given); the row scalars come from a transposed tile
-# of at most one array, and the output is written row by row with the row
-# length a compile-time constant (same dispatch as the transposes), which
-# GCC vectorizes along the row.
 
 cdef inline void _rows_mul(const real* a, const real* b, real* out, Py_ssize_t m) noexcept nogil:
     cdef Py_ssize_t i
@@ -1013,248 +983,12 @@ cdef inline void _rows_mul(const real* a, const real* b, real* out, Py_ssize_t m
         out[i] = a[i] * b[i]
 
 
-cdef inline void _sbwd_out_n(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
-                             Py_ssize_t R) noexcept nogil:
-    # out = y * (g - d[row])
-    cdef Py_ssize_t r, j
-    cdef real dr
-    for r in range(R):
-        dr = d[r]
-        for j in range(n):
-            out[r * n + j] = y[r * n + j] * (g[r * n + j] - dr)
+cdef inline void _to_tile(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+    _short(<_ToTile*>NULL, x, <const real*>NULL, <const real*>NULL, tile, n, R)
 
 
-cdef void _sbwd_out(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
-                    Py_ssize_t R) noexcept nogil:
-    if n == 1:
-        _sbwd_out_n(g, y, d, out, 1, R)
-    elif n == 2:
-        _sbwd_out_n(g, y, d, out, 2, R)
-    elif n == 3:
-        _sbwd_out_n(g, y, d, out, 3, R)
-    elif n == 4:
-        _sbwd_out_n(g, y, d, out, 4, R)
-    elif n == 5:
-        _sbwd_out_n(g, y, d, out, 5, R)
-    elif n == 6:
-        _sbwd_out_n(g, y, d, out, 6, R)
-    elif n == 7:
-        _sbwd_out_n(g, y, d, out, 7, R)
-    elif n == 8:
-        _sbwd_out_n(g, y, d, out, 8, R)
-    elif n == 9:
-        _sbwd_out_n(g, y, d, out, 9, R)
-    elif n == 10:
-        _sbwd_out_n(g, y, d, out, 10, R)
-    elif n == 11:
-        _sbwd_out_n(g, y, d, out, 11, R)
-    elif n == 12:
-        _sbwd_out_n(g, y, d, out, 12, R)
-    elif n == 13:
-        _sbwd_out_n(g, y, d, out, 13, R)
-    elif n == 14:
-        _sbwd_out_n(g, y, d, out, 14, R)
-    elif n == 15:
-        _sbwd_out_n(g, y, d, out, 15, R)
-    elif n == 16:
-        _sbwd_out_n(g, y, d, out, 16, R)
-    elif n == 17:
-        _sbwd_out_n(g, y, d, out, 17, R)
-    elif n == 18:
-        _sbwd_out_n(g, y, d, out, 18, R)
-    elif n == 19:
-        _sbwd_out_n(g, y, d, out, 19, R)
-    elif n == 20:
-        _sbwd_out_n(g, y, d, out, 20, R)
-    elif n == 21:
-        _sbwd_out_n(g, y, d, out, 21, R)
-    elif n == 22:
-        _sbwd_out_n(g, y, d, out, 22, R)
-    elif n == 23:
-        _sbwd_out_n(g, y, d, out, 23, R)
-    elif n == 24:
-        _sbwd_out_n(g, y, d, out, 24, R)
-    elif n == 25:
-        _sbwd_out_n(g, y, d, out, 25, R)
-    elif n == 26:
-        _sbwd_out_n(g, y, d, out, 26, R)
-    elif n == 27:
-        _sbwd_out_n(g, y, d, out, 27, R)
-    elif n == 28:
-        _sbwd_out_n(g, y, d, out, 28, R)
-    elif n == 29:
-        _sbwd_out_n(g, y, d, out, 29, R)
-    elif n == 30:
-        _sbwd_out_n(g, y, d, out, 30, R)
-    elif n == 31:
-        _sbwd_out_n(g, y, d, out, 31, R)
-    elif n == 32:
-        _sbwd_out_n(g, y, d, out, 32, R)
-    else:
-        _sbwd_out_n(g, y, d, out, n, R)
-
-
-cdef inline void _lsbwd_out_n(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
-                              Py_ssize_t R) noexcept nogil:
-    # out = g - exp(y) * d[row]
-    cdef Py_ssize_t r, j
-    cdef real dr
-    for r in range(R):
-        dr = d[r]
-        for j in range(n):
-            out[r * n + j] = g[r * n + j] - fexp(y[r * n + j]) * dr
-
-
-cdef void _lsbwd_out(const real* g, const real* y, const real* d, real* out, Py_ssize_t n,
-                     Py_ssize_t R) noexcept nogil:
-    if n == 1:
-        _lsbwd_out_n(g, y, d, out, 1, R)
-    elif n == 2:
-        _lsbwd_out_n(g, y, d, out, 2, R)
-    elif n == 3:
-        _lsbwd_out_n(g, y, d, out, 3, R)
-    elif n == 4:
-        _lsbwd_out_n(g, y, d, out, 4, R)
-    elif n == 5:
-        _lsbwd_out_n(g, y, d, out, 5, R)
-    elif n == 6:
-        _lsbwd_out_n(g, y, d, out, 6, R)
-    elif n == 7:
-        _lsbwd_out_n(g, y, d, out, 7, R)
-    elif n == 8:
-        _lsbwd_out_n(g, y, d, out, 8, R)
-    elif n == 9:
-        _lsbwd_out_n(g, y, d, out, 9, R)
-    elif n == 10:
-        _lsbwd_out_n(g, y, d, out, 10, R)
-    elif n == 11:
-        _lsbwd_out_n(g, y, d, out, 11, R)
-    elif n == 12:
-        _lsbwd_out_n(g, y, d, out, 12, R)
-    elif n == 13:
-        _lsbwd_out_n(g, y, d, out, 13, R)
-    elif n == 14:
-        _lsbwd_out_n(g, y, d, out, 14, R)
-    elif n == 15:
-        _lsbwd_out_n(g, y, d, out, 15, R)
-    elif n == 16:
-        _lsbwd_out_n(g, y, d, out, 16, R)
-    elif n == 17:
-        _lsbwd_out_n(g, y, d, out, 17, R)
-    elif n == 18:
-        _lsbwd_out_n(g, y, d, out, 18, R)
-    elif n == 19:
-        _lsbwd_out_n(g, y, d, out, 19, R)
-    elif n == 20:
-        _lsbwd_out_n(g, y, d, out, 20, R)
-    elif n == 21:
-        _lsbwd_out_n(g, y, d, out, 21, R)
-    elif n == 22:
-        _lsbwd_out_n(g, y, d, out, 22, R)
-    elif n == 23:
-        _lsbwd_out_n(g, y, d, out, 23, R)
-    elif n == 24:
-        _lsbwd_out_n(g, y, d, out, 24, R)
-    elif n == 25:
-        _lsbwd_out_n(g, y, d, out, 25, R)
-    elif n == 26:
-        _lsbwd_out_n(g, y, d, out, 26, R)
-    elif n == 27:
-        _lsbwd_out_n(g, y, d, out, 27, R)
-    elif n == 28:
-        _lsbwd_out_n(g, y, d, out, 28, R)
-    elif n == 29:
-        _lsbwd_out_n(g, y, d, out, 29, R)
-    elif n == 30:
-        _lsbwd_out_n(g, y, d, out, 30, R)
-    elif n == 31:
-        _lsbwd_out_n(g, y, d, out, 31, R)
-    elif n == 32:
-        _lsbwd_out_n(g, y, d, out, 32, R)
-    else:
-        _lsbwd_out_n(g, y, d, out, n, R)
-
-
-cdef inline void _lsebwd_out_n(const real* g, const real* x, const real* lse, real* out, Py_ssize_t n,
-                               Py_ssize_t R) noexcept nogil:
-    # out = g[row] * exp(x - lse[row])
-    cdef Py_ssize_t r, j
-    cdef real gr, lr
-    for r in range(R):
-        gr = g[r]
-        lr = lse[r]
-        for j in range(n):
-            out[r * n + j] = gr * fexp(x[r * n + j] - lr)
-
-
-cdef void _lsebwd_out(const real* g, const real* x, const real* lse, real* out, Py_ssize_t n,
-                      Py_ssize_t R) noexcept nogil:
-    if n == 1:
-        _lsebwd_out_n(g, x, lse, out, 1, R)
-    elif n == 2:
-        _lsebwd_out_n(g, x, lse, out, 2, R)
-    elif n == 3:
-        _lsebwd_out_n(g, x, lse, out, 3, R)
-    elif n == 4:
-        _lsebwd_out_n(g, x, lse, out, 4, R)
-    elif n == 5:
-        _lsebwd_out_n(g, x, lse, out, 5, R)
-    elif n == 6:
-        _lsebwd_out_n(g, x, lse, out, 6, R)
-    elif n == 7:
-        _lsebwd_out_n(g, x, lse, out, 7, R)
-    elif n == 8:
-        _lsebwd_out_n(g, x, lse, out, 8, R)
-    elif n == 9:
-        _lsebwd_out_n(g, x, lse, out, 9, R)
-    elif n == 10:
-        _lsebwd_out_n(g, x, lse, out, 10, R)
-    elif n == 11:
-        _lsebwd_out_n(g, x, lse, out, 11, R)
-    elif n == 12:
-        _lsebwd_out_n(g, x, lse, out, 12, R)
-    elif n == 13:
-        _lsebwd_out_n(g, x, lse, out, 13, R)
-    elif n == 14:
-        _lsebwd_out_n(g, x, lse, out, 14, R)
-    elif n == 15:
-        _lsebwd_out_n(g, x, lse, out, 15, R)
-    elif n == 16:
-        _lsebwd_out_n(g, x, lse, out, 16, R)
-    elif n == 17:
-        _lsebwd_out_n(g, x, lse, out, 17, R)
-    elif n == 18:
-        _lsebwd_out_n(g, x, lse, out, 18, R)
-    elif n == 19:
-        _lsebwd_out_n(g, x, lse, out, 19, R)
-    elif n == 20:
-        _lsebwd_out_n(g, x, lse, out, 20, R)
-    elif n == 21:
-        _lsebwd_out_n(g, x, lse, out, 21, R)
-    elif n == 22:
-        _lsebwd_out_n(g, x, lse, out, 22, R)
-    elif n == 23:
-        _lsebwd_out_n(g, x, lse, out, 23, R)
-    elif n == 24:
-        _lsebwd_out_n(g, x, lse, out, 24, R)
-    elif n == 25:
-        _lsebwd_out_n(g, x, lse, out, 25, R)
-    elif n == 26:
-        _lsebwd_out_n(g, x, lse, out, 26, R)
-    elif n == 27:
-        _lsebwd_out_n(g, x, lse, out, 27, R)
-    elif n == 28:
-        _lsebwd_out_n(g, x, lse, out, 28, R)
-    elif n == 29:
-        _lsebwd_out_n(g, x, lse, out, 29, R)
-    elif n == 30:
-        _lsebwd_out_n(g, x, lse, out, 30, R)
-    elif n == 31:
-        _lsebwd_out_n(g, x, lse, out, 31, R)
-    elif n == 32:
-        _lsebwd_out_n(g, x, lse, out, 32, R)
-    else:
-        _lsebwd_out_n(g, x, lse, out, n, R)
+cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+    _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, n, R)
 
 
 # ---- lanes helpers -----------------------------------------------------------
@@ -1554,7 +1288,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
                 _lanes_sum(tg, <const real*>NULL, s, n, TR, R)
                 for k0 in range(R):
                     d[k0] = <real>s[k0]
-                _sbwd_out(g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
+                _short(<_SmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1612,7 +1346,7 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
                 _lanes_sum(tg, <const real*>NULL, s, n, TR, R)
                 for k0 in range(R):
                     d[k0] = <real>s[k0]
-                _lsbwd_out(g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
+                _short(<_LsmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1650,7 +1384,7 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _lsebwd_out(g + r0, x + r0 * n, lse + r0, out + r0 * n, n, R)
+                _short(<_LseBwd*>NULL, g + r0, x + r0 * n, lse + r0, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 gv = g[o]
