@@ -47,6 +47,7 @@ cdef extern from "fa_support.h" nogil:
     double fa_wtime() noexcept
     void fa_prefetch_range(const void* p, Py_ssize_t nbytes) noexcept
     int FA_HAVE_FMA
+    int FA_VEC_BYTES
 
 ctypedef fused real:
     float
@@ -716,6 +717,9 @@ cdef enum:
     LMAX = 64      # lanes (inner columns) per chunk in the strided kernels
     JB = 16        # rows of a lane chunk summed in working precision
     TR = 64        # rows per tile in the short-row path
+    TS = TR + 16   # elements between the tile rows: not a power of two (with
+                   # 64, f32 rows of 32 ran 0.94 or 1.35 ns/element depending
+                   # on where the build put the stack arrays)
     NSHORT = 32    # contiguous rows with n <= NSHORT go through tiles
 
 
@@ -848,9 +852,9 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexc
 # along the row).  Each step is one branch of _short_n, selected at compile
 # time by the fused tag type; _short is the one dispatch on n.
 #
-#   _ToTile     tile[j*TR + r] = a[r*n + j]  (TR short rows transposed so that
+#   _ToTile     tile[j*TS + r] = a[r*n + j]  (TR short rows transposed so that
 #               the rows become SIMD lanes; row-outer: contiguous loads)
-#   _FromTile   out[r*n + j] = a[j*TR + r]
+#   _FromTile   out[r*n + j] = a[j*TS + r]
 #   the backward kernels of short rows need one per-row scalar (sum(g*y),
 #   sum(g), or g and lse given); the row scalars come from a transposed
 #   tile of at most one array, and the output is written row by row:
@@ -884,11 +888,11 @@ cdef inline void _short_n(short_op* op, const real* a, const real* b, const real
     if short_op is _ToTile:
         for r in range(R):
             for j in range(n):
-                out[j * TR + r] = a[r * n + j]
+                out[j * TS + r] = a[r * n + j]
     elif short_op is _FromTile:
         for r in range(R):
             for j in range(n):
-                out[r * n + j] = a[j * TR + r]
+                out[r * n + j] = a[j * TS + r]
     elif short_op is _SmBwd:
         for r in range(R):
             cr = c[r]
@@ -975,6 +979,12 @@ cdef void _short(short_op* op, const real* a, const real* b, const real* c, real
         _short_n(op, a, b, c, out, 32, R)
     else:
         _short_n(op, a, b, c, out, n, R)
+
+
+cdef inline bint _rowwise(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    # whether rows of n elements are written row by row (whole SIMD
+    # registers) rather than through a transposed tile
+    return (n * <Py_ssize_t>itemsize) % FA_VEC_BYTES == 0
 
 
 cdef inline void _rows_mul(const real* a, const real* b, real* out, Py_ssize_t m) noexcept nogil:
@@ -1123,7 +1133,7 @@ cdef void _softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, 
 cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                     Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0
-    cdef real tile[TR * NSHORT]
+    cdef real tile[TS * NSHORT]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
@@ -1131,7 +1141,7 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
-                _softmax_lanes(tile, tile, n, TR, R)
+                _softmax_lanes(tile, tile, n, TS, R)
                 _from_tile(tile, out + r0 * n, n, R)
         else:
             for o in range(outer):
@@ -1176,7 +1186,7 @@ cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t 
 cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                         Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0
-    cdef real tile[TR * NSHORT]
+    cdef real tile[TS * NSHORT]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
@@ -1184,7 +1194,7 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
-                _log_softmax_lanes(tile, tile, n, TR, R)
+                _log_softmax_lanes(tile, tile, n, TS, R)
                 _from_tile(tile, out + r0 * n, n, R)
         else:
             for o in range(outer):
@@ -1213,7 +1223,7 @@ cdef void _logsumexp_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st
 cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                       Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, k
-    cdef real tile[TR * NSHORT]
+    cdef real tile[TS * NSHORT]
     cdef real m
     if outer <= 0 or ni <= 0:
         return
@@ -1227,7 +1237,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
-                _logsumexp_lanes(tile, out + r0, n, TR, R)
+                _logsumexp_lanes(tile, out + r0, n, TS, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1271,8 +1281,8 @@ cdef void _softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t
 cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                              Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef real tg[TR * NSHORT]
-    cdef real ty[TR * NSHORT]
+    cdef real tg[TS * NSHORT]
+    cdef real ty[TS * NSHORT]
     cdef acc_t s[TR]
     cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
@@ -1285,7 +1295,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
                 # them) through one transposed tile, then the rows directly
                 _rows_mul(g + r0 * n, y + r0 * n, ty, R * n)
                 _to_tile(ty, tg, n, R)
-                _lanes_sum(tg, <const real*>NULL, s, n, TR, R)
+                _lanes_sum(tg, <const real*>NULL, s, n, TS, R)
                 for k0 in range(R):
                     d[k0] = <real>s[k0]
                 _short(<_SmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
@@ -1333,7 +1343,8 @@ cdef void _log_softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssi
 cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                                  Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef real tg[TR * NSHORT]
+    cdef real tg[TS * NSHORT]
+    cdef real ty[TS * NSHORT]
     cdef acc_t s[TR]
     cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
@@ -1343,10 +1354,15 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(g + r0 * n, tg, n, R)
-                _lanes_sum(tg, <const real*>NULL, s, n, TR, R)
-                for k0 in range(R):
-                    d[k0] = <real>s[k0]
-                _short(<_LsmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
+                if _rowwise(n, sizeof(real)):
+                    _lanes_sum(tg, <const real*>NULL, s, n, TS, R)
+                    for k0 in range(R):
+                        d[k0] = <real>s[k0]
+                    _short(<_LsmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
+                else:
+                    _to_tile(y + r0 * n, ty, n, R)
+                    _log_softmax_bwd_lanes(tg, ty, tg, n, TS, R)
+                    _from_tile(tg, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1378,13 +1394,19 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
                                Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, i, off
     cdef real gv, lv
+    cdef real tx[TS * NSHORT]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
         if n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                _short(<_LseBwd*>NULL, g + r0, x + r0 * n, lse + r0, out + r0 * n, n, R)
+                if _rowwise(n, sizeof(real)):
+                    _short(<_LseBwd*>NULL, g + r0, x + r0 * n, lse + r0, out + r0 * n, n, R)
+                else:
+                    _to_tile(x + r0 * n, tx, n, R)
+                    _lse_bwd_lanes(g + r0, tx, lse + r0, tx, n, TS, R)
+                    _from_tile(tx, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 gv = g[o]
@@ -1582,8 +1604,8 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
                           real* loss, real* dx, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni,
                           Py_ssize_t st, npy_intp ignore, double eps) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, k, off
-    cdef real tx[TR * NSHORT]
-    cdef real tp[TR * NSHORT]
+    cdef real tx[TS * NSHORT]
+    cdef real tp[TS * NSHORT]
     cdef LossQ q
     cdef real nzero = -0.0, zero = 0
     cdef const real* pp
@@ -1622,7 +1644,7 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
                     ps = sc + r0
                 if dx != NULL:
                     pd = tx
-                _ce_lanes(tx, pt, pp, ps, loss + r0, pd, n, TR, R, ignore, q)
+                _ce_lanes(tx, pt, pp, ps, loss + r0, pd, n, TS, R, ignore, q)
                 if dx != NULL:
                     _from_tile(tx, dx + r0 * n, n, R)
         else:

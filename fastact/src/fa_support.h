@@ -40,6 +40,18 @@ static inline double fa_bits_f64(uint64_t u) { double x; memcpy(&x, &u, sizeof x
  * exact.  The Dekker path must not be compiled with FP contraction into FMA
  * instructions, which cannot happen on a target that has no FMA.
  */
+/* Bytes per SIMD register of the target the file is compiled for: a short
+ * row whose length in bytes is not a multiple of it is not written row by
+ * row (GCC would leave a scalar remainder of every row), but through a
+ * transposed tile. */
+#if defined(__AVX512F__)
+#define FA_VEC_BYTES 64
+#elif defined(__AVX__)
+#define FA_VEC_BYTES 32
+#else
+#define FA_VEC_BYTES 16
+#endif
+
 #if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA) \
     || defined(__powerpc64__) || defined(__s390x__)
 #define FA_HAVE_FMA 1
