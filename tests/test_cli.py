@@ -1,5 +1,6 @@
 """``python -m fastact`` and its subcommands run and report what they claim."""
 
+import io
 import json
 import os
 import subprocess
@@ -63,6 +64,13 @@ def test_goals_from_records():
     assert "scaling_median" not in c1
     assert b2["scaling_median"] == pytest.approx(2.0) and b2["scaling_ge_1.8"] == (2, 2)
     assert g["numba"][2]["softmax_f32_x_copy"] == pytest.approx(2.5)
+    # the printed report names SciPy only where SciPy ran (not for gelu alone)
+    buf = io.StringIO()
+    _bench.format_goals(recs, out=buf)
+    assert "vs scipy geomean 20.00" in buf.getvalue()
+    buf = io.StringIO()
+    _bench.format_goals([r for r in recs if r["kernel"] == "gelu"], out=buf)
+    assert "below 1.0" in buf.getvalue() and "scipy" not in buf.getvalue()
 
 
 def test_bench_rejects_unknown_kernel():
