@@ -38,6 +38,11 @@ def _vl(v):
     return None
 
 
+def _given(t):
+    """Whether an optional argument was passed (not None or omitted)."""
+    return not isinstance(t, (types.NoneType, types.Omitted))
+
+
 def _flat(t):
     return isinstance(t, types.Array) and t.ndim == 1 and isinstance(t.dtype, types.Float)
 
@@ -467,6 +472,13 @@ def vrow_log_softmax_bwd1(typingctx, g, y, off, n, out, VL):
 class _Stream:
     """Vector access to n elements at ``off`` of flat arrays of one dtype."""
 
+    @classmethod
+    def of(cls, context, builder, sig, args, arrs, at):
+        """The stream over the intrinsic's array arguments at positions
+        ``arrs``, from its (off, n) arguments at positions at, at + 1."""
+        return cls(context, builder, [sig.args[k] for k in arrs], [args[k] for k in arrs],
+                   args[at], args[at + 1], VLS)
+
     def __init__(self, context, builder, arrtys, arrs, off, n, vl):
         self.b = builder
         self.vl = vl
@@ -556,7 +568,7 @@ def vsum_exp(typingctx, x, off, n, m, out):
 
     def codegen(context, builder, sig, args):
         b = builder
-        st = _Stream(context, b, [sig.args[0], sig.args[4]], [args[0], args[4]], args[1], args[2], VLS)
+        st = _Stream.of(context, b, sig, args, [0, 4], 1)
         mv = st.splat(args[3])
 
         def body(vals, accs, store, tail=False):
@@ -577,7 +589,7 @@ def vsum_rest(typingctx, x, off, n, m, out):
     Unless out is None, x - m is also stored into out[off:off+n] (out may
     be x): log_softmax's first half, computed while the exps keep the core
     busy instead of in a pass of its own."""
-    store_out = not isinstance(out, (types.NoneType, types.Omitted))
+    store_out = _given(out)
     dt = _sig([x, out] if store_out else [x], [m])
     if dt is None:
         return None
@@ -585,7 +597,7 @@ def vsum_rest(typingctx, x, off, n, m, out):
     def codegen(context, builder, sig, args):
         b = builder
         arrs = [0, 4] if store_out else [0]
-        st = _Stream(context, b, [sig.args[k] for k in arrs], [args[k] for k in arrs], args[1], args[2], VLS)
+        st = _Stream.of(context, b, sig, args, arrs, 1)
         mv = st.splat(args[3])
         zero = const(st.vty, 0.0)
 
@@ -612,7 +624,7 @@ def vsum_dot(typingctx, g, y, off, n):
 
     def codegen(context, builder, sig, args):
         b = builder
-        st = _Stream(context, b, [sig.args[0], sig.args[1]], [args[0], args[1]], args[2], args[3], VLS)
+        st = _Stream.of(context, b, sig, args, [0, 1], 2)
 
         def body(vals, accs, store, tail=False):
             return [llvm_call(b, "fmuladd", st.vty, vals[0], vals[1], accs[0])]
@@ -632,7 +644,7 @@ def vsum_plain(typingctx, g, off, n):
 
     def codegen(context, builder, sig, args):
         b = builder
-        st = _Stream(context, b, [sig.args[0]], [args[0]], args[1], args[2], VLS)
+        st = _Stream.of(context, b, sig, args, [0], 1)
 
         def body(vals, accs, store, tail=False):
             return [b.fadd(accs[0], vals[0], flags=_EFLAGS)]
@@ -648,7 +660,7 @@ def vsum_qlp(typingctx, x, p, off, n, m, L, qa, qb):
     """sum over [off, off + n) of q * ((x - m) - L), the cross-entropy terms
     (pairwise lane order), with q = qa if p is None, else qa * p + qb; a
     term with q == 0 counts 0 whatever its log-probability."""
-    has_p = not isinstance(p, (types.NoneType, types.Omitted))
+    has_p = _given(p)
     dt = _sig([x, p] if has_p else [x], [m, L, qa, qb])
     if dt is None:
         return None
@@ -656,7 +668,7 @@ def vsum_qlp(typingctx, x, p, off, n, m, L, qa, qb):
     def codegen(context, builder, sig, args):
         b = builder
         arrs = [0, 1] if has_p else [0]
-        st = _Stream(context, b, [sig.args[k] for k in arrs], [args[k] for k in arrs], args[2], args[3], VLS)
+        st = _Stream.of(context, b, sig, args, arrs, 2)
         mv, lv, qav, qbv = (st.splat(a) for a in args[4:8])
         zero = const(st.vty, 0.0)
 
@@ -684,8 +696,7 @@ def _stream_update(op, nin, args):
         return None
 
     def codegen(context, builder, sig, a):
-        st = _Stream(context, builder, [*sig.args[:nin], sig.args[-1]], [*a[:nin], a[-1]],
-                     a[nin], a[nin + 1], VLS)
+        st = _Stream.of(context, builder, sig, a, [*range(nin), len(a) - 1], nin)
         sv = [st.splat(c) for c in a[nin + 2:-1]]
 
         def body(vals, accs, store, tail=False):
