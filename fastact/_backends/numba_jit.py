@@ -1012,9 +1012,8 @@ from .numba_gen import *  # noqa: E402,F401,F403 - the generated functions (see 
 # in _lrow_rest: the sum without the maximum's own term).  q is qa p + qb,
 # or qa at the target class and qb elsewhere (index targets).
 # Contiguous rows are computed in place with the row intrinsics, short ones
-# in blocks of _RB rows whose m, L and inv come from the vectorized block
-# step of log_softmax, then the losses of the block, then its gradients
-# (separate loops: one loop doing both ran at half the speed).  With
+# in blocks of _RB rows: their m, L and inv from the vectorized block step
+# of log_softmax, then the block's losses, then its gradients.  With
 # inner > 1 each sample's logits are gathered into a contiguous buffer
 # first and its gradient scattered back.
 
@@ -1148,6 +1147,7 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
 
 @njit(**_PAR)
 def _p_ce(xf, tf, pf, sf, lf, df, C, inner, ignore_index, eps, grad, index, buf, nt):
+    nt = min(nt, buf.shape[0])  # one scratch row per chunk (the count may have changed since)
     S = lf.size
     for c in prange(nt):
         _ce_run(xf, tf, pf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, ignore_index, eps, grad, index,
