@@ -718,8 +718,8 @@ cdef enum:
     JB = 16        # rows of a lane chunk summed in working precision
     TR = 64        # rows per tile in the short-row path
     TS = TR + 16   # elements between the tile rows: not a power of two (with
-                   # 64, f32 rows of 32 ran 0.94 or 1.35 ns/element depending
-                   # on where the build put the stack arrays)
+                   # 64, f32 rows of 32 ran at 0.94 or at 1.35 ns/element
+                   # from one build to the next, same transpose code)
     NSHORT = 32    # contiguous rows with n <= NSHORT go through tiles
 
 
@@ -857,7 +857,9 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexc
 #   _FromTile   out[r*n + j] = a[j*TS + r]
 #   the backward kernels of short rows need one per-row scalar (sum(g*y),
 #   sum(g), or g and lse given); the row scalars come from a transposed
-#   tile of at most one array, and the output is written row by row:
+#   tile of at most one array, and the output is written row by row (the
+#   two with an exp only where a row fills whole SIMD registers, _rowwise;
+#   other rows through a transposed tile):
 #   _SmBwd      out = b * (a - c[row])          (a = g, b = y, c = sum(g*y))
 #   _LsmBwd     out = a - exp(b) * c[row]       (a = g, b = y, c = sum(g))
 #   _LseBwd     out = a[row] * exp(b - c[row])  (a = g, b = x, c = lse)
