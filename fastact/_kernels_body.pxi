@@ -46,6 +46,12 @@ cdef extern from "fa_support.h" nogil:
     int fa_omp_team_size() noexcept
     double fa_wtime() noexcept
     void fa_prefetch_range(const void* p, Py_ssize_t nbytes) noexcept
+    float fa_rowdot_f32(const float* a, const float* b, Py_ssize_t n) noexcept
+    double fa_rowdot_f64(const double* a, const double* b, Py_ssize_t n) noexcept
+    float fa_rowmax_f32(const float* a, Py_ssize_t n) noexcept
+    double fa_rowmax_f64(const double* a, Py_ssize_t n) noexcept
+    float fa_rowsum_f32(const float* a, Py_ssize_t n) noexcept
+    double fa_rowsum_f64(const double* a, Py_ssize_t n) noexcept
     int FA_HAVE_FMA
     int FA_VEC_BYTES
 
@@ -874,6 +880,10 @@ ctypedef struct _LsmBwd:
     char unused
 ctypedef struct _LseBwd:
     char unused
+ctypedef struct _SmBwdRow:
+    char unused
+ctypedef struct _SmRow:
+    char unused
 
 ctypedef fused short_op:
     _ToTile
@@ -881,12 +891,36 @@ ctypedef fused short_op:
     _SmBwd
     _LsmBwd
     _LseBwd
+    _SmBwdRow
+    _SmRow
+
+
+cdef inline real _rmax(const real* a, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        return fa_rowmax_f32(a, n)
+    else:
+        return fa_rowmax_f64(a, n)
+
+
+cdef inline real _rsum(const real* a, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        return fa_rowsum_f32(a, n)
+    else:
+        return fa_rowsum_f64(a, n)
+
+
+cdef inline real _rdot(const real* a, const real* b, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        return fa_rowdot_f32(a, b, n)
+    else:
+        return fa_rowdot_f64(a, b, n)
 
 
 cdef inline void _short_n(short_op* op, const real* a, const real* b, const real* c, real* out,
                           Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     cdef Py_ssize_t r, j
     cdef real cr, ar
+    cdef real rr[NSHORT]
     if short_op is _ToTile:
         for r in range(R):
             for j in range(n):
@@ -900,6 +934,27 @@ cdef inline void _short_n(short_op* op, const real* a, const real* b, const real
             cr = c[r]
             for j in range(n):
                 out[r * n + j] = b[r * n + j] * (a[r * n + j] - cr)
+    # the row-wise steps: only for rows of whole SIMD registers (the test
+    # leaves no code for the other lengths); each row is computed into rr
+    # before any of it is stored, because out may be a or b, and with loads
+    # and stores interleaved GCC wrote the row one scalar at a time
+    elif short_op is _SmBwdRow:
+        if _rowwise(n, sizeof(real)):
+            for r in range(R):
+                cr = _rdot(a + r * n, b + r * n, n)
+                for j in range(n):
+                    rr[j] = b[r * n + j] * (a[r * n + j] - cr)
+                for j in range(n):
+                    out[r * n + j] = rr[j]
+    elif short_op is _SmRow:
+        if _rowwise(n, sizeof(real)):
+            for r in range(R):
+                cr = _rmax(a + r * n, n)
+                for j in range(n):
+                    rr[j] = fexpn(a[r * n + j] - cr)
+                cr = 1 / _rsum(rr, n)
+                for j in range(n):
+                    out[r * n + j] = rr[j] * cr
     elif short_op is _LsmBwd:
         for r in range(R):
             cr = c[r]
@@ -1139,7 +1194,9 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT:
+        if n <= NSHORT and _rowwise(n, sizeof(real)):
+            _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, n, outer)
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
@@ -1290,7 +1347,9 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT:
+        if n <= NSHORT and _rowwise(n, sizeof(real)):
+            _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, n, outer)
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 # row sums of g*y (products rounded as the reference rounds

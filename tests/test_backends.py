@@ -146,26 +146,52 @@ def test_edge_values_elementwise(backend, dtype, kernel):
     assert_close(r, ref, ulps_for(kernel), what=f"{backend} {kernel} edge")
 
 
+def _check_edge_rows(backend, kernel, x, axis):
+    """The row kernel on rows x along axis (backward passes: the gradient of
+    the forward pass at x) against the reference."""
+    k = _registry.KERNELS[kernel]
+    if k.kind in ("rows", "rows_reduce"):
+        args = (x,)
+    elif k.kind == "rows_backward":
+        with fastact.use_backend("numpy"):
+            y = getattr(fastact, k.forward)(x, axis=axis)
+        args = (np.ones_like(x) * 0.5, y)
+    else:
+        with fastact.use_backend("numpy"):
+            lse = fastact.logsumexp(x, axis=axis)
+        args = (np.ones_like(lse), x, lse)
+    r = getattr(fastact, k.api)(*args, axis=axis)
+    with fastact.use_backend("numpy"):
+        ref = getattr(fastact, k.api)(*args, axis=axis)
+    assert_close(r, ref, ulps_for(kernel, x.shape[axis]), what=f"{backend} {kernel} axis={axis}")
+
+
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
 def test_edge_rows(backend, dtype, kernel):
-    k = _registry.KERNELS[kernel]
     with np.errstate(over="ignore"):
         x = ft.edge_rows().astype(dtype)
     for axis, xx in ((-1, x), (0, np.ascontiguousarray(x.T))):
-        if k.kind in ("rows", "rows_reduce"):
-            args = (xx,)
-        elif k.kind == "rows_backward":
-            with fastact.use_backend("numpy"):
-                y = getattr(fastact, k.forward)(xx, axis=axis)
-            args = (np.ones_like(xx) * 0.5, y)
-        else:
-            with fastact.use_backend("numpy"):
-                lse = fastact.logsumexp(xx, axis=axis)
-            args = (np.ones_like(lse), xx, lse)
-        r = getattr(fastact, k.api)(*args, axis=axis)
-        with fastact.use_backend("numpy"):
-            ref = getattr(fastact, k.api)(*args, axis=axis)
-        assert_close(r, ref, ulps_for(kernel, 4), what=f"{backend} {kernel} axis={axis}")
+        _check_edge_rows(backend, kernel, xx, axis)
+
+
+@pytest.mark.parametrize("n", [4, 8, 16, 32])
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
+def test_rows_of_whole_registers(backend, dtype, kernel, n):
+    """Contiguous rows of 4-32 entries fill whole SIMD registers at some
+    vector width (a path of its own in the Cython kernels): random rows into
+    a new array and in place, and the edge rows' NaN/inf mixes repeated."""
+    c = ft.case(kernel, (37, n), dtype, -1)
+    ref = ft.reference(c)
+    ulps = ulps_for(kernel, n)
+    assert_close(ft.run(c), ref, ulps, what=f"{backend} {kernel} rows of {n}")
+    for i, a in enumerate(c.arrays):
+        if a.shape == ref.shape and a.dtype == ref.dtype:
+            fresh = c.map(np.copy)
+            r = ft.run(fresh, out=fresh.arrays[i])
+            assert_close(r, ref, ulps, what=f"{backend} {kernel} rows of {n} in place on array {i}")
+    with np.errstate(over="ignore"):
+        x = np.tile(ft.edge_rows(), (1, n // 4)).astype(dtype)
+    _check_edge_rows(backend, kernel, x, -1)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
