@@ -861,14 +861,21 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexc
 #   _ToTile     tile[j*TS + r] = a[r*n + j]  (TR short rows transposed so that
 #               the rows become SIMD lanes; row-outer: contiguous loads)
 #   _FromTile   out[r*n + j] = a[j*TS + r]
-#   the backward kernels of short rows need one per-row scalar (sum(g*y),
-#   sum(g), or g and lse given); the row scalars come from a transposed
-#   tile of at most one array, and the output is written row by row (the
-#   two with an exp only where a row fills whole SIMD registers, _rowwise;
-#   other rows through a transposed tile):
 #   _SmBwd      out = b * (a - c[row])          (a = g, b = y, c = sum(g*y))
-#   _LsmBwd     out = a - exp(b) * c[row]       (a = g, b = y, c = sum(g))
+#               for rows that do not fill whole SIMD registers, the row
+#               scalar from a transposed tile
+# The row-by-row steps, for rows of whole SIMD registers only (_rowwise; the
+# test leaves no code for the other lengths).  The reductions are
+# in-register (fa_rowdot/rowsum/rowmax), and each row is computed into a
+# local buffer before any of it is stored: out may be a or b, and with
+# loads and stores interleaved GCC wrote the row one scalar at a time.
+#   _SmRow      out = softmax(a)
+#   _SmBwdRow   out = b * (a - sum(a*b))        (a = g, b = y)
+#   _LsmBwd     out = a - exp(b) * sum(a)       (a = g, b = y)
 #   _LseBwd     out = a[row] * exp(b - c[row])  (a = g, b = x, c = lse)
+#   _LsmRow     out = a - max(a), s[row] = the rest sum of _restsum
+#   _LseRow     out[row] = max(a), s[row] = the rest sum
+#   _SubRow     out = a - c[row]
 
 ctypedef struct _ToTile:
     char unused
@@ -884,6 +891,12 @@ ctypedef struct _SmBwdRow:
     char unused
 ctypedef struct _SmRow:
     char unused
+ctypedef struct _LsmRow:
+    char unused
+ctypedef struct _LseRow:
+    char unused
+ctypedef struct _SubRow:
+    char unused
 
 ctypedef fused short_op:
     _ToTile
@@ -893,6 +906,9 @@ ctypedef fused short_op:
     _LseBwd
     _SmBwdRow
     _SmRow
+    _LsmRow
+    _LseRow
+    _SubRow
 
 
 cdef inline real _rmax(const real* a, Py_ssize_t n) noexcept nogil:
@@ -916,8 +932,24 @@ cdef inline real _rdot(const real* a, const real* b, Py_ssize_t n) noexcept nogi
         return fa_rowdot_f64(a, b, n)
 
 
+cdef inline acc_t _rest_row(const real* x, Py_ssize_t n, real m, real* xm) noexcept nogil:
+    # _restsum of one row of whole SIMD registers (n <= NSHORT); x - m into
+    # xm unless it is NULL
+    cdef real pe[NSHORT]
+    cdef real pc[NSHORT]
+    cdef real v, zero = 0, one = 1
+    cdef Py_ssize_t j
+    for j in range(n):
+        v = x[j]
+        if xm != NULL:
+            xm[j] = v - m
+        pe[j] = zero if v == m else fexpn(v - m)
+        pc[j] = one if v == m else zero
+    return <acc_t>_rsum(pe, n) + (<acc_t>_rsum(pc, n) - 1)
+
+
 cdef inline void _short_n(short_op* op, const real* a, const real* b, const real* c, real* out,
-                          Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+                          acc_t* s, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     cdef Py_ssize_t r, j
     cdef real cr, ar
     cdef real rr[NSHORT]
@@ -934,114 +966,127 @@ cdef inline void _short_n(short_op* op, const real* a, const real* b, const real
             cr = c[r]
             for j in range(n):
                 out[r * n + j] = b[r * n + j] * (a[r * n + j] - cr)
-    # the row-wise steps: only for rows of whole SIMD registers (the test
-    # leaves no code for the other lengths); each row is computed into rr
-    # before any of it is stored, because out may be a or b, and with loads
-    # and stores interleaved GCC wrote the row one scalar at a time
-    elif short_op is _SmBwdRow:
-        if _rowwise(n, sizeof(real)):
-            for r in range(R):
-                cr = _rdot(a + r * n, b + r * n, n)
-                for j in range(n):
-                    rr[j] = b[r * n + j] * (a[r * n + j] - cr)
+    elif n <= NSHORT and _rowwise(n, sizeof(real)):
+        for r in range(R):
+            if short_op is _LseRow:
+                cr = _rmax(a + r * n, n)
+                s[r] = _rest_row(a + r * n, n, cr, <real*>NULL)
+                out[r] = cr
+            else:
+                if short_op is _SmRow:
+                    cr = _rmax(a + r * n, n)
+                    for j in range(n):
+                        rr[j] = fexpn(a[r * n + j] - cr)
+                    cr = 1 / _rsum(rr, n)
+                    for j in range(n):
+                        rr[j] = rr[j] * cr
+                elif short_op is _SmBwdRow:
+                    cr = _rdot(a + r * n, b + r * n, n)
+                    for j in range(n):
+                        rr[j] = b[r * n + j] * (a[r * n + j] - cr)
+                elif short_op is _LsmBwd:
+                    cr = _rsum(a + r * n, n)
+                    for j in range(n):
+                        rr[j] = a[r * n + j] - fexp(b[r * n + j]) * cr
+                elif short_op is _LseBwd:
+                    ar = a[r]
+                    cr = c[r]
+                    for j in range(n):
+                        rr[j] = ar * fexp(b[r * n + j] - cr)
+                elif short_op is _LsmRow:
+                    s[r] = _rest_row(a + r * n, n, _rmax(a + r * n, n), rr)
+                else:
+                    cr = c[r]
+                    for j in range(n):
+                        rr[j] = a[r * n + j] - cr
                 for j in range(n):
                     out[r * n + j] = rr[j]
-    elif short_op is _SmRow:
-        if _rowwise(n, sizeof(real)):
-            for r in range(R):
-                cr = _rmax(a + r * n, n)
-                for j in range(n):
-                    rr[j] = fexpn(a[r * n + j] - cr)
-                cr = 1 / _rsum(rr, n)
-                for j in range(n):
-                    out[r * n + j] = rr[j] * cr
-    elif short_op is _LsmBwd:
-        for r in range(R):
-            cr = c[r]
-            for j in range(n):
-                out[r * n + j] = a[r * n + j] - fexp(b[r * n + j]) * cr
-    else:
-        for r in range(R):
-            ar = a[r]
-            cr = c[r]
-            for j in range(n):
-                out[r * n + j] = ar * fexp(b[r * n + j] - cr)
 
 
 cdef void _short(short_op* op, const real* a, const real* b, const real* c, real* out,
-                 Py_ssize_t n, Py_ssize_t R) noexcept nogil:
+                 acc_t* s, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     if n == 1:
-        _short_n(op, a, b, c, out, 1, R)
+        _short_n(op, a, b, c, out, s, 1, R)
     elif n == 2:
-        _short_n(op, a, b, c, out, 2, R)
+        _short_n(op, a, b, c, out, s, 2, R)
     elif n == 3:
-        _short_n(op, a, b, c, out, 3, R)
+        _short_n(op, a, b, c, out, s, 3, R)
     elif n == 4:
-        _short_n(op, a, b, c, out, 4, R)
+        _short_n(op, a, b, c, out, s, 4, R)
     elif n == 5:
-        _short_n(op, a, b, c, out, 5, R)
+        _short_n(op, a, b, c, out, s, 5, R)
     elif n == 6:
-        _short_n(op, a, b, c, out, 6, R)
+        _short_n(op, a, b, c, out, s, 6, R)
     elif n == 7:
-        _short_n(op, a, b, c, out, 7, R)
+        _short_n(op, a, b, c, out, s, 7, R)
     elif n == 8:
-        _short_n(op, a, b, c, out, 8, R)
+        _short_n(op, a, b, c, out, s, 8, R)
     elif n == 9:
-        _short_n(op, a, b, c, out, 9, R)
+        _short_n(op, a, b, c, out, s, 9, R)
     elif n == 10:
-        _short_n(op, a, b, c, out, 10, R)
+        _short_n(op, a, b, c, out, s, 10, R)
     elif n == 11:
-        _short_n(op, a, b, c, out, 11, R)
+        _short_n(op, a, b, c, out, s, 11, R)
     elif n == 12:
-        _short_n(op, a, b, c, out, 12, R)
+        _short_n(op, a, b, c, out, s, 12, R)
     elif n == 13:
-        _short_n(op, a, b, c, out, 13, R)
+        _short_n(op, a, b, c, out, s, 13, R)
     elif n == 14:
-        _short_n(op, a, b, c, out, 14, R)
+        _short_n(op, a, b, c, out, s, 14, R)
     elif n == 15:
-        _short_n(op, a, b, c, out, 15, R)
+        _short_n(op, a, b, c, out, s, 15, R)
     elif n == 16:
-        _short_n(op, a, b, c, out, 16, R)
+        _short_n(op, a, b, c, out, s, 16, R)
     elif n == 17:
-        _short_n(op, a, b, c, out, 17, R)
+        _short_n(op, a, b, c, out, s, 17, R)
     elif n == 18:
-        _short_n(op, a, b, c, out, 18, R)
+        _short_n(op, a, b, c, out, s, 18, R)
     elif n == 19:
-        _short_n(op, a, b, c, out, 19, R)
+        _short_n(op, a, b, c, out, s, 19, R)
     elif n == 20:
-        _short_n(op, a, b, c, out, 20, R)
+        _short_n(op, a, b, c, out, s, 20, R)
     elif n == 21:
-        _short_n(op, a, b, c, out, 21, R)
+        _short_n(op, a, b, c, out, s, 21, R)
     elif n == 22:
-        _short_n(op, a, b, c, out, 22, R)
+        _short_n(op, a, b, c, out, s, 22, R)
     elif n == 23:
-        _short_n(op, a, b, c, out, 23, R)
+        _short_n(op, a, b, c, out, s, 23, R)
     elif n == 24:
-        _short_n(op, a, b, c, out, 24, R)
+        _short_n(op, a, b, c, out, s, 24, R)
     elif n == 25:
-        _short_n(op, a, b, c, out, 25, R)
+        _short_n(op, a, b, c, out, s, 25, R)
     elif n == 26:
-        _short_n(op, a, b, c, out, 26, R)
+        _short_n(op, a, b, c, out, s, 26, R)
     elif n == 27:
-        _short_n(op, a, b, c, out, 27, R)
+        _short_n(op, a, b, c, out, s, 27, R)
     elif n == 28:
-        _short_n(op, a, b, c, out, 28, R)
+        _short_n(op, a, b, c, out, s, 28, R)
     elif n == 29:
-        _short_n(op, a, b, c, out, 29, R)
+        _short_n(op, a, b, c, out, s, 29, R)
     elif n == 30:
-        _short_n(op, a, b, c, out, 30, R)
+        _short_n(op, a, b, c, out, s, 30, R)
     elif n == 31:
-        _short_n(op, a, b, c, out, 31, R)
+        _short_n(op, a, b, c, out, s, 31, R)
     elif n == 32:
-        _short_n(op, a, b, c, out, 32, R)
+        _short_n(op, a, b, c, out, s, 32, R)
     else:
-        _short_n(op, a, b, c, out, n, R)
+        _short_n(op, a, b, c, out, s, n, R)
 
 
 cdef inline bint _rowwise(Py_ssize_t n, size_t itemsize) noexcept nogil:
     # whether rows of n elements are written row by row (whole SIMD
     # registers) rather than through a transposed tile
     return (n * <Py_ssize_t>itemsize) % FA_VEC_BYTES == 0
+
+
+cdef inline bint _rowwise_rest(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    # the same for log_softmax and logsumexp, whose rows take three
+    # horizontal reductions (max, rest sum, count of maxima): worth it from
+    # two registers a row.  At one register, f32 rows of 16 at (65536, 16)
+    # took 976 us (log_softmax) and 813 us (logsumexp) row by row against
+    # 735 and 636 us through the tile; rows of 32 took 659 and 569 us
+    # against 934 and 758 us (AMD Zen 4)
+    return _rowwise(n, itemsize) and n * <Py_ssize_t>itemsize >= 2 * FA_VEC_BYTES
 
 
 cdef inline void _rows_mul(const real* a, const real* b, real* out, Py_ssize_t m) noexcept nogil:
@@ -1051,11 +1096,11 @@ cdef inline void _rows_mul(const real* a, const real* b, real* out, Py_ssize_t m
 
 
 cdef inline void _to_tile(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
-    _short(<_ToTile*>NULL, x, <const real*>NULL, <const real*>NULL, tile, n, R)
+    _short(<_ToTile*>NULL, x, <const real*>NULL, <const real*>NULL, tile, <acc_t*>NULL, n, R)
 
 
 cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
-    _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, n, R)
+    _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, R)
 
 
 # ---- lanes helpers -----------------------------------------------------------
@@ -1195,7 +1240,7 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
         return
     if st == 1:
         if n <= NSHORT and _rowwise(n, sizeof(real)):
-            _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, n, outer)
+            _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
@@ -1244,12 +1289,25 @@ cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t 
 
 cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                         Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
-    cdef Py_ssize_t o, r0, R, k0
+    cdef Py_ssize_t o, r0, R, k0, k
     cdef real tile[TS * NSHORT]
+    cdef acc_t rs[TR]
+    cdef real lr[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT:
+        if n <= NSHORT and _rowwise_rest(n, sizeof(real)):
+            # x - max and the rest sums row by row, log1p across TR rows
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _short(<_LsmRow*>NULL, x + r0 * n, <const real*>NULL, <const real*>NULL,
+                       out + r0 * n, rs, n, R)
+                _lanes_log1p(rs, R)
+                for k in range(R):
+                    lr[k] = <real>rs[k]
+                _short(<_SubRow*>NULL, out + r0 * n, <const real*>NULL, lr, out + r0 * n,
+                       <acc_t*>NULL, n, R)
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
@@ -1284,6 +1342,8 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     cdef Py_ssize_t o, r0, R, k0, k
     cdef real tile[TS * NSHORT]
     cdef real m
+    cdef acc_t rs[TR]
+    cdef real mr[TR]
     if outer <= 0 or ni <= 0:
         return
     if n <= 0:
@@ -1292,7 +1352,16 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 out[o * st + k] = -INFINITY
         return
     if st == 1:
-        if n <= NSHORT:
+        if n <= NSHORT and _rowwise_rest(n, sizeof(real)):
+            # max and rest sum row by row, log1p across TR rows
+            for r0 from 0 <= r0 < outer by TR:
+                R = _imin(TR, outer - r0)
+                _short(<_LseRow*>NULL, x + r0 * n, <const real*>NULL, <const real*>NULL,
+                       mr, rs, n, R)
+                _lanes_log1p(rs, R)
+                for k in range(R):
+                    out[r0 + k] = <real>(mr[k] + rs[k])
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
@@ -1348,7 +1417,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
         return
     if st == 1:
         if n <= NSHORT and _rowwise(n, sizeof(real)):
-            _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, n, outer)
+            _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
@@ -1359,7 +1428,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
                 _lanes_sum(tg, <const real*>NULL, s, n, TS, R)
                 for k0 in range(R):
                     d[k0] = <real>s[k0]
-                _short(<_SmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
+                _short(<_SmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, <acc_t*>NULL, n, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1406,24 +1475,18 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
     cdef Py_ssize_t o, r0, R, k0, off
     cdef real tg[TS * NSHORT]
     cdef real ty[TS * NSHORT]
-    cdef acc_t s[TR]
-    cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT:
+        if n <= NSHORT and _rowwise(n, sizeof(real)):
+            _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(g + r0 * n, tg, n, R)
-                if _rowwise(n, sizeof(real)):
-                    _lanes_sum(tg, <const real*>NULL, s, n, TS, R)
-                    for k0 in range(R):
-                        d[k0] = <real>s[k0]
-                    _short(<_LsmBwd*>NULL, g + r0 * n, y + r0 * n, d, out + r0 * n, n, R)
-                else:
-                    _to_tile(y + r0 * n, ty, n, R)
-                    _log_softmax_bwd_lanes(tg, ty, tg, n, TS, R)
-                    _from_tile(tg, out + r0 * n, n, R)
+                _to_tile(y + r0 * n, ty, n, R)
+                _log_softmax_bwd_lanes(tg, ty, tg, n, TS, R)
+                _from_tile(tg, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 if o + 1 < outer:
@@ -1463,7 +1526,7 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 if _rowwise(n, sizeof(real)):
-                    _short(<_LseBwd*>NULL, g + r0, x + r0 * n, lse + r0, out + r0 * n, n, R)
+                    _short(<_LseBwd*>NULL, g + r0, x + r0 * n, lse + r0, out + r0 * n, <acc_t*>NULL, n, R)
                 else:
                     _to_tile(x + r0 * n, tx, n, R)
                     _lse_bwd_lanes(g + r0, tx, lse + r0, tx, n, TS, R)
