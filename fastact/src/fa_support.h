@@ -164,12 +164,12 @@ static inline int fa_omp_team_size(void)
  * the register width (the callers check n * itemsize % FA_VEC_BYTES == 0 and
  * inline these with a constant n; n = 0 gives the empty sum, 0, and max,
  * -inf): one register of partial results, then a halving tree in a fixed
- * order.  Written with intrinsics where the target
- * has AVX/AVX-512: from plain C, GCC vectorized the loop over rows instead
- * and built the tree out of one permutation per lane (rows of 16 float32 at
- * (65536, 16): 520 us against 305 us for Numba's per-row registers).  The
- * max ignores NaN (-inf when every entry is NaN): v > t ? v : t, which is
- * what maxps(v, t) computes. */
+ * order.  Written with intrinsics where the target has AVX/AVX-512: from
+ * plain C, GCC vectorized the loop over rows instead and built the tree out
+ * of one permutation per lane (rows of 16 float32 at (65536, 16): 520 us
+ * against 305 us for Numba's per-row registers).  The max ignores NaN (-inf
+ * when every entry is NaN): v > t ? v : t, which is what maxps(v, t)
+ * computes. */
 #if FA_VEC_BYTES >= 32
 #include <immintrin.h>
 static inline float fa_hsum256_f32(__m256 v)
@@ -201,13 +201,19 @@ static inline double fa_hmax256_f64(__m256d v)
 #define FA_LOAD_f32 _mm512_loadu_ps
 #define FA_LOAD_f64 _mm512_loadu_pd
 #define FA_OP(op, sfx) _mm512_##op##_##sfx
+/* the upper half of a float32 register through the float64 extract, which
+ * AVX-512F has (the float32 one needs AVX512DQ) */
+static inline __m256 fa_hi256_f32(__m512 v)
+{
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
 static inline float fa_hsum_vf32(__m512 v)
 {
-    return fa_hsum256_f32(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+    return fa_hsum256_f32(_mm256_add_ps(_mm512_castps512_ps256(v), fa_hi256_f32(v)));
 }
 static inline float fa_hmax_vf32(__m512 v)
 {
-    return fa_hmax256_f32(_mm256_max_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v)));
+    return fa_hmax256_f32(_mm256_max_ps(fa_hi256_f32(v), _mm512_castps512_ps256(v)));
 }
 static inline double fa_hsum_vf64(__m512d v)
 {
