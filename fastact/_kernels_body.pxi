@@ -1528,15 +1528,14 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT:
+        if n <= NSHORT and _rowwise(n, sizeof(real)):
+            _short(<_LseBwd*>NULL, g, x, lse, out, <acc_t*>NULL, n, outer)
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
-                if _rowwise(n, sizeof(real)):
-                    _short(<_LseBwd*>NULL, g + r0, x + r0 * n, lse + r0, out + r0 * n, <acc_t*>NULL, n, R)
-                else:
-                    _to_tile(x + r0 * n, tx, n, R)
-                    _lse_bwd_lanes(g + r0, tx, lse + r0, tx, n, TS, R)
-                    _from_tile(tx, out + r0 * n, n, R)
+                _to_tile(x + r0 * n, tx, n, R)
+                _lse_bwd_lanes(g + r0, tx, lse + r0, tx, n, TS, R)
+                _from_tile(tx, out + r0 * n, n, R)
         else:
             for o in range(outer):
                 gv = g[o]
