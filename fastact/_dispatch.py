@@ -321,12 +321,12 @@ def elementwise(name, x, out, params=(), xname="x"):
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and x.flags.c_contiguous:
             k = getattr(_config.current(), name)
-            if out is None:
+            if out is None:  # (the kernels take any shape as flat: see _registry)
                 y = np.empty(x.shape, dt)
-                k(x.reshape(-1), y.reshape(-1), *params)
+                k(x, y, *params)
                 return y
             if _direct_out(out, x, x):
-                k(x.reshape(-1), out.reshape(-1), *params)
+                k(x, out, *params)
                 return out
     return _map(name, (x,), (xname,), out, params)
 
@@ -335,7 +335,7 @@ def elementwise2(name, a, b, out, params=(), names=("grad", "x")):
     """y = f(a, b) elementwise, a and b of one shape (backward kernels)."""
     if _plain(b) and _plain(a, b) and (out is None or _direct_out(out, b, a, b)):
         y = np.empty_like(b) if out is None else out
-        getattr(_config.current(), name)(a.reshape(-1), b.reshape(-1), y.reshape(-1), *params)
+        getattr(_config.current(), name)(a, b, y, *params)
         return y
     return _map(name, (a, b), names, out, params)
 
@@ -387,7 +387,11 @@ def rows(name, x, axis, out):
                 and x.flags.c_contiguous and (out is None or _direct_out(out, x, x))):
             n = shape[-1]
             y = np.empty(shape, dt) if out is None else out
-            getattr(_config.current(), name)(x.reshape(-1, n, 1), y.reshape(-1, n, 1))
+            k = getattr(_config.current(), name)
+            if len(shape) == 2:  # (outer, n): inner = 1 implicit (see _registry)
+                k(x, y)
+            else:
+                k(x.reshape(-1, n, 1), y.reshape(-1, n, 1))
             return y
     return rows_multi(name, (x,), ("x",), axis, out)
 
@@ -399,7 +403,11 @@ def rows_multi(name, arrays, names, axis, out):
                 and (out is None or _direct_out(out, b, a, b))):
             n = b.shape[-1]
             y = np.empty_like(b) if out is None else out
-            getattr(_config.current(), name)(a.reshape(-1, n, 1), b.reshape(-1, n, 1), y.reshape(-1, n, 1))
+            k = getattr(_config.current(), name)
+            if b.ndim == 2:
+                k(a, b, y)
+            else:
+                k(a.reshape(-1, n, 1), b.reshape(-1, n, 1), y.reshape(-1, n, 1))
             return y
     arrays = [asarray(a, n) for a, n in zip(arrays, names)]
     for a, n in zip(arrays[1:], names[1:]):
@@ -421,7 +429,11 @@ def reduce_rows(name, x, axis, keepdims, out):
     if out is None and not keepdims and _plain(x) and _last_axis(axis, x):
         n = x.shape[-1]
         r = np.empty(x.shape[:-1], x.dtype)
-        getattr(_config.current(), name)(x.reshape(-1, n, 1), r.reshape(-1, 1))
+        k = getattr(_config.current(), name)
+        if x.ndim == 2:
+            k(x, r)
+        else:
+            k(x.reshape(-1, n, 1), r.reshape(-1, 1))
         return r
     x0 = x = asarray(x)
     axes = normalize_axes(axis, x.ndim)
@@ -457,8 +469,11 @@ def reduce_rows_backward(name, grad, x, lse, axis, out):
             and (out is None or _direct_out(out, x, x))):
         n = x.shape[-1]
         y = np.empty_like(x) if out is None else out
-        getattr(_config.current(), name)(grad.reshape(-1, 1), x.reshape(-1, n, 1), lse.reshape(-1, 1),
-                                         y.reshape(-1, n, 1))
+        k = getattr(_config.current(), name)
+        if x.ndim == 2:
+            k(grad, x, lse, y)
+        else:
+            k(grad.reshape(-1, 1), x.reshape(-1, n, 1), lse.reshape(-1, 1), y.reshape(-1, n, 1))
         return y
     grad, x, lse = asarray(grad, "grad"), asarray(x, "x"), asarray(lse, "lse")
     axes = normalize_axes(axis, x.ndim)

@@ -11,11 +11,16 @@ The kernel contract (what the dispatch layer guarantees, what kernels do)
   native byte order, and all of them share one dtype: float32 or float64
   (the NumPy backend also receives ``np.longdouble``).  Integer class targets
   are C-contiguous ``np.intp``.  Scalar parameters are Python floats/ints.
-* Elementwise kernels see 1-D arrays of equal length.
+* Elementwise kernels see arrays of one shape, which they treat as flat: 1-D
+  from the general path, the caller's own shape from the fast path (a
+  reshape per array costs ~0.15 us, as much as a small call's arithmetic).
 * Row kernels see the canonical ``(outer, n, inner)`` view and reduce over
   ``n`` (axis 1); reduced arrays are ``(outer, inner)``.  ``inner == 1`` is
   the common "last axis" case; ``inner > 1`` reduces along a non-last axis of
   a contiguous array without any transposed copy.  Any of the three may be 0.
+  When ``inner == 1`` the trailing axis may be absent: full arrays are then
+  ``(outer, n)`` and reduced ones ``(outer,)`` -- the dispatch hands a 2-D
+  input over as it is, which saves two reshapes (~0.3 us) on small calls.
 * An output array is either disjoint from every input or *exactly* one of
   the inputs (same memory, same shape); kernels must be correct in both cases
   (``softmax(x, out=x)``).  Partial overlaps never reach a kernel.

@@ -19,7 +19,7 @@ LOSSES = ("loss_index", "loss_index_grad", "loss_prob", "loss_prob_grad")
 
 # (shape, axis) cases; axis matters for row kernels and losses only
 ROW_CASES = [
-    ((5, 17), -1), ((5, 17), 0), ((3, 4, 9), 1), ((3, 4, 9), (0, 2)),
+    ((5, 17), -1), ((5, 17), 0), ((3, 4, 9), 1), ((3, 4, 9), -1), ((3, 4, 9), (0, 2)),
     ((3, 4, 9), None), ((3, 4, 9), (1, 2)), ((2, 1500), -1), ((40, 3), 0), ((7,), 0),
 ]
 LOSS_CASES = [((5, 17), -1), ((5, 17), 0), ((3, 4, 9), 1), ((6, 3), -1), ((2, 1500), -1), ((7,), 0)]
@@ -192,6 +192,26 @@ def test_rows_of_whole_registers(backend, dtype, kernel, n):
     with np.errstate(over="ignore"):
         x = np.tile(ft.edge_rows(), (1, n // 4)).astype(dtype)
     _check_edge_rows(backend, kernel, x, -1)
+
+
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
+def test_row_kernels_take_implicit_inner(backend, dtype, kernel):
+    """A row kernel called with (outer, n) arrays and (outer,) reduced ones
+    (how the dispatch hands over 2-D inputs) computes exactly what it does
+    with the explicit (outer, n, 1) and (outer, 1)."""
+    rng = np.random.default_rng(3)
+    o, n = 70, 10
+    kind = KIND[kernel]
+    full = [rng.standard_normal((o, n)).astype(dtype) for _ in range(2)]
+    red = [rng.standard_normal(o).astype(dtype) for _ in range(2)]
+    ins = {"rows": full[:1], "rows_reduce": full[:1], "rows_backward": full,
+           "rows_reduce_backward": [red[0], full[0], red[1]]}[kind]
+    out = np.empty(o if kind == "rows_reduce" else (o, n), dtype)
+    k = getattr(fastact._config.current(), kernel)
+    k(*ins, out)
+    out3 = np.empty(out.shape + (1,), dtype)
+    k(*[a.reshape(a.shape + (1,)) for a in ins], out3)
+    np.testing.assert_array_equal(out, out3.reshape(out.shape))
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -370,6 +370,15 @@ def test_contract_violations_raise():
         K.softmax(x, np.zeros((4, 6, 1)))
     with pytest.raises(ValueError):
         K.softmax(x, np.zeros((4, 5)))
+    # (outer, n) / (outer,) without the trailing 1: all arrays or none
+    with pytest.raises(ValueError):
+        K.softmax(np.zeros((4, 5)), np.zeros((4, 5, 1)))
+    with pytest.raises(ValueError):
+        K.logsumexp(np.zeros((4, 5)), np.zeros((4, 1)))
+    with pytest.raises(ValueError):
+        K.logsumexp_backward(np.zeros((4, 1)), np.zeros((4, 5)), np.zeros(4), np.zeros((4, 5)))
+    with pytest.raises(ValueError):
+        K.softmax(np.zeros((4, 5, 1, 1)), np.zeros((4, 5, 1, 1)))
     with pytest.raises(TypeError):
         K.softmax(x, np.zeros((4, 5, 1), np.float32))
     with pytest.raises(TypeError):

@@ -1201,6 +1201,8 @@ def _ew1(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out):
+        if x.ndim != 1:  # any shape, as flat (see _registry); the jitted code is 1-D
+            x, out = x.reshape(-1), out.reshape(-1)
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
             run(x, out)
 
@@ -1211,6 +1213,8 @@ def _ew1p(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out, *p):
+        if x.ndim != 1:
+            x, out = x.reshape(-1), out.reshape(-1)
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out) + p):
             run(x, out, *p)
 
@@ -1221,6 +1225,8 @@ def _ew2(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(a, b, out):
+        if out.ndim != 1:
+            a, b, out = a.reshape(-1), b.reshape(-1), out.reshape(-1)
         if out.nbytes < limit or _NT[0] < 2 or not _parallel(par, (a, b, out)):
             run(a, b, out)
 
@@ -1231,6 +1237,8 @@ def _ew2p(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(a, b, out, *p):
+        if out.ndim != 1:
+            a, b, out = a.reshape(-1), b.reshape(-1), out.reshape(-1)
         if out.nbytes < limit or _NT[0] < 2 or not _parallel(par, (a, b, out) + p):
             run(a, b, out, *p)
 
@@ -1246,9 +1254,14 @@ def _rows1(name, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out):
-        if x.nbytes < limit and x.shape[2] == 1:
+        # a 2-D x is (outer, n) with inner = 1 implicit (see _registry), which
+        # the serial function takes as it is: it reads the first two extents
+        # and flat views only (one more compiled type, no reshapes per call)
+        if x.nbytes < limit and (x.ndim == 2 or x.shape[2] == 1):
             rs(x, out)
             return
+        if x.ndim == 2:
+            x, out = x.reshape(x.shape + (1,)), out.reshape(out.shape + (1,))
         o, n, i = x.shape
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(
                 plan if i != 1 else prt if n <= TINY else prl, (x, out)):
@@ -1265,9 +1278,11 @@ def _rows2(name, cost):
     limit = _serial_below(cost)
 
     def kernel(g, y, out):
-        if y.nbytes < limit and y.shape[2] == 1:
+        if y.nbytes < limit and (y.ndim == 2 or y.shape[2] == 1):  # (as in _rows1)
             rs(g, y, out)
             return
+        if y.ndim == 2:
+            g, y, out = g.reshape(g.shape + (1,)), y.reshape(y.shape + (1,)), out.reshape(out.shape + (1,))
         o, n, i = y.shape
         if y.nbytes < limit or _NT[0] < 2 or not _parallel(
                 plan if i != 1 else prt if n <= TINY else prl, (g, y, out)):
@@ -1330,9 +1345,11 @@ _LSEB_LIMIT = _serial_below(0.5)
 def logsumexp_backward(grad, x, lse, out):
     """Kernel ``logsumexp_backward``: grad, lse (outer, inner); x, out
     (outer, n, inner)."""
-    if x.nbytes < _LSEB_LIMIT and x.shape[2] == 1:
+    if x.nbytes < _LSEB_LIMIT and (x.ndim == 2 or x.shape[2] == 1):  # (as in _rows1)
         _rs_logsumexp_backward(grad, x, lse, out)
         return
+    if x.ndim == 2:
+        grad, x, lse, out = (a.reshape(a.shape + (1,)) for a in (grad, x, lse, out))
     o, n, i = x.shape
     args = (grad, x, lse, out)
     run = _lanes_logsumexp_backward if i != 1 else _rt_logsumexp_backward if n <= TINY else \

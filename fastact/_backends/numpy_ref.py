@@ -40,6 +40,24 @@ def _quiet(f):
     return wrapper
 
 
+def _rows(main):
+    """A row kernel that also takes ``(outer, n)`` arrays with ``(outer,)``
+    reduced ones (inner = 1 left implicit, see ``fastact._registry``):
+    ``args[main]`` is a full-shaped one; every array then gets the trailing
+    axis back, as a view."""
+
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(*args):
+            if args[main].ndim == 2:
+                args = tuple(a.reshape(a.shape + (1,)) for a in args)
+            f(*args)
+
+        return wrapper
+
+    return deco
+
+
 def _acc(dtype):
     """Accumulator dtype for sums: at least float64."""
     return np.result_type(dtype, np.float64)
@@ -262,6 +280,7 @@ def _row_parts(x):
     return m, ok, d, t, rest
 
 
+@_rows(0)
 @_quiet
 def softmax(x, out):
     if x.shape[1] == 0:
@@ -270,6 +289,7 @@ def softmax(x, out):
     out[...] = np.where(ok, t / (1 + rest), np.nan)
 
 
+@_rows(0)
 @_quiet
 def log_softmax(x, out):
     if x.shape[1] == 0:
@@ -285,23 +305,27 @@ def _logsumexp_keepdims(x):
     return np.where(ok, m + np.log1p(rest), m).astype(x.dtype, copy=False)
 
 
+@_rows(0)
 @_quiet
 def logsumexp(x, out):
     out[...] = _logsumexp_keepdims(x)[:, 0, :]
 
 
+@_rows(1)
 @_quiet
 def softmax_backward(grad, y, out):
     dot = (grad * y).sum(axis=1, keepdims=True, dtype=_acc(y.dtype))
     out[...] = y * (grad - dot.astype(y.dtype))
 
 
+@_rows(1)
 @_quiet
 def log_softmax_backward(grad, y, out):
     total = grad.sum(axis=1, keepdims=True, dtype=_acc(y.dtype))
     out[...] = grad - np.exp(y) * total.astype(y.dtype)
 
 
+@_rows(1)
 @_quiet
 def logsumexp_backward(grad, x, lse, out):
     out[...] = grad[:, None, :] * np.exp(x - lse[:, None, :])
@@ -384,3 +408,31 @@ def cross_entropy_prob(x, p, loss, label_smoothing):
 
 def cross_entropy_prob_grad(x, p, scale, loss, dx, label_smoothing):
     _ce_prob(x, p, scale, loss, dx, label_smoothing)
+
+
+# ---------------------------------------------------------------------------
+# elementwise kernels take arrays of any shape as flat (see fastact._registry);
+# the formulas above are written for 1-D arrays (on 0-d ones NumPy returns
+# scalars)
+
+
+def _flat(f):
+    @functools.wraps(f)
+    def wrapper(*args):
+        if args[0].ndim != 1:
+            args = tuple(a.reshape(-1) if isinstance(a, np.ndarray) else a for a in args)
+        f(*args)
+
+    return wrapper
+
+
+def _flatten_elementwise():
+    from .._registry import KERNELS
+
+    g = globals()
+    for k in KERNELS.values():
+        if k.kind in ("elementwise", "elementwise_backward", "binary", "binary_backward"):
+            g[k.name] = _flat(g[k.name])
+
+
+_flatten_elementwise()
