@@ -174,13 +174,16 @@ def test_edge_rows(backend, dtype, kernel):
         _check_edge_rows(backend, kernel, xx, axis)
 
 
-@pytest.mark.parametrize("n", [4, 8, 16, 32])
+@pytest.mark.parametrize("n", [4, 5, 8, 10, 16, 17, 31, 32])
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
-def test_rows_of_whole_registers(backend, dtype, kernel, n):
-    """Contiguous rows of 4-32 entries fill whole SIMD registers at some
-    vector width (a path of its own in the Cython kernels): random rows into
-    a new array and in place, and the edge rows' NaN/inf mixes repeated."""
-    c = ft.case(kernel, (37, n), dtype, -1)
+def test_short_rows(backend, dtype, kernel, n):
+    """Contiguous short rows, which the Cython kernels compute row by row
+    when they fill whole SIMD registers (4-32 entries, by vector width) and
+    otherwise through transposed tiles of 64 rows (70 rows: a whole tile and
+    part of one; 17 and 31 entries: two register columns, the second
+    partial): random rows into a new array and in place, and the edge rows'
+    NaN/inf mixes repeated."""
+    c = ft.case(kernel, (70, n), dtype, -1)
     ref = ft.reference(c)
     ulps = ulps_for(kernel, n)
     assert_close(ft.run(c), ref, ulps, what=f"{backend} {kernel} rows of {n}")
@@ -190,7 +193,7 @@ def test_rows_of_whole_registers(backend, dtype, kernel, n):
             r = ft.run(fresh, out=fresh.arrays[i])
             assert_close(r, ref, ulps, what=f"{backend} {kernel} rows of {n} in place on array {i}")
     with np.errstate(over="ignore"):
-        x = np.tile(ft.edge_rows(), (1, n // 4)).astype(dtype)
+        x = np.tile(ft.edge_rows(), (1, -(-n // 4)))[:, :n].astype(dtype)
     _check_edge_rows(backend, kernel, x, -1)
 
 
