@@ -61,13 +61,14 @@ def test_goals_from_records():
     assert c1["torch_geomean"] == pytest.approx((2.5 * 0.25) ** 0.5)
     assert c1["below_torch"] == [(0.25, "gelu", "4096x1024", "float32")]
     assert c1["scipy_geomean"] == pytest.approx(20.0) and c1["softmax_f32_x_copy"] == pytest.approx(2.0)
+    assert c1["scipy_copy_geomean"] == pytest.approx(40.0) and c1["scipy_under_10_copies"] == (0, 1)
     assert "scaling_median" not in c1
     assert b2["scaling_median"] == pytest.approx(2.0) and b2["scaling_ge_1.8"] == (2, 2)
     assert g["numba"][2]["softmax_f32_x_copy"] == pytest.approx(2.5)
     # the printed report names SciPy only where SciPy ran (not for gelu alone)
     buf = io.StringIO()
     _bench.format_goals(recs, out=buf)
-    assert "vs scipy geomean 20.00" in buf.getvalue()
+    assert "vs scipy geomean 20.00" in buf.getvalue() and "at np.copy speed: 40.00" in buf.getvalue()
     buf = io.StringIO()
     _bench.format_goals([r for r in recs if r["kernel"] == "gelu"], out=buf)
     assert "below 1.0" in buf.getvalue() and "scipy" not in buf.getvalue()
