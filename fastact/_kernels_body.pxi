@@ -52,8 +52,8 @@ cdef extern from "fa_support.h" nogil:
     double fa_rowmax_f64(const double* a, Py_ssize_t n) noexcept
     float fa_rowsum_f32(const float* a, Py_ssize_t n) noexcept
     double fa_rowsum_f64(const double* a, Py_ssize_t n) noexcept
-    void fa_to_tile_f32(const float* x, float* tile, Py_ssize_t n, Py_ssize_t R, Py_ssize_t ts) noexcept
-    void fa_from_tile_f32(const float* tile, float* x, Py_ssize_t n, Py_ssize_t R, Py_ssize_t ts) noexcept
+    void fa_tile_f32(const float* src, float* dst, Py_ssize_t n, Py_ssize_t R, Py_ssize_t ts,
+                     int to_tile) noexcept
     int FA_HAVE_FMA
     int FA_VEC_BYTES
     int FA_TILE_SIMD
@@ -1138,14 +1138,14 @@ cdef inline bint _tile_simd(Py_ssize_t n, size_t itemsize) noexcept nogil:
 
 cdef inline void _to_tile(const real* x, real* tile, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     if real is float and _tile_simd(n, sizeof(real)):
-        fa_to_tile_f32(x, tile, n, R, TS)
+        fa_tile_f32(x, tile, n, R, TS, 1)
     else:
         _short(<_ToTile*>NULL, x, <const real*>NULL, <const real*>NULL, tile, <acc_t*>NULL, n, R)
 
 
 cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
     if real is float and _tile_simd(n, sizeof(real)):
-        fa_from_tile_f32(tile, out, n, R, TS)
+        fa_tile_f32(tile, out, n, R, TS, 0)
     else:
         _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, R)
 

@@ -305,14 +305,16 @@ FA_ROW_REDUCE(float, f32)
 FA_ROW_REDUCE(double, f64)
 #endif
 
-/* Tiles of short rows (n <= 32): tile[j*ts + r] = x[r*n + j] for r < R,
- * j < n (fa_to_tile), and back (fa_from_tile).  With AVX-512, blocks of W
- * rows by W columns (W = 16 float32 / 8 float64) go through registers:
- * masked loads of the row pieces (nothing is read past a row or the last
- * row), an in-register W x W transpose, whole-register stores into the tile
- * (its lanes >= R are written but never read as results), and masked
- * stores back into the rows.  FA_TILE_SIMD says whether this path exists;
- * without it the callers keep their own loops. */
+/* Tiles of float32 short rows (n <= 32): tile[j*ts + r] = rows[r*n + j]
+ * for r < R, j < n (to_tile = 1), or back (to_tile = 0; a constant at each
+ * inlined call).  With AVX-512, blocks of 16 rows by 16 columns go through
+ * registers: masked loads of the row pieces (nothing is read past a row or
+ * the last row), an in-register 16 x 16 transpose, whole-register stores
+ * into the tile (its lanes >= R are written but never read as results), and
+ * masked stores back into the rows.  GCC's own code for these loops, even
+ * with a constant n, was one scalar load and store per entry.
+ * FA_TILE_SIMD says whether this path exists; without it the callers keep
+ * their own loops and the plain-C version below is not used. */
 #if FA_VEC_BYTES == 64
 #define FA_TILE_SIMD 1
 static inline void fa_tr16_f32(__m512 *r)
@@ -348,82 +350,46 @@ static inline void fa_tr16_f32(__m512 *r)
     for (i = 0; i < 16; i++)
         r[i] = t[i];
 }
-static inline void fa_tr8_f64(__m512d *r)
+static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts,
+                               int to_tile)
 {
-    __m512d t[8], u0, u1, u2, u3;
-    int i, c;
-    for (i = 0; i < 8; i += 2) {
-        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
-    }
-    /* t[2g + c], 128-bit lane L: column 2L + c of rows 2g, 2g + 1 */
-    for (c = 0; c < 2; c++) {
-        u0 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0x44);
-        u1 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xEE);
-        u2 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x44);
-        u3 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xEE);
-        r[c] = _mm512_shuffle_f64x2(u0, u2, 0x88);
-        r[2 + c] = _mm512_shuffle_f64x2(u0, u2, 0xDD);
-        r[4 + c] = _mm512_shuffle_f64x2(u1, u3, 0x88);
-        r[6 + c] = _mm512_shuffle_f64x2(u1, u3, 0xDD);
+    __m512 v[16];
+    ptrdiff_t r0, c0, i, rows, cols;
+    __mmask16 m;
+    for (r0 = 0; r0 < R; r0 += 16) {
+        rows = R - r0 < 16 ? R - r0 : 16;
+        for (c0 = 0; c0 < n; c0 += 16) {
+            cols = n - c0 < 16 ? n - c0 : 16;
+            m = (__mmask16)(((uint32_t)1 << cols) - 1);
+            if (to_tile) {
+                for (i = 0; i < 16; i++)
+                    v[i] = _mm512_maskz_loadu_ps(i < rows ? m : (__mmask16)0, src + (r0 + i) * n + c0);
+                fa_tr16_f32(v);
+                for (i = 0; i < cols; i++)
+                    _mm512_storeu_ps(dst + (c0 + i) * ts + r0, v[i]);
+            } else {
+                for (i = 0; i < 16; i++)
+                    v[i] = i < cols ? _mm512_loadu_ps(src + (c0 + i) * ts + r0) : _mm512_setzero_ps();
+                fa_tr16_f32(v);
+                for (i = 0; i < rows; i++)
+                    _mm512_mask_storeu_ps(dst + (r0 + i) * n + c0, m, v[i]);
+            }
+        }
     }
 }
-#define FA_TILE(T, V, SFX, PS, W, MT, TR)                                       \
-static inline void fa_to_tile_##SFX(const T *x, T *tile, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts) \
-{                                                                               \
-    V v[W];                                                                     \
-    ptrdiff_t r0, c0, i, rows, cols;                                            \
-    MT m;                                                                       \
-    for (r0 = 0; r0 < R; r0 += W) {                                             \
-        rows = R - r0 < W ? R - r0 : W;                                         \
-        for (c0 = 0; c0 < n; c0 += W) {                                         \
-            cols = n - c0 < W ? n - c0 : W;                                     \
-            m = (MT)(((uint32_t)1 << cols) - 1);                                \
-            for (i = 0; i < W; i++)                                             \
-                v[i] = _mm512_maskz_loadu_##PS(i < rows ? m : (MT)0, x + (r0 + i) * n + c0); \
-            TR(v);                                                              \
-            for (i = 0; i < cols; i++)                                          \
-                _mm512_storeu_##PS(tile + (c0 + i) * ts + r0, v[i]);            \
-        }                                                                       \
-    }                                                                           \
-}                                                                               \
-static inline void fa_from_tile_##SFX(const T *tile, T *x, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts) \
-{                                                                               \
-    V v[W];                                                                     \
-    ptrdiff_t r0, c0, i, rows, cols;                                            \
-    MT m;                                                                       \
-    for (r0 = 0; r0 < R; r0 += W) {                                             \
-        rows = R - r0 < W ? R - r0 : W;                                         \
-        for (c0 = 0; c0 < n; c0 += W) {                                         \
-            cols = n - c0 < W ? n - c0 : W;                                     \
-            m = (MT)(((uint32_t)1 << cols) - 1);                                \
-            for (i = 0; i < W; i++)                                             \
-                v[i] = i < cols ? _mm512_loadu_##PS(tile + (c0 + i) * ts + r0)  \
-                                : _mm512_setzero_##PS();                        \
-            TR(v);                                                              \
-            for (i = 0; i < rows; i++)                                          \
-                _mm512_mask_storeu_##PS(x + (r0 + i) * n + c0, m, v[i]);        \
-        }                                                                       \
-    }                                                                           \
-}
-FA_TILE(float, __m512, f32, ps, 16, __mmask16, fa_tr16_f32)
-FA_TILE(double, __m512d, f64, pd, 8, __mmask8, fa_tr8_f64)
 #else
 #define FA_TILE_SIMD 0
-/* the same in plain C (the callers use their own loops instead) */
-#define FA_TILE(T, SFX)                                                         \
-static inline void fa_to_tile_##SFX(const T *x, T *tile, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts) \
-{                                                                               \
-    for (ptrdiff_t r = 0; r < R; r++)                                           \
-        for (ptrdiff_t j = 0; j < n; j++) tile[j * ts + r] = x[r * n + j];      \
-}                                                                               \
-static inline void fa_from_tile_##SFX(const T *tile, T *x, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts) \
-{                                                                               \
-    for (ptrdiff_t r = 0; r < R; r++)                                           \
-        for (ptrdiff_t j = 0; j < n; j++) x[r * n + j] = tile[j * ts + r];      \
+static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts,
+                               int to_tile)
+{
+    for (ptrdiff_t r = 0; r < R; r++)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            if (to_tile)
+                dst[j * ts + r] = src[r * n + j];
+            else
+                dst[r * n + j] = src[j * ts + r];
+        }
 }
-FA_TILE(float, f32)
-FA_TILE(double, f64)
 #endif
 
 #endif /* FASTACT_FA_SUPPORT_H */
