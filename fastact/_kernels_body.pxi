@@ -958,13 +958,33 @@ cdef inline acc_t _rest_row(const real* x, Py_ssize_t n, real m, real* xm) noexc
     return <acc_t>_rsum(pe, n) + (<acc_t>_rsum(pc, n) - 1)
 
 
+cdef inline void _softmax_rows(const real* a, real* out, Py_ssize_t n, Py_ssize_t G,
+                               real* buf) noexcept nogil:
+    # softmax of G consecutive rows of whole SIMD registers (n and G are
+    # constants where this is inlined), side by side so that their
+    # reductions and exps are independent chains; computed in buf before
+    # any of out is written (out may be a)
+    cdef real mg[RG]
+    cdef Py_ssize_t g, j
+    for g in range(G):
+        mg[g] = _rmax(a + g * n, n)
+    for g in range(G):
+        for j in range(n):
+            buf[g * n + j] = fexpn(a[g * n + j] - mg[g])
+    for g in range(G):
+        mg[g] = 1 / _rsum(buf + g * n, n)
+    for g in range(G):
+        for j in range(n):
+            buf[g * n + j] = buf[g * n + j] * mg[g]
+    for j in range(G * n):
+        out[j] = buf[j]
+
+
 cdef inline void _short_n(short_op* op, const real* a, const real* b, const real* c, real* out,
                           acc_t* s, Py_ssize_t n, Py_ssize_t R) noexcept nogil:
-    cdef Py_ssize_t r, j, g, r1 = 0
+    cdef Py_ssize_t r, j, r1 = 0
     cdef real cr, ar
-    cdef real rr[NSHORT]
-    cdef real rg[RG * NSHORT]
-    cdef real mg[RG]
+    cdef real rr[RG * NSHORT]
     if short_op is _ToTile:
         for r in range(R):
             for j in range(n):
@@ -989,42 +1009,26 @@ cdef inline void _short_n(short_op* op, const real* a, const real* b, const real
             else:
                 for j in range(n):
                     out[r * n + j] = b[r * n + j] * (a[r * n + j] - cr)
-    elif n <= NSHORT and _rowwise(n, sizeof(real)):
-        if short_op is _SmRow and FA_VEC_BYTES == 64 and n * <Py_ssize_t>sizeof(real) == 64:
-            # rows of one AVX-512 register, RG at a time: their reductions
-            # and exps are independent chains, where one row alone keeps the
-            # core waiting on its two horizontal reductions (1M entries, Zen
-            # 4: float32 rows of 16 606 -> 518 us, float64 rows of 8 1322 ->
-            # 1158 us; rows of 2-4 registers gained nothing or lost 14-25%,
-            # and AVX2 rows of one register took 1.9x as long)
+    elif n <= NSHORT and _rowwise(n, sizeof(real)) and short_op is _SmRow:
+        if FA_VEC_BYTES == 64 and n * <Py_ssize_t>sizeof(real) == 64:
+            # rows of one AVX-512 register RG at a time, where one row alone
+            # keeps the core waiting on its two horizontal reductions (1M
+            # entries, Zen 4: float32 rows of 16 606 -> 518 us, float64 rows
+            # of 8 1322 -> 1158 us; rows of 2-4 registers gained nothing or
+            # lost 14-25%, and AVX2 rows of one register took 1.9x as long)
             while r1 + RG <= R:
-                for g in range(RG):
-                    mg[g] = _rmax(a + (r1 + g) * n, n)
-                for g in range(RG):
-                    for j in range(n):
-                        rg[g * n + j] = fexpn(a[(r1 + g) * n + j] - mg[g])
-                for g in range(RG):
-                    mg[g] = 1 / _rsum(rg + g * n, n)
-                for g in range(RG):
-                    for j in range(n):
-                        rg[g * n + j] = rg[g * n + j] * mg[g]
-                for j in range(RG * n):
-                    out[r1 * n + j] = rg[j]
+                _softmax_rows(a + r1 * n, out + r1 * n, n, RG, rr)
                 r1 += RG
         for r in range(r1, R):
+            _softmax_rows(a + r * n, out + r * n, n, 1, rr)
+    elif n <= NSHORT and _rowwise(n, sizeof(real)):
+        for r in range(R):
             if short_op is _LseRow:
                 cr = _rmax(a + r * n, n)
                 s[r] = _rest_row(a + r * n, n, cr, <real*>NULL)
                 out[r] = cr
             else:
-                if short_op is _SmRow:
-                    cr = _rmax(a + r * n, n)
-                    for j in range(n):
-                        rr[j] = fexpn(a[r * n + j] - cr)
-                    cr = 1 / _rsum(rr, n)
-                    for j in range(n):
-                        rr[j] = rr[j] * cr
-                elif short_op is _SmBwdRow:
+                if short_op is _SmBwdRow:
                     cr = _rdot(a + r * n, b + r * n, n)
                     for j in range(n):
                         rr[j] = b[r * n + j] * (a[r * n + j] - cr)
