@@ -174,15 +174,16 @@ def test_edge_rows(backend, dtype, kernel):
         _check_edge_rows(backend, kernel, xx, axis)
 
 
-@pytest.mark.parametrize("n", [4, 5, 8, 10, 16, 17, 31, 32])
+@pytest.mark.parametrize("n", [3, 4, 5, 8, 10, 16, 17, 20, 31, 32])
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
 def test_short_rows(backend, dtype, kernel, n):
     """Contiguous short rows, which the Cython kernels compute row by row
     when they fill whole SIMD registers (4-32 entries, by vector width) and
-    otherwise through transposed tiles of 64 rows (70 rows: a whole tile and
-    part of one; 17 and 31 entries: two register columns, the second
-    partial): random rows into a new array and in place, and the edge rows'
-    NaN/inf mixes repeated."""
+    otherwise through transposed tiles of 64 rows, as the Numba kernels do
+    for float32 (70 rows: a whole tile and part of one; 17-31 entries: two
+    register columns, the second partial): random rows into a new array and
+    in place, and the edge rows' NaN/inf mixes repeated over 84 rows (the
+    NaN and inf rows inside a whole tile)."""
     c = ft.case(kernel, (70, n), dtype, -1)
     ref = ft.reference(c)
     ulps = ulps_for(kernel, n)
@@ -193,7 +194,7 @@ def test_short_rows(backend, dtype, kernel, n):
             r = ft.run(fresh, out=fresh.arrays[i])
             assert_close(r, ref, ulps, what=f"{backend} {kernel} rows of {n} in place on array {i}")
     with np.errstate(over="ignore"):
-        x = np.tile(ft.edge_rows(), (1, -(-n // 4)))[:, :n].astype(dtype)
+        x = np.tile(ft.edge_rows(), (6, -(-n // 4)))[:, :n].astype(dtype)
     _check_edge_rows(backend, kernel, x, -1)
 
 

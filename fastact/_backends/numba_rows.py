@@ -66,12 +66,7 @@ class _Row:
         self.align = ir.Constant(i32, 4 if isinstance(self.ety, ir.FloatType) else 8)
 
     def load(self, fill):
-        b = self.b
-        pt = const(self.vty, fill)
-        name = f"llvm.masked.load.v{self.vl}{'f32' if isinstance(self.ety, ir.FloatType) else 'f64'}.p0"
-        fnty = ir.FunctionType(self.vty, [self.ptr.type, ir.IntType(32), self.mask.type, self.vty])
-        fn = cgutils.get_or_insert_function(b.module, fnty, name)
-        return b.call(fn, [self.ptr, self.align, self.mask, pt])
+        return self.b.call(*_masked_load_args(self.b, self, self.ptr, fill))
 
     def store(self, v, ptr=None, extra_mask=None):
         b = self.b
@@ -87,6 +82,14 @@ class _Row:
         v = b.insert_element(ir.Constant(self.vty, ir.Undefined), s, ir.Constant(i32, 0))
         return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, self.vl), [ir.Constant(i32, 0)] * self.vl))
 
+
+
+def _masked_load_args(b, row, ptr, fill):
+    """(function, arguments) of a masked load of row's lanes at ptr."""
+    name = f"llvm.masked.load.v{row.vl}{'f32' if isinstance(row.ety, ir.FloatType) else 'f64'}.p0"
+    fnty = ir.FunctionType(row.vty, [row.ptr.type, ir.IntType(32), row.mask.type, row.vty])
+    fn = cgutils.get_or_insert_function(b.module, fnty, name)
+    return fn, [ptr, row.align, row.mask, const(row.vty, fill)]
 
 
 def _out_ptr(context, builder, arrty, arr, off):
@@ -796,12 +799,7 @@ class _Rows(_Row):
         self.ptrs = [builder.gep(self.ptr, [builder.mul(n, ir.Constant(n.type, k))]) for k in range(R)]
 
     def loads(self, fill):
-        b = self.b
-        pt = const(self.vty, fill)
-        name = f"llvm.masked.load.v{self.vl}{'f32' if isinstance(self.ety, ir.FloatType) else 'f64'}.p0"
-        fnty = ir.FunctionType(self.vty, [self.ptr.type, ir.IntType(32), self.mask.type, self.vty])
-        fn = cgutils.get_or_insert_function(b.module, fnty, name)
-        return [b.call(fn, [p, self.align, self.mask, pt]) for p in self.ptrs]
+        return [self.b.call(*_masked_load_args(self.b, self, p, fill)) for p in self.ptrs]
 
     def stores(self, vs, out_base):
         for k, v in enumerate(vs):
@@ -889,3 +887,73 @@ def flat(typingctx, a):
         return out
 
     return ret(a), codegen
+
+
+# ---------------------------------------------------------------------------
+# transposed tiles of short rows: VL rows x VL entries through registers
+
+
+def _transpose(b, vs):
+    """The VL columns of the VL x VL matrix whose rows are the vectors vs.
+    Bit h of the (row, column) index pair is swapped for h = VL/2 .. 1, each
+    step one two-source shuffle per vector (2 log2(VL) shuffles a vector)."""
+    vl = len(vs)
+    i32 = ir.IntType(32)
+    vs = list(vs)
+    h = vl // 2
+    while h:
+        lo = ir.Constant(ir.VectorType(i32, vl), [c if not c & h else vl + (c ^ h) for c in range(vl)])
+        hi = ir.Constant(ir.VectorType(i32, vl), [c ^ h if not c & h else vl + c for c in range(vl)])
+        for i in range(vl):
+            if not i & h:
+                a, c = vs[i], vs[i + h]
+                vs[i], vs[i + h] = b.shuffle_vector(a, c, lo), b.shuffle_vector(a, c, hi)
+        h //= 2
+    return vs
+
+
+def _strided(b, row, stride, k):
+    return b.gep(row.ptr, [b.mul(stride, ir.Constant(stride.type, k))])
+
+
+@intrinsic
+def vtile_in(typingctx, x, off, cnt, n, t, toff, W, VL):
+    """Entry c of the VL rows at x[off + k n] (k < VL; entries c >= cnt read
+    as 0) to t[toff + c W + k], for every c < VL: t must have room for VL
+    vectors of VL entries, W apart."""
+    vl = _vl(VL)
+    if not (_check(x, vl) and _flat(t) and t.dtype == x.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        xa, o, c, n_, ta, to, w = args[:7]
+        src = _Row(context, b, sig.args[0], xa, o, c, vl)
+        vs = [b.call(*_masked_load_args(b, src, _strided(b, src, n_, k), 0.0)) for k in range(vl)]
+        dst = _Row(context, b, sig.args[4], ta, to, ir.Constant(ir.IntType(64), vl), vl)
+        for j, v in enumerate(_transpose(b, vs)):
+            dst.store(v, _strided(b, dst, w, j))
+        return context.get_dummy_value()
+
+    return types.none(x, off, cnt, n, t, toff, W, VL), codegen
+
+
+@intrinsic
+def vtile_out(typingctx, t, toff, W, out, off, cnt, n, VL):
+    """The inverse of vtile_in: t[toff + c W + k] to out[off + k n + c] for
+    k < VL and c < cnt (nothing else of out is written)."""
+    vl = _vl(VL)
+    if not (_check(t, vl) and _flat(out) and out.dtype == t.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        ta, to, w, oa, o, c, n_ = args[:7]
+        src = _Row(context, b, sig.args[0], ta, to, ir.Constant(ir.IntType(64), vl), vl)
+        vs = [b.call(*_masked_load_args(b, src, _strided(b, src, w, j), 0.0)) for j in range(vl)]
+        dst = _Row(context, b, sig.args[3], oa, o, c, vl)
+        for k, v in enumerate(_transpose(b, vs)):
+            dst.store(v, _strided(b, dst, n_, k))
+        return context.get_dummy_value()
+
+    return types.none(t, toff, W, out, off, cnt, n, VL), codegen
