@@ -1013,7 +1013,7 @@ def _f32_tiles(tiles, nmax=2 * VL):
     """g(*arrays, n, r0, r1): tiles(...) for float32 rows of n <= nmax
     entries that are not whole vectors, else r0 (no row done).  Chosen when
     the caller is typed, so that float64 callers never compile the tile code
-    (each tile function added 2-3 s to a kernel's first compilation)."""
+    (each tile function adds 1.5-2 s to a kernel's first compilation)."""
 
     def g(*args):
         raise NotImplementedError  # only called from compiled code
