@@ -951,62 +951,62 @@ def _tile_out(tb, r, n, of):
             vtile_out(tb, c0 * TWR + b0, TWR, of, (r + b0) * n + c0, n - c0, n, VL)
 
 
-@njit(**_NONRT)
-def _tiles_softmax(xf, of, n, r0, r1):
-    """softmax of rows r0.. of n <= 2 VL entries (float32) tile by tile, up
-    to the last whole tile; returns the first row left."""
-    never_inline()
-    wide()
+@njit(**_INL)
+def _tile_rows(xf, of, n, r0, r1, body, back):
+    """Rows r0.. of n <= 2 VL entries (float32) tile by tile, up to the last
+    whole tile: body(tile, of, n, r, scratch...) computes along the tile;
+    with back, the tile is then written back to rows r.. of of.  Returns
+    the first row left."""
     tb = stack_array(2048, xf[0])  # 2 VL x TWR
     mk = stack_array(64, xf[0])
-    ik = stack_array(64, xf[0])
-    sk = stack_array(64, 0.0)
+    lk = stack_array(64, xf[0])
+    pk = stack_array(64, xf[0])
+    rk = stack_array(64, 0.0)
+    ck = stack_array(64, 0.0)
     r = r0
     while r + TWR <= r1:
         _tile_in(xf, r, n, tb)
-        _lane_softmax(tb, tb, 0, TWR, n, TWR, mk, ik, sk)
-        _tile_out(tb, r, n, of)
+        body(tb, of, n, r, mk, lk, pk, rk, ck)
+        if back:
+            _tile_out(tb, r, n, of)
         r += TWR
     return r
+
+
+@njit(**_INL)
+def _tb_softmax(tb, of, n, r, mk, lk, pk, rk, ck):
+    _lane_softmax(tb, tb, 0, TWR, n, TWR, mk, lk, rk)
+
+
+@njit(**_INL)
+def _tb_log_softmax(tb, of, n, r, mk, lk, pk, rk, ck):
+    _lane_log_softmax(tb, tb, 0, TWR, n, TWR, mk, lk, pk, rk, ck)
+
+
+@njit(**_INL)
+def _tb_logsumexp(tb, of, n, r, mk, lk, pk, rk, ck):
+    _lane_logsumexp(tb, of, 0, TWR, n, TWR, r, mk, lk, pk, rk, ck)
+
+
+@njit(**_NONRT)
+def _tiles_softmax(xf, of, n, r0, r1):
+    never_inline()
+    wide()
+    return _tile_rows(xf, of, n, r0, r1, _tb_softmax, True)
 
 
 @njit(**_NONRT)
 def _tiles_log_softmax(xf, of, n, r0, r1):
-    """log_softmax as _tiles_softmax."""
     never_inline()
     wide()
-    tb = stack_array(2048, xf[0])
-    mk = stack_array(64, xf[0])
-    lk = stack_array(64, xf[0])
-    pk = stack_array(64, xf[0])
-    rk = stack_array(64, 0.0)
-    ck = stack_array(64, 0.0)
-    r = r0
-    while r + TWR <= r1:
-        _tile_in(xf, r, n, tb)
-        _lane_log_softmax(tb, tb, 0, TWR, n, TWR, mk, lk, pk, rk, ck)
-        _tile_out(tb, r, n, of)
-        r += TWR
-    return r
+    return _tile_rows(xf, of, n, r0, r1, _tb_log_softmax, True)
 
 
 @njit(**_NONRT)
 def _tiles_logsumexp(xf, of, n, r0, r1):
-    """logsumexp as _tiles_softmax (the results go straight to of)."""
     never_inline()
     wide()
-    tb = stack_array(2048, xf[0])
-    mk = stack_array(64, xf[0])
-    lk = stack_array(64, xf[0])
-    pk = stack_array(64, xf[0])
-    rk = stack_array(64, 0.0)
-    ck = stack_array(64, 0.0)
-    r = r0
-    while r + TWR <= r1:
-        _tile_in(xf, r, n, tb)
-        _lane_logsumexp(tb, of, 0, TWR, n, TWR, r, mk, lk, pk, rk, ck)
-        r += TWR
-    return r
+    return _tile_rows(xf, of, n, r0, r1, _tb_logsumexp, False)  # results straight to of
 
 
 def _f32_tiles(tiles, nmax=2 * VL):
