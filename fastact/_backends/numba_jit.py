@@ -808,9 +808,10 @@ def _lane_rest(src, base, w, n, inner, m, rk, ck, pr, pc):
 
 
 @njit(**_INL)
-def _lane_softmax(xf, of, base, w, n, inner, mk, ik, sk):
+def _lane_softmax(xf, of, base, w, n, inner, ob, mk, ik, pk, sk, ck):
     """softmax along lanes base..base+w of (n, inner) at base (mk, ik, sk:
-    scratch of >= w entries; sk float64)."""
+    scratch of >= w entries, sk float64; ob, pk, ck unused: the three
+    forward lane kernels take the same arguments)."""
     _lane_max(xf, base, w, n, inner, mk)
     for k in range(w):
         sk[k] = 0.0
@@ -844,9 +845,9 @@ def _lane_softmax(xf, of, base, w, n, inner, mk, ik, sk):
 
 
 @njit(**_INL)
-def _lane_log_softmax(xf, of, base, w, n, inner, mk, lk, pk, rk, ck):
+def _lane_log_softmax(xf, of, base, w, n, inner, ob, mk, lk, pk, rk, ck):
     """log_softmax along lanes (as _lane_softmax; pk in the data type, rk
-    and ck float64)."""
+    and ck float64; ob unused)."""
     _lane_max(xf, base, w, n, inner, mk)
     _lane_rest(xf, base, w, n, inner, mk, rk, ck, lk, pk)
     for k in range(w):
@@ -876,39 +877,9 @@ def _lane_logsumexp(xf, of, base, w, n, inner, ob, mk, lk, pk, rk, ck):
 
 
 @njit(**_INL)
-def _lanesr_softmax(x, out, u0, u1):
-    wide()
-    _, n, inner = x.shape
-    ntile = (inner + TW - 1) // TW
-    xf = flat(x)
-    of = flat(out)
-    mk = np.empty(TW, xf.dtype)
-    ik = np.empty(TW, xf.dtype)
-    sk = np.empty(TW, np.float64)
-    for u in range(u0, u1):
-        base, w, _ = _tile(u, ntile, n, inner)
-        _lane_softmax(xf, of, base, w, n, inner, mk, ik, sk)
-
-
-@njit(**_INL)
-def _lanesr_log_softmax(x, out, u0, u1):
-    wide()
-    _, n, inner = x.shape
-    ntile = (inner + TW - 1) // TW
-    xf = flat(x)
-    of = flat(out)
-    mk = np.empty(TW, xf.dtype)
-    lk = np.empty(TW, xf.dtype)
-    pk = np.empty(TW, xf.dtype)
-    rk = np.empty(TW, np.float64)
-    ck = np.empty(TW, np.float64)
-    for u in range(u0, u1):
-        base, w, _ = _tile(u, ntile, n, inner)
-        _lane_log_softmax(xf, of, base, w, n, inner, mk, lk, pk, rk, ck)
-
-
-@njit(**_INL)
-def _lanesr_logsumexp(x, out, u0, u1):
+def _lanesr_forward(x, out, u0, u1, lane):
+    """Work units u0..u1 of an (outer, n, inner) array through lane, one of
+    the three forward lane kernels above."""
     wide()
     _, n, inner = x.shape
     ntile = (inner + TW - 1) // TW
@@ -921,7 +892,22 @@ def _lanesr_logsumexp(x, out, u0, u1):
     ck = np.empty(TW, np.float64)
     for u in range(u0, u1):
         base, w, ob = _tile(u, ntile, n, inner)
-        _lane_logsumexp(xf, of, base, w, n, inner, ob, mk, lk, pk, rk, ck)
+        lane(xf, of, base, w, n, inner, ob, mk, lk, pk, rk, ck)
+
+
+@njit(**_INL)
+def _lanesr_softmax(x, out, u0, u1):
+    _lanesr_forward(x, out, u0, u1, _lane_softmax)
+
+
+@njit(**_INL)
+def _lanesr_log_softmax(x, out, u0, u1):
+    _lanesr_forward(x, out, u0, u1, _lane_log_softmax)
+
+
+@njit(**_INL)
+def _lanesr_logsumexp(x, out, u0, u1):
+    _lanesr_forward(x, out, u0, u1, _lane_logsumexp)
 
 
 # float32 short rows through transposed tiles: TWR rows at a time go into a
@@ -952,61 +938,47 @@ def _tile_out(tb, r, n, of):
 
 
 @njit(**_INL)
-def _tile_rows(xf, of, n, r0, r1, body, back):
+def _tile_rows(xf, of, n, r0, r1, lane, back):
     """Rows r0.. of n <= 2 VL entries (float32) tile by tile, up to the last
-    whole tile: body(tile, of, n, r, scratch...) computes along the tile;
-    with back, the tile is then written back to rows r.. of of.  Returns
-    the first row left."""
+    whole tile: lane, a forward lane kernel, computes along the tile, in
+    place when back (the tile is then written back to rows r.. of of), else
+    with its results straight to of.  Returns the first row left."""
     tb = stack_array(2048, xf[0])  # 2 VL x TWR
     mk = stack_array(64, xf[0])
     lk = stack_array(64, xf[0])
     pk = stack_array(64, xf[0])
     rk = stack_array(64, 0.0)
     ck = stack_array(64, 0.0)
+    dst = tb if back else of
     r = r0
     while r + TWR <= r1:
         _tile_in(xf, r, n, tb)
-        body(tb, of, n, r, mk, lk, pk, rk, ck)
+        lane(tb, dst, 0, TWR, n, TWR, r, mk, lk, pk, rk, ck)
         if back:
             _tile_out(tb, r, n, of)
         r += TWR
     return r
 
 
-@njit(**_INL)
-def _tb_softmax(tb, of, n, r, mk, lk, pk, rk, ck):
-    _lane_softmax(tb, tb, 0, TWR, n, TWR, mk, lk, rk)
-
-
-@njit(**_INL)
-def _tb_log_softmax(tb, of, n, r, mk, lk, pk, rk, ck):
-    _lane_log_softmax(tb, tb, 0, TWR, n, TWR, mk, lk, pk, rk, ck)
-
-
-@njit(**_INL)
-def _tb_logsumexp(tb, of, n, r, mk, lk, pk, rk, ck):
-    _lane_logsumexp(tb, of, 0, TWR, n, TWR, r, mk, lk, pk, rk, ck)
-
-
 @njit(**_NONRT)
 def _tiles_softmax(xf, of, n, r0, r1):
     never_inline()
     wide()
-    return _tile_rows(xf, of, n, r0, r1, _tb_softmax, True)
+    return _tile_rows(xf, of, n, r0, r1, _lane_softmax, True)
 
 
 @njit(**_NONRT)
 def _tiles_log_softmax(xf, of, n, r0, r1):
     never_inline()
     wide()
-    return _tile_rows(xf, of, n, r0, r1, _tb_log_softmax, True)
+    return _tile_rows(xf, of, n, r0, r1, _lane_log_softmax, True)
 
 
 @njit(**_NONRT)
 def _tiles_logsumexp(xf, of, n, r0, r1):
     never_inline()
     wide()
-    return _tile_rows(xf, of, n, r0, r1, _tb_logsumexp, False)  # results straight to of
+    return _tile_rows(xf, of, n, r0, r1, _lane_logsumexp, False)  # results straight to of
 
 
 def _f32_tiles(tiles, nmax=2 * VL):

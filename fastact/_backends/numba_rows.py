@@ -916,6 +916,31 @@ def _strided(b, row, stride, k):
     return b.gep(row.ptr, [b.mul(stride, ir.Constant(stride.type, k))])
 
 
+def _tile_move(src, dst, vl):
+    """Codegen for the VL x VL block moves below: VL vectors from the rows
+    of ``src`` (argument positions of array, offset, count, row stride) go
+    through _transpose to the rows of ``dst`` (the same four); a count
+    argument of None means all VL entries."""
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        full = ir.Constant(ir.IntType(64), vl)
+
+        def row(spec):
+            a, o, c, s = spec
+            cnt = full if c is None else args[c]
+            return _Row(context, b, sig.args[a], args[a], args[o], cnt, vl), args[s]
+
+        s_row, s_stride = row(src)
+        vs = [b.call(*_masked_load_args(b, s_row, _strided(b, s_row, s_stride, k), 0.0)) for k in range(vl)]
+        d_row, d_stride = row(dst)
+        for j, v in enumerate(_transpose(b, vs)):
+            d_row.store(v, _strided(b, d_row, d_stride, j))
+        return context.get_dummy_value()
+
+    return codegen
+
+
 @intrinsic
 def vtile_in(typingctx, x, off, cnt, n, t, toff, W, VL):
     """Entry c of the VL rows at x[off + k n] (k < VL; entries c >= cnt read
@@ -924,18 +949,7 @@ def vtile_in(typingctx, x, off, cnt, n, t, toff, W, VL):
     vl = _vl(VL)
     if not (_check(x, vl) and _flat(t) and t.dtype == x.dtype):
         return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        xa, o, c, n_, ta, to, w = args[:7]
-        src = _Row(context, b, sig.args[0], xa, o, c, vl)
-        vs = [b.call(*_masked_load_args(b, src, _strided(b, src, n_, k), 0.0)) for k in range(vl)]
-        dst = _Row(context, b, sig.args[4], ta, to, ir.Constant(ir.IntType(64), vl), vl)
-        for j, v in enumerate(_transpose(b, vs)):
-            dst.store(v, _strided(b, dst, w, j))
-        return context.get_dummy_value()
-
-    return types.none(x, off, cnt, n, t, toff, W, VL), codegen
+    return types.none(x, off, cnt, n, t, toff, W, VL), _tile_move((0, 1, 2, 3), (4, 5, None, 6), vl)
 
 
 @intrinsic
@@ -945,15 +959,4 @@ def vtile_out(typingctx, t, toff, W, out, off, cnt, n, VL):
     vl = _vl(VL)
     if not (_check(t, vl) and _flat(out) and out.dtype == t.dtype):
         return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        ta, to, w, oa, o, c, n_ = args[:7]
-        src = _Row(context, b, sig.args[0], ta, to, ir.Constant(ir.IntType(64), vl), vl)
-        vs = [b.call(*_masked_load_args(b, src, _strided(b, src, w, j), 0.0)) for j in range(vl)]
-        dst = _Row(context, b, sig.args[3], oa, o, c, vl)
-        for k, v in enumerate(_transpose(b, vs)):
-            dst.store(v, _strided(b, dst, n_, k))
-        return context.get_dummy_value()
-
-    return types.none(t, toff, W, out, off, cnt, n, VL), codegen
+    return types.none(t, toff, W, out, off, cnt, n, VL), _tile_move((0, 1, None, 2), (3, 4, 5, 6), vl)
