@@ -419,3 +419,25 @@ def test_fork_child_runs_single_threaded_and_works():
 
 def _child_softmax(x):
     return fastact.get_num_threads(), fastact.softmax(x)
+
+
+_ROW_KERNELS = [k for k, v in _registry.KERNELS.items() if v.kind.startswith("rows")]
+
+
+@pytest.mark.parametrize("kernel", _ROW_KERNELS)
+def test_any_single_axis_fast_path_matches_general_path(backend, kernel):
+    # an int axis of a C-contiguous array is a reshape (the dispatch fast
+    # path); the same axis as a 1-tuple goes through the general planning:
+    # same canonical layout, same kernel, so bit-for-bit the same result
+    for shape in ((3, 4, 5), (6, 7), (2, 1, 3, 4), (4, 0, 3)):
+        for axis in range(-len(shape), len(shape)):
+            if shape[axis] == 0:
+                continue
+            c = ft.case(kernel, shape, np.float32, axis, seed=len(shape) + axis)
+            fast = ft.run(c)
+            general = ft.run(ft.Case(c.kernel, c.args, {**c.kwargs, "axis": (axis,)}))
+            np.testing.assert_array_equal(fast, general, err_msg=f"{shape} axis={axis}")
+            if c.kernel.kind != "rows_reduce":
+                out = np.full_like(fast, np.nan)
+                assert ft.run(c, out=out) is out
+                np.testing.assert_array_equal(out, general, err_msg=f"{shape} axis={axis} out=")
