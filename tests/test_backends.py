@@ -174,6 +174,18 @@ def test_edge_rows(backend, dtype, kernel):
         _check_edge_rows(backend, kernel, xx, axis)
 
 
+def _check_new_and_in_place(c, ulps, what):
+    """Case c into a new array, and in place on each input that can be the
+    output, against the reference."""
+    ref = ft.reference(c)
+    assert_close(ft.run(c), ref, ulps, what=what)
+    for i, a in enumerate(c.arrays):
+        if a.shape == ref.shape and a.dtype == ref.dtype:
+            fresh = c.map(np.copy)
+            r = ft.run(fresh, out=fresh.arrays[i])
+            assert_close(r, ref, ulps, what=f"{what} in place on array {i}")
+
+
 @pytest.mark.parametrize("n", [3, 4, 5, 8, 10, 16, 17, 20, 31, 32])
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
 def test_short_rows(backend, dtype, kernel, n):
@@ -184,18 +196,29 @@ def test_short_rows(backend, dtype, kernel, n):
     register columns, the second partial): random rows into a new array and
     in place, and the edge rows' NaN/inf mixes repeated over 84 rows (the
     NaN and inf rows inside a whole tile)."""
-    c = ft.case(kernel, (70, n), dtype, -1)
-    ref = ft.reference(c)
-    ulps = ulps_for(kernel, n)
-    assert_close(ft.run(c), ref, ulps, what=f"{backend} {kernel} rows of {n}")
-    for i, a in enumerate(c.arrays):
-        if a.shape == ref.shape and a.dtype == ref.dtype:
-            fresh = c.map(np.copy)
-            r = ft.run(fresh, out=fresh.arrays[i])
-            assert_close(r, ref, ulps, what=f"{backend} {kernel} rows of {n} in place on array {i}")
+    _check_new_and_in_place(ft.case(kernel, (70, n), dtype, -1), ulps_for(kernel, n),
+                            f"{backend} {kernel} rows of {n}")
     with np.errstate(over="ignore"):
         x = np.tile(ft.edge_rows(), (6, -(-n // 4)))[:, :n].astype(dtype)
     _check_edge_rows(backend, kernel, x, -1)
+
+
+@pytest.mark.parametrize("shape", [(37, 5, 3), (70, 9, 2), (9, 32, 15), (5, 33, 7), (6, 6, 16), (4, 3, 33)])
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
+def test_narrow_lanes(backend, dtype, kernel, shape):
+    """Axis 1 of (outer, n, inner) with a narrow inner axis, which the
+    compiled kernels take several outer blocks side by side (inner < 16
+    and n <= 32: 64 // inner blocks a group, the last group partial; the
+    other shapes are just past the limits): random input into a new array
+    and in place, and the edge rows' NaN/inf mixes as lanes."""
+    _check_new_and_in_place(ft.case(kernel, shape, dtype, 1), ulps_for(kernel, shape[1]),
+                            f"{backend} {kernel} {shape}")
+    o, n, inner = shape
+    e = ft.edge_rows()
+    with np.errstate(over="ignore"):
+        lanes = np.tile(e, (-(-o * inner // len(e)), -(-n // e.shape[1])))[:o * inner, :n].astype(dtype)
+    x = np.ascontiguousarray(lanes.reshape(o, inner, n).transpose(0, 2, 1))
+    _check_edge_rows(backend, kernel, x, 1)
 
 
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
