@@ -881,9 +881,9 @@ def _lane_logsumexp(xf, of, base, w, n, inner, ob, mk, lk, pk, rk, ck):
 # (n <= NN), G = NW // inner consecutive blocks go side by side into a tile
 # of NW lanes (row j of the tile: row j of each block), on the stack, and the
 # lane code computes along the tile, as in the Cython kernels (1M entries,
-# axis 1, Intel: float32 softmax of (25000, 10, 4) 5.5 -> 2.9 ms, of (10000,
-# 10, 10) 3.3 -> 2.1 ms; the other four row kernels 0.22-0.5x the time,
-# float64 0.25-0.38x; at inner = 16 no gain).
+# axis 1, Intel: float32 softmax of (25000, 10, 4) 4.8 -> 2.0 ms, of (10000,
+# 10, 10) 3.2 -> 1.7 ms; the other four row kernels 0.23-0.44x the time,
+# float64 0.23-0.28x; at inner = 16 no gain).
 NW = 64
 NN = 32
 
@@ -898,12 +898,11 @@ def _blocks_move(a, b, o, G, n, inner, to_tile):
         for j in range(n):
             p = ((o + g) * n + j) * inner
             t = j * NW + g * inner
-            if to_tile:
-                for k in range(inner):
-                    b[t + k] = a[p + k]
-            else:
-                for k in range(inner):
-                    b[p + k] = a[t + k]
+            # slices first: indices from range() need no negative-index fixup
+            src = a[p:p + inner] if to_tile else a[t:t + inner]
+            dst = b[t:t + inner] if to_tile else b[p:p + inner]
+            for k in range(inner):
+                dst[k] = src[k]
 
 
 @njit(**_HLP)
