@@ -82,6 +82,8 @@ def _bench_main(argv):
                    help="comma-separated shapes like 4096x1024,65536x16")
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
+    p.add_argument("--axis", type=int, default=-1,
+                   help="the reduced (row kernels) or class (losses) axis; shown as shape/axis when not the last")
     p.add_argument("--backends", default=None, help="fastact backends (default: all available)")
     p.add_argument("--peers", default="torch,scipy,numpy")
     p.add_argument("--quick", action="store_true", help="shorter timing runs")
@@ -102,7 +104,7 @@ def _bench_main(argv):
 
     records = _bench.run(kernels, _parse_shapes(a.shapes), tuple(a.dtypes.split(",")),
                          tuple(int(t) for t in a.threads.split(",")), backends,
-                         tuple(x for x in a.peers.split(",") if x), min_time, repeat, progress)
+                         tuple(x for x in a.peers.split(",") if x), min_time, repeat, progress, a.axis)
     print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
     _print_header()
     _bench.format_table(records)

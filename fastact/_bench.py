@@ -281,6 +281,13 @@ def fastest_fastact(rec):
     return min(items) if items else (math.nan, None)
 
 
+def _shape_str(rec):
+    """'4096x1024', with the axis when it is not the last: '25000x10x4/1'."""
+    axis = rec.get("axis", -1)
+    shape = "x".join(map(str, rec["shape"]))
+    return shape if axis in (-1, len(rec["shape"]) - 1) else f"{shape}/{axis}"
+
+
 def format_table(records, out=sys.stdout):
     """Print one line per record: the best fastact backend against peers."""
     head = (f"{'kernel':<18} {'shape':>12} {'dtype':>7} {'thr':>3} {'fastact':>10} {'backend':>8}"
@@ -294,7 +301,7 @@ def format_table(records, out=sys.stdout):
         def ratio(peer):
             return f"{tm[peer] / t:8.2f}" if peer in tm else f"{'-':>8}"
 
-        shape = "x".join(map(str, r["shape"]))
+        shape = _shape_str(r)
         print(f"{r['kernel']:<18} {shape:>12} {r['dtype']:>7} {r['threads']:>3} "
               f"{t * 1e6:8.1f}us {best.replace('fastact-', '') if best else '-':>8} "
               f"{r['bytes'] / t / 1e9:6.1f} {t / tm['copy']:7.2f} "
@@ -325,7 +332,7 @@ def format_markdown(records, out=sys.stdout):
         def ratio(k):
             return f"{tm[k] / t:.2f}" if k in tm else "-"
 
-        print(f"| {r['kernel']} | {'x'.join(map(str, r['shape']))} | {r['dtype']} | {r['threads']} | "
+        print(f"| {r['kernel']} | {_shape_str(r)} | {r['dtype']} | {r['threads']} | "
               f"{us('fastact-cython')} | {us('fastact-numba')} | {us('torch')} | {ratio('torch')} | "
               f"{ratio('scipy')} | {t / tm['copy']:.2f} |", file=out)
     for peer, s in summary(records).items():
@@ -358,13 +365,14 @@ def machine():
 
 
 def run(kernels=GOAL_KERNELS, shapes=GOAL_SHAPES, dtypes=("float32", "float64"), thread_counts=(1,),
-        backends=None, peers=None, min_time=0.02, repeat=7, progress=None):
+        backends=None, peers=None, min_time=0.02, repeat=7, progress=None, axis=-1):
     records = []
     todo = [(k, s, d, n) for n in thread_counts for d in dtypes for s in shapes for k in kernels]
     for i, (k, s, d, n) in enumerate(todo):
         if progress:
             progress(i, len(todo), f"{k} {s} {d} threads={n}")
-        records.append(measure(k, s, d, n, backends=backends, peers=peers, min_time=min_time, repeat=repeat))
+        records.append(measure(k, s, d, n, axis, backends=backends, peers=peers, min_time=min_time,
+                               repeat=repeat))
     return records
 
 

@@ -42,6 +42,16 @@ def test_bench_json(tmp_path):
     assert "vs numpy" in p.stdout and "speed goals" in p.stdout
 
 
+def test_bench_axis(tmp_path):
+    out = tmp_path / "b.json"
+    p = _run("bench", "--kernels", "logsumexp", "--shapes", "6x5x3", "--axis", "1",
+             "--dtypes", "float64", "--quick", "--peers", "numpy", "--json", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["axis"] == 1 and r["shape"] == [6, 5, 3] and "numpy" in r["times"]
+    assert "6x5x3/1" in p.stdout
+
+
 def test_goals_from_records():
     from fastact import _bench
 
