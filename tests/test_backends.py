@@ -203,14 +203,18 @@ def test_short_rows(backend, dtype, kernel, n):
     _check_edge_rows(backend, kernel, x, -1)
 
 
-@pytest.mark.parametrize("shape", [(37, 5, 3), (70, 9, 2), (9, 32, 15), (5, 33, 7), (6, 6, 16), (4, 3, 33)])
+@pytest.mark.parametrize("shape", [(37, 5, 3), (70, 9, 2), (9, 32, 15), (5, 33, 7), (6, 6, 16), (4, 3, 33),
+                                   (5, 4, 48), (4, 5, 64), (3, 7, 100), (2, 40, 127)])
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
 def test_narrow_lanes(backend, dtype, kernel, shape):
     """Axis 1 of (outer, n, inner) with a narrow inner axis, which the
     compiled kernels take several outer blocks side by side (inner < 16
     and n <= 32: 64 // inner blocks a group, the last group partial; the
-    other shapes are just past the limits): random input into a new array
-    and in place, and the edge rows' NaN/inf mixes as lanes."""
+    other shapes are just past the limits), and wider inner axes, which
+    the Cython lane helpers split into sub-chunks of 64, 32 and 16 lanes
+    and a rest (48, 64, 100 = 64 + 32 + 4, 127 = 64 + 32 + 16 + 15): random
+    input into a new array and in place, and the edge rows' NaN/inf mixes
+    as lanes."""
     _check_new_and_in_place(ft.case(kernel, shape, dtype, 1), ulps_for(kernel, shape[1]),
                             f"{backend} {kernel} {shape}")
     o, n, inner = shape
