@@ -1192,7 +1192,11 @@ cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t st) noexcept no
 
 cdef inline void _blocks_to_tile(const real* x, real* tile, Py_ssize_t n, Py_ssize_t st,
                                  Py_ssize_t G) noexcept nogil:
-    # tile[j*TS + g*st + k] = x[(g*n + j)*st + k]
+    # tile[j*TS + g*st + k] = x[(g*n + j)*st + k], and zeros in the lanes
+    # G*st..LMAX: the kernels compute all LMAX lanes, and leftover stack
+    # bytes there are mostly subnormal numbers (pointers, small integers),
+    # which cost microcode assists (float64 log_softmax_backward of (10000,
+    # 10, 10) over axis 1 took 2x the time with them)
     cdef Py_ssize_t g, j, k
     cdef const real* src
     cdef real* dst
@@ -1202,6 +1206,10 @@ cdef inline void _blocks_to_tile(const real* x, real* tile, Py_ssize_t n, Py_ssi
             dst = tile + j * TS + g * st
             for k in range(st):
                 dst[k] = src[k]
+    for j in range(n):
+        dst = tile + j * TS
+        for k in range(G * st, LMAX):
+            dst[k] = 0
 
 
 cdef inline void _blocks_from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_t st,
