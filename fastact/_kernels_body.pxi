@@ -1230,11 +1230,18 @@ cdef inline void _blocks_from_tile(const real* tile, real* out, Py_ssize_t n, Py
 # the chunk width a run-time L, GCC keeps those partials in the stack array
 # and each row's update is a load, an operation and a store (a store-forward
 # chain per row).  So each helper runs its body over sub-chunks of constant
-# width 64, 32 or 16 lanes, where the partials stay in zmm registers, and
-# only the last < 16 lanes at a run-time width: (1000, 10, 128) float32
-# log_softmax over axis 1 -7%, logsumexp -11%.
+# width 64, 32 or 16 lanes (float32), where the partials stay in zmm
+# registers, and only the last < 16 lanes at a run-time width (1M entries,
+# axis 1, Intel: (1000, 10, 100) softmax, log_softmax and logsumexp
+# 0.83-0.85x the time, (100, 100, 100) 0.80-0.86x).
 
-cdef inline Py_ssize_t _lane_width(Py_ssize_t r) noexcept nogil:
+cdef inline Py_ssize_t _lane_width(Py_ssize_t r, size_t es) noexcept nogil:
+    # float64 keeps the whole chunk at a run-time width: 64 lanes are 8 zmm
+    # per partial array (too few registers left), and sub-chunks of 32 made
+    # the narrow tiles 1.10-1.12x slower (logsumexp, softmax_backward of
+    # (10000, 10, 10) over axis 1) for no clear gain elsewhere
+    if es != 4:
+        return r
     if r >= LMAX:
         return LMAX
     if r >= 32:
@@ -1251,7 +1258,7 @@ cdef inline const real* _shift(const real* p, Py_ssize_t k) noexcept nogil:
 cdef inline void _lanes_max(const real* x, real* m, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef Py_ssize_t k0 = 0, w
     while k0 < L:
-        w = _lane_width(L - k0)
+        w = _lane_width(L - k0, sizeof(real))
         if w == LMAX:
             _lanes_max_w(x + k0, m + k0, n, st, LMAX)
         elif w == 32:
@@ -1280,7 +1287,7 @@ cdef inline void _lanes_sum(const real* a, const real* b, acc_t* s, Py_ssize_t n
                             Py_ssize_t L) noexcept nogil:
     cdef Py_ssize_t k0 = 0, w
     while k0 < L:
-        w = _lane_width(L - k0)
+        w = _lane_width(L - k0, sizeof(real))
         if w == LMAX:
             _lanes_sum_w(a + k0, _shift(b, k0), s + k0, n, st, LMAX)
         elif w == 32:
@@ -1324,7 +1331,7 @@ cdef inline void _lanes_rest(const real* x, const real* m, acc_t* rest, Py_ssize
                              Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef Py_ssize_t k0 = 0, w
     while k0 < L:
-        w = _lane_width(L - k0)
+        w = _lane_width(L - k0, sizeof(real))
         if w == LMAX:
             _lanes_rest_w(x + k0, m + k0, rest + k0, n, st, LMAX)
         elif w == 32:
@@ -1391,7 +1398,7 @@ cdef inline void _lanes_expsum(const real* x, const real* m, real* out, acc_t* s
                                 Py_ssize_t st, Py_ssize_t L) noexcept nogil:
     cdef Py_ssize_t k0 = 0, w
     while k0 < L:
-        w = _lane_width(L - k0)
+        w = _lane_width(L - k0, sizeof(real))
         if w == LMAX:
             _lanes_expsum_w(x + k0, m + k0, out + k0, s + k0, n, st, LMAX)
         elif w == 32:
