@@ -312,6 +312,19 @@ def _direct_out(out, x, *inputs):
     return True
 
 
+def _reduced_out(out, x, shape):
+    """out can take a reduction of x of that shape directly: a plain
+    writeable array of x's dtype and that shape, disjoint from x."""
+    return (_plain(out) and out.dtype is x.dtype and out.shape == shape and out.flags.writeable
+            and not np.may_share_memory(out, x))
+
+
+def _drop_axis(shape, axis):
+    """shape without the (in-range int) axis."""
+    ax = axis % len(shape)
+    return shape[:ax] + shape[ax + 1:]
+
+
 def _last_axis(axis, x):
     return type(axis) is int and (axis == -1 or axis == x.ndim - 1) and x.ndim and x.shape[-1]
 
@@ -455,22 +468,25 @@ def rows_multi(name, arrays, names, axis, out):
 
 def reduce_rows(name, x, axis, keepdims, out):
     """Reduced result (logsumexp)."""
-    if out is None and not keepdims and _plain(x):
+    if not keepdims and _plain(x):
         if _last_axis(axis, x):
             n = x.shape[-1]
-            r = np.empty(x.shape[:-1], x.dtype)
-            k = getattr(_config.current(), name)
-            if x.ndim == 2:
-                k(x, r)
-            else:
-                k(x.reshape(-1, n, 1), r.reshape(-1, 1))
-            return r
+            rs = x.shape[:-1]
+            if out is None or _reduced_out(out, x, rs):
+                r = np.empty(rs, x.dtype) if out is None else out
+                k = getattr(_config.current(), name)
+                if x.ndim == 2:
+                    k(x, r)
+                else:
+                    k(x.reshape(-1, n, 1), r.reshape(-1, 1))
+                return r
         c3 = _axis3(axis, x.shape)
         if c3:
-            ax = axis % x.ndim
-            r = np.empty(x.shape[:ax] + x.shape[ax + 1:], x.dtype)
-            getattr(_config.current(), name)(x.reshape(c3), r.reshape(c3[0], c3[2]))
-            return r
+            rs = _drop_axis(x.shape, axis)
+            if out is None or _reduced_out(out, x, rs):
+                r = np.empty(rs, x.dtype) if out is None else out
+                getattr(_config.current(), name)(x.reshape(c3), r.reshape(c3[0], c3[2]))
+                return r
     x0 = x = asarray(x)
     axes = normalize_axes(axis, x.ndim)
     rdt = result_dtype(x)
@@ -512,7 +528,7 @@ def reduce_rows_backward(name, grad, x, lse, axis, out):
                 k(grad.reshape(-1, 1), x.reshape(-1, n, 1), lse.reshape(-1, 1), y.reshape(-1, n, 1))
             return y
         c3 = _axis3(axis, x.shape)
-        if c3 and lse.shape == x.shape[:axis % x.ndim] + x.shape[axis % x.ndim + 1:]:
+        if c3 and lse.shape == _drop_axis(x.shape, axis):
             y = np.empty_like(x) if out is None else out
             r2 = (c3[0], c3[2])
             getattr(_config.current(), name)(grad.reshape(r2), x.reshape(c3), lse.reshape(r2), y.reshape(c3))
