@@ -20,5 +20,7 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1
 export PYTHONPATH=$work
 for simd in x86-64-v4 x86-64-v3 baseline; do
     echo "== FASTACT_SIMD=$simd"
-    FASTACT_SIMD=$simd "$py" -m pytest -q -p no:cacheprovider tests -k cython | tail -1
+    # the summary line, and the id and error of any failed test
+    FASTACT_SIMD=$simd "$py" -m pytest -q -rf -p no:cacheprovider tests -k cython \
+        | grep -E "^(FAILED|E  )|passed|failed"
 done
