@@ -1183,8 +1183,8 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
 # log_softmax_backward 0.38-0.93x, softmax_backward 0.47-0.92x; with
 # st = 16, softmax took 1.1-1.3x longer, so blocks of a whole register stay
 # as they are).  The tile-to-tile kernels compute all LMAX lanes of the
-# tile (constant width, see the lanes helpers); lanes past G st hold stale
-# tile data and are never copied back.
+# tile (constant width, see the lanes helpers); lanes past G st hold zeros
+# (see _blocks_to_tile) and are never copied back.
 
 cdef inline bint _narrow(Py_ssize_t n, Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     return ni == st and 4 * st < LMAX and n <= NSHORT
