@@ -424,7 +424,6 @@ def _child_softmax(x):
 _ROW_KERNELS = [k for k, v in _registry.KERNELS.items() if v.kind.startswith("rows")]
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_contiguous_single_axis_calls_make_no_plan(backend, dtype, monkeypatch):
     """A single int axis of a C-contiguous float32/float64 array, with or
@@ -444,16 +443,17 @@ def test_contiguous_single_axis_calls_make_no_plan(backend, dtype, monkeypatch):
 
     monkeypatch.setattr(_dispatch, "Plan", no_plan)
     for axis in (-1, 0, 1):
-        for out in (None, "out"):
+        for with_out in (False, True):
             got = []
             for f, args, w in zip((fastact.softmax, fastact.logsumexp, fastact.softmax_backward),
                                   ((x,), (x,), (g, x)), want[axis]):
-                o = None if out is None else np.empty_like(w)
+                o = np.empty_like(w) if with_out else None
                 r = f(*args, axis=axis, out=o)
                 assert o is None or r is o
                 got.append(r)
             for r, w in zip(got, want[axis]):
                 np.testing.assert_array_equal(r, w)
+
 
 @pytest.mark.parametrize("kernel", _ROW_KERNELS)
 def test_any_single_axis_fast_path_matches_general_path(backend, kernel):
