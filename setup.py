@@ -33,7 +33,13 @@ import textwrap
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-REQUIRE = os.environ.get("FASTACT_REQUIRE_EXT", "").strip() not in ("", "0")
+
+def _env_flag(name):
+    """An environment variable set to anything but empty or 0."""
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
+REQUIRE = _env_flag("FASTACT_REQUIRE_EXT")
 
 # flags for GCC and Clang; MSVC gets its own below
 COMMON = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
@@ -106,7 +112,7 @@ class BuildExt(build_ext):
                 n += omp_get_num_threads() > 0;
                 return n > 0 ? 0 : 1; }
                 """)
-            if os.environ.get("FASTACT_NO_OPENMP", "").strip() not in ("", "0"):
+            if _env_flag("FASTACT_NO_OPENMP"):
                 _warn("FASTACT_NO_OPENMP is set: building the kernels single-threaded")
             elif self._try_compile(["-fopenmp"], link=True, code=probe):
                 openmp = ["-fopenmp"]
@@ -157,14 +163,14 @@ class BuildExt(build_ext):
         isolated build, because the build environment's NumPy headers it
         depends on are freshly installed.  ``FASTACT_REBUILD=1`` forces a
         rebuild (after changing CC, CFLAGS or NumPy, say)."""
-        if not getattr(self, "editable_mode", False) or os.environ.get("FASTACT_REBUILD", "").strip() not in ("", "0"):
+        if not getattr(self, "editable_mode", False) or _env_flag("FASTACT_REBUILD"):
             return None
         here = os.path.dirname(os.path.abspath(__file__))
         target = os.path.join(here, self.get_ext_filename(ext.name))
-        # (cythonize adds the build environment's NumPy headers to depends)
-        inputs = [f for f in (os.path.join(here, d) for d in ext.depends or []) if f.startswith(here + os.sep)]
-        inputs += glob.glob(os.path.join(here, "fastact", "*.p[yx][xid]"))
-        inputs += glob.glob(os.path.join(here, "fastact", "src", "*.h")) + [os.path.abspath(__file__)]
+        # every extension's own sources and `depends` are among these
+        inputs = [os.path.abspath(__file__)]
+        for pattern in ("*.pyx", "*.pxd", "*.pxi", os.path.join("src", "*.h")):
+            inputs += glob.glob(os.path.join(here, "fastact", pattern))
         try:
             built = os.path.getmtime(target)
             return target if all(os.path.getmtime(f) < built for f in inputs) else None
