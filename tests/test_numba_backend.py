@@ -396,6 +396,39 @@ def test_row_paths_at_their_boundaries(kernel, dtype):
                             close(r, want, kernel, n, f"n={n} inner={inner} in place on {i}")
 
 
+def _compiled_signatures():
+    """Every (function, argument types) the backend has compiled or loaded."""
+    return {(name, sig) for name, f in vars(nj).items() if isinstance(f, numba.core.dispatcher.Dispatcher)
+            for sig in f.signatures}
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kernel", tuple(_registry.KERNELS))
+def test_read_only_and_unit_inner_inputs_compile_nothing_new(kernel, dtype):
+    """Read-only inputs, and rows reached as (outer, n, 1), run the code
+    compiled for the plain 2-D call: Numba types either as new argument
+    types, and would compile each kernel again for them (1-7 s apiece)."""
+    k = _registry.KERNELS[kernel]
+    c = ft.case(kernel, (5, 17), dtype, -1)
+    want = ft.reference(c)
+    n = 17 if k.kind.startswith("rows") else 1
+    with fastact.use_backend("numba"):
+        close(ft.run(c), want, kernel, n, "plain")
+        before = _compiled_signatures()
+        ro = c.map(_read_only)
+        close(ft.run(ro), want, kernel, n, "read-only")
+        if k.kind.startswith("rows"):  # the same rows with a unit middle axis
+            c3 = c.map(lambda a: a.reshape(a.shape[0], 1, *a.shape[1:]))
+            close(ft.run(c3), want.reshape(c3.main.shape[:2] + want.shape[1:]), kernel, n, "(5, 1, 17)")
+    assert _compiled_signatures() == before, sorted(_compiled_signatures() - before)
+
+
 # ---------------------------------------------------------------------------
 # threads
 

@@ -1424,6 +1424,34 @@ _NT = [1]
 _PLOCK = threading.Lock()
 
 
+class _Alias:
+    """Holds an ``__array_interface__`` for ``_rw``."""
+
+    __slots__ = ("__array_interface__", "base")
+
+
+def _rw(a):
+    """``a`` when it is writeable, else an alias of its memory flagged
+    writeable.  Numba types a read-only array as a type of its own, so every
+    kernel would be compiled (1-7 s, then cached) a second time for
+    read-only inputs, with the same machine code.  The kernels never write
+    an input (``out`` is never read-only: the dispatch rejects that), so the
+    alias is only a typing device; the drivers apply it to inputs only."""
+    if a.flags.writeable:
+        return a
+    h = _Alias()
+    face = dict(a.__array_interface__)
+    face["data"] = (face["data"][0], False)
+    h.__array_interface__, h.base = face, a
+    return np.asarray(h)
+
+
+def _drop_inner(arrays):
+    """The arrays of an inner == 1 call without their last (unit) axis: the
+    2-D form the small-work path is compiled for (see _rows1)."""
+    return [a.reshape(a.shape[:-1]) for a in arrays]
+
+
 def set_num_threads(n: int) -> None:
     """Hook called by ``fastact.set_num_threads`` (and when the backend loads)."""
     _NT[0] = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
@@ -1462,6 +1490,8 @@ def _ew1(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out):
+        if not x.flags.writeable:
+            x = _rw(x)
         if x.ndim != 1:  # any shape, as flat (see _registry); the jitted code is 1-D
             x, out = x.reshape(-1), out.reshape(-1)
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
@@ -1474,6 +1504,8 @@ def _ew1p(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out, *p):
+        if not x.flags.writeable:
+            x = _rw(x)
         if x.ndim != 1:
             x, out = x.reshape(-1), out.reshape(-1)
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out) + p):
@@ -1486,6 +1518,8 @@ def _ew2(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(a, b, out):
+        if not (a.flags.writeable and b.flags.writeable):
+            a, b = _rw(a), _rw(b)
         if out.ndim != 1:
             a, b, out = a.reshape(-1), b.reshape(-1), out.reshape(-1)
         if out.nbytes < limit or _NT[0] < 2 or not _parallel(par, (a, b, out)):
@@ -1498,6 +1532,8 @@ def _ew2p(run, par, cost):
     limit = _serial_below(cost)
 
     def kernel(a, b, out, *p):
+        if not (a.flags.writeable and b.flags.writeable):
+            a, b = _rw(a), _rw(b)
         if out.ndim != 1:
             a, b, out = a.reshape(-1), b.reshape(-1), out.reshape(-1)
         if out.nbytes < limit or _NT[0] < 2 or not _parallel(par, (a, b, out) + p):
@@ -1515,11 +1551,16 @@ def _rows1(name, cost):
     limit = _serial_below(cost)
 
     def kernel(x, out):
+        if not x.flags.writeable:
+            x = _rw(x)
         # a 2-D x is (outer, n) with inner = 1 implicit (see _registry), which
-        # the serial function takes as it is: it reads the first two extents
-        # and flat views only (one more compiled type, no reshapes per call)
+        # the serial function takes as it is (no reshapes per call); it is
+        # compiled for that form only
         if x.nbytes < limit and (x.ndim == 2 or x.shape[2] == 1):
-            rs(x, out)
+            if x.ndim == 2:
+                rs(x, out)
+            else:
+                rs(*_drop_inner((x, out)))
             return
         if x.ndim == 2:
             x, out = x.reshape(x.shape + (1,)), out.reshape(out.shape + (1,))
@@ -1539,8 +1580,13 @@ def _rows2(name, cost):
     limit = _serial_below(cost)
 
     def kernel(g, y, out):
+        if not (g.flags.writeable and y.flags.writeable):
+            g, y = _rw(g), _rw(y)
         if y.nbytes < limit and (y.ndim == 2 or y.shape[2] == 1):  # (as in _rows1)
-            rs(g, y, out)
+            if y.ndim == 2:
+                rs(g, y, out)
+            else:
+                rs(*_drop_inner((g, y, out)))
             return
         if y.ndim == 2:
             g, y, out = g.reshape(g.shape + (1,)), y.reshape(y.shape + (1,)), out.reshape(out.shape + (1,))
@@ -1606,8 +1652,12 @@ _LSEB_LIMIT = _serial_below(0.5)
 def logsumexp_backward(grad, x, lse, out):
     """Kernel ``logsumexp_backward``: grad, lse (outer, inner); x, out
     (outer, n, inner)."""
+    grad, x, lse = _rw(grad), _rw(x), _rw(lse)
     if x.nbytes < _LSEB_LIMIT and (x.ndim == 2 or x.shape[2] == 1):  # (as in _rows1)
-        _rs_logsumexp_backward(grad, x, lse, out)
+        if x.ndim == 2:
+            _rs_logsumexp_backward(grad, x, lse, out)
+        else:
+            _rs_logsumexp_backward(*_drop_inner((grad, x, lse, out)))
         return
     if x.ndim == 2:
         grad, x, lse, out = (a.reshape(a.shape + (1,)) for a in (grad, x, lse, out))
@@ -1640,7 +1690,10 @@ def _cross_entropy(x, target, p, scale, loss, dx, ignore_index, label_smoothing)
             lf[tf == ignore_index] = 0.0
         return
     grad = dx is not None
-    xf = x.reshape(-1)
+    xf = _rw(x).reshape(-1)
+    tf = None if tf is None else _rw(tf)
+    p = None if p is None else _rw(p)
+    scale = None if scale is None else _rw(scale)
     # arrays a call does not read are stand-ins of the right type
     args = (xf, _NO_TARGET if tf is None else tf, xf if p is None else p.reshape(-1),
             scale.reshape(-1) if grad else lf, lf, dx.reshape(-1) if grad else lf, C, i,
