@@ -102,6 +102,14 @@ def test_out_argument(backend, dtype, kernel):
         with pytest.raises(ValueError, match="overlaps"):
             ft.run(shifted, out=buf[:-1])
         np.testing.assert_array_equal(buf, before)
+    # out owns its memory and an input is a view of exactly that memory:
+    # in place (owning its data does not make out disjoint from views of it)
+    for i, a in enumerate(c.arrays):
+        if a.shape == ref.shape and a.dtype == ref.dtype:
+            own = np.array(a)
+            viewed = c.map(lambda b, a=a: own[...] if b is a else b)
+            assert ft.run(viewed, out=own) is own
+            assert_close(own, ref, ulps, what=f"{kernel} out owning the memory input {i} views")
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
