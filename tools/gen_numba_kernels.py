@@ -87,7 +87,6 @@ in ``numba_jit``, which imports these functions; import ``numba_jit``, not
 this module.
 """
 
-import numpy as np
 from numba import njit, prange
 
 from .numba_jit import (  # noqa: F401 - defined before numba_jit imports this module
@@ -133,36 +132,14 @@ def _p_{name}({ins}, out{params}, nt):
         _e_{name}({slices}, out[a:b]{params})
 '''
 
-# the one compiled copy of a path's body (_ft_: rows of <= TINY elements,
-# _fl_: longer; on flat arrays, so one copy serves 2-D and 3-D callers),
-# which every serial, parallel and small-work function of the path calls:
-# inlining the body into each of them instead compiled it once per caller
-# and argument type (6 s for a parallel lane function against 1.2 s).  Row
-# bounds are passed as np.intp: a literal 0 or 1 is a type of its own to
-# Numba, and would compile the body once more
-BODY = '''
-
-@njit(**_NONRT)
-def _f{p}x_{name}({fargs}, n, r0, r1):
-    wide()
-    _f{p}_{name}({fargs}, n, r0, r1)
-'''
-
-# rows r0..r1 along one path of the inner == 1 row kernels
+# rows r0..r1 along one path of the inner == 1 row kernels (_ft_: rows of
+# <= TINY elements, _fl_: longer)
 RANGE = '''
 
 @njit(**_INL)
 def _r{p}r_{name}({arrs}, r0, r1):
-    _f{p}x_{name}({flats}, {S}.shape[1], np.intp(r0), np.intp(r1))
-'''
-
-# work units u0..u1 of the inner > 1 path (allocates its scratch: NRT)
-LANES_BODY = '''
-
-@njit(**_JIT)
-def _lanesx_{name}({arrs}, u0, u1):
     wide()
-    _lanesr_{name}({arrs}, u0, u1)
+    _f{p}_{name}({flats}, {S}.shape[1], r0, r1)
 '''
 
 # a path over the whole array (_rtr_ / _rlr_ on rows, _lanesr_ on work units),
@@ -174,7 +151,7 @@ def {fn}_{name}({arrs}):
     never_inline()
     wide()
     if {S}.size:
-        {rng}_{name}({arrs}, np.intp(0), {end})
+        {rng}_{name}({arrs}, 0, {end})
 '''
 
 # its parallel version: prange over nt chunks of the rows / work units
@@ -191,7 +168,7 @@ def {fn}_{name}({arrs}, nt):
 PATHS = (
     ("_rt", "_prt", "_rtr", "{S}.shape[0]", "_NONRT"),
     ("_rl", "_prl", "_rlr", "{S}.shape[0]", "_NONRT"),
-    ("_lanes", "_pl", "_lanesx", "_units({S})", "_JIT"),
+    ("_lanes", "_pl", "_lanesr", "_units({S})", "_JIT"),
 )
 
 # inner == 1, either path: the small-work path
@@ -209,9 +186,7 @@ def _rs_{name}({arrs}):
             _rlr_{name}({arrs}, 0, {S}.shape[0])
 '''
 
-# inner == 1 rows of a flat array, either path (for fastact.numba's row
-# functions: inlined into the user's function, which compiled 1-1.5 s faster
-# than calling the compiled bodies)
+# inner == 1 rows of a flat array, either path (for fastact.numba's row functions)
 FLAT = '''
 
 @njit(**_INL)
@@ -264,13 +239,9 @@ def render() -> str:
     for name, (arrs, s, has_flat) in ROWS.items():
         kw = dict(name=name, arrs=", ".join(arrs), S=s)
         flats = ", ".join(f"flat({a})" for a in arrs)
-        fargs = ", ".join(a[0] + "f" for a in arrs[:-1]) + ", of"
         for p in ("t", "l"):
-            body.append(BODY.format(p=p, fargs=fargs, name=name))
             body.append(RANGE.format(p=p, flats=flats, **kw))
-            names += [f"_f{p}x_{name}", f"_r{p}r_{name}"]
-        body.append(LANES_BODY.format(**kw))
-        names.append("_lanesx_" + name)
+            names.append(f"_r{p}r_{name}")
         for fn, pfn, rng, end, jit in PATHS:
             end = end.format(S=s)
             body.append(SERIAL.format(fn=fn, rng=rng, end=end, jit=jit, **kw))
@@ -280,6 +251,7 @@ def render() -> str:
         names.append("_rs_" + name)
         imports |= {"_ft_" + name, "_fl_" + name, "_lanesr_" + name}
         if has_flat:
+            fargs = ", ".join(a[0] + "f" for a in arrs[:-1]) + ", of"
             body.append(FLAT.format(name=name, fargs=fargs))
             names.append("_flat_" + name)
     def wrap(items):

@@ -8,7 +8,6 @@ in ``numba_jit``, which imports these functions; import ``numba_jit``, not
 this module.
 """
 
-import numpy as np
 from numba import njit, prange
 
 from .numba_jit import (  # noqa: F401 - defined before numba_jit imports this module
@@ -37,25 +36,20 @@ __all__ = [
     "_p_leaky_relu_backward", "_e_gelu_backward", "_p_gelu_backward", "_e_gelu_tanh_backward",
     "_p_gelu_tanh_backward", "_e_silu_backward", "_p_silu_backward", "_e_bce_with_logits",
     "_p_bce_with_logits", "_e_bce_with_logits_backward", "_p_bce_with_logits_backward",
-    "_ftx_softmax", "_rtr_softmax", "_flx_softmax", "_rlr_softmax", "_lanesx_softmax",
-    "_rt_softmax", "_prt_softmax", "_rl_softmax", "_prl_softmax", "_lanes_softmax",
-    "_pl_softmax", "_rs_softmax", "_flat_softmax", "_ftx_log_softmax", "_rtr_log_softmax",
-    "_flx_log_softmax", "_rlr_log_softmax", "_lanesx_log_softmax", "_rt_log_softmax",
-    "_prt_log_softmax", "_rl_log_softmax", "_prl_log_softmax", "_lanes_log_softmax",
-    "_pl_log_softmax", "_rs_log_softmax", "_flat_log_softmax", "_ftx_logsumexp",
-    "_rtr_logsumexp", "_flx_logsumexp", "_rlr_logsumexp", "_lanesx_logsumexp", "_rt_logsumexp",
+    "_rtr_softmax", "_rlr_softmax", "_rt_softmax", "_prt_softmax", "_rl_softmax",
+    "_prl_softmax", "_lanes_softmax", "_pl_softmax", "_rs_softmax", "_flat_softmax",
+    "_rtr_log_softmax", "_rlr_log_softmax", "_rt_log_softmax", "_prt_log_softmax",
+    "_rl_log_softmax", "_prl_log_softmax", "_lanes_log_softmax", "_pl_log_softmax",
+    "_rs_log_softmax", "_flat_log_softmax", "_rtr_logsumexp", "_rlr_logsumexp", "_rt_logsumexp",
     "_prt_logsumexp", "_rl_logsumexp", "_prl_logsumexp", "_lanes_logsumexp", "_pl_logsumexp",
-    "_rs_logsumexp", "_flat_logsumexp", "_ftx_softmax_backward", "_rtr_softmax_backward",
-    "_flx_softmax_backward", "_rlr_softmax_backward", "_lanesx_softmax_backward",
+    "_rs_logsumexp", "_flat_logsumexp", "_rtr_softmax_backward", "_rlr_softmax_backward",
     "_rt_softmax_backward", "_prt_softmax_backward", "_rl_softmax_backward",
     "_prl_softmax_backward", "_lanes_softmax_backward", "_pl_softmax_backward",
-    "_rs_softmax_backward", "_flat_softmax_backward", "_ftx_log_softmax_backward",
-    "_rtr_log_softmax_backward", "_flx_log_softmax_backward", "_rlr_log_softmax_backward",
-    "_lanesx_log_softmax_backward", "_rt_log_softmax_backward", "_prt_log_softmax_backward",
+    "_rs_softmax_backward", "_flat_softmax_backward", "_rtr_log_softmax_backward",
+    "_rlr_log_softmax_backward", "_rt_log_softmax_backward", "_prt_log_softmax_backward",
     "_rl_log_softmax_backward", "_prl_log_softmax_backward", "_lanes_log_softmax_backward",
     "_pl_log_softmax_backward", "_rs_log_softmax_backward", "_flat_log_softmax_backward",
-    "_ftx_logsumexp_backward", "_rtr_logsumexp_backward", "_flx_logsumexp_backward",
-    "_rlr_logsumexp_backward", "_lanesx_logsumexp_backward", "_rt_logsumexp_backward",
+    "_rtr_logsumexp_backward", "_rlr_logsumexp_backward", "_rt_logsumexp_backward",
     "_prt_logsumexp_backward", "_rl_logsumexp_backward", "_prl_logsumexp_backward",
     "_lanes_logsumexp_backward", "_pl_logsumexp_backward", "_rs_logsumexp_backward",
 ]
@@ -602,32 +596,16 @@ def _p_bce_with_logits_backward(x, t, out, scale, nt):
 # for fastact.numba
 
 
-@njit(**_NONRT)
-def _ftx_softmax(xf, of, n, r0, r1):
-    wide()
-    _ft_softmax(xf, of, n, r0, r1)
-
-
 @njit(**_INL)
 def _rtr_softmax(x, out, r0, r1):
-    _ftx_softmax(flat(x), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_NONRT)
-def _flx_softmax(xf, of, n, r0, r1):
     wide()
-    _fl_softmax(xf, of, n, r0, r1)
+    _ft_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_INL)
 def _rlr_softmax(x, out, r0, r1):
-    _flx_softmax(flat(x), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_JIT)
-def _lanesx_softmax(x, out, u0, u1):
     wide()
-    _lanesr_softmax(x, out, u0, u1)
+    _fl_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_NONRT)
@@ -635,7 +613,7 @@ def _rt_softmax(x, out):
     never_inline()
     wide()
     if x.size:
-        _rtr_softmax(x, out, np.intp(0), x.shape[0])
+        _rtr_softmax(x, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -650,7 +628,7 @@ def _rl_softmax(x, out):
     never_inline()
     wide()
     if x.size:
-        _rlr_softmax(x, out, np.intp(0), x.shape[0])
+        _rlr_softmax(x, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -665,14 +643,14 @@ def _lanes_softmax(x, out):
     never_inline()
     wide()
     if x.size:
-        _lanesx_softmax(x, out, np.intp(0), _units(x))
+        _lanesr_softmax(x, out, 0, _units(x))
 
 
 @njit(**_PAR)
 def _pl_softmax(x, out, nt):
     o = _units(x)
     for c in prange(nt):
-        _lanesx_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _lanesr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -695,32 +673,16 @@ def _flat_softmax(xf, of, n, r0, r1):
         _fl_softmax(xf, of, n, r0, r1)
 
 
-@njit(**_NONRT)
-def _ftx_log_softmax(xf, of, n, r0, r1):
-    wide()
-    _ft_log_softmax(xf, of, n, r0, r1)
-
-
 @njit(**_INL)
 def _rtr_log_softmax(x, out, r0, r1):
-    _ftx_log_softmax(flat(x), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_NONRT)
-def _flx_log_softmax(xf, of, n, r0, r1):
     wide()
-    _fl_log_softmax(xf, of, n, r0, r1)
+    _ft_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_INL)
 def _rlr_log_softmax(x, out, r0, r1):
-    _flx_log_softmax(flat(x), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_JIT)
-def _lanesx_log_softmax(x, out, u0, u1):
     wide()
-    _lanesr_log_softmax(x, out, u0, u1)
+    _fl_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_NONRT)
@@ -728,7 +690,7 @@ def _rt_log_softmax(x, out):
     never_inline()
     wide()
     if x.size:
-        _rtr_log_softmax(x, out, np.intp(0), x.shape[0])
+        _rtr_log_softmax(x, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -743,7 +705,7 @@ def _rl_log_softmax(x, out):
     never_inline()
     wide()
     if x.size:
-        _rlr_log_softmax(x, out, np.intp(0), x.shape[0])
+        _rlr_log_softmax(x, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -758,14 +720,14 @@ def _lanes_log_softmax(x, out):
     never_inline()
     wide()
     if x.size:
-        _lanesx_log_softmax(x, out, np.intp(0), _units(x))
+        _lanesr_log_softmax(x, out, 0, _units(x))
 
 
 @njit(**_PAR)
 def _pl_log_softmax(x, out, nt):
     o = _units(x)
     for c in prange(nt):
-        _lanesx_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _lanesr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -788,32 +750,16 @@ def _flat_log_softmax(xf, of, n, r0, r1):
         _fl_log_softmax(xf, of, n, r0, r1)
 
 
-@njit(**_NONRT)
-def _ftx_logsumexp(xf, of, n, r0, r1):
-    wide()
-    _ft_logsumexp(xf, of, n, r0, r1)
-
-
 @njit(**_INL)
 def _rtr_logsumexp(x, out, r0, r1):
-    _ftx_logsumexp(flat(x), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_NONRT)
-def _flx_logsumexp(xf, of, n, r0, r1):
     wide()
-    _fl_logsumexp(xf, of, n, r0, r1)
+    _ft_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_INL)
 def _rlr_logsumexp(x, out, r0, r1):
-    _flx_logsumexp(flat(x), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_JIT)
-def _lanesx_logsumexp(x, out, u0, u1):
     wide()
-    _lanesr_logsumexp(x, out, u0, u1)
+    _fl_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_NONRT)
@@ -821,7 +767,7 @@ def _rt_logsumexp(x, out):
     never_inline()
     wide()
     if x.size:
-        _rtr_logsumexp(x, out, np.intp(0), x.shape[0])
+        _rtr_logsumexp(x, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -836,7 +782,7 @@ def _rl_logsumexp(x, out):
     never_inline()
     wide()
     if x.size:
-        _rlr_logsumexp(x, out, np.intp(0), x.shape[0])
+        _rlr_logsumexp(x, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -851,14 +797,14 @@ def _lanes_logsumexp(x, out):
     never_inline()
     wide()
     if x.size:
-        _lanesx_logsumexp(x, out, np.intp(0), _units(x))
+        _lanesr_logsumexp(x, out, 0, _units(x))
 
 
 @njit(**_PAR)
 def _pl_logsumexp(x, out, nt):
     o = _units(x)
     for c in prange(nt):
-        _lanesx_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
+        _lanesr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -881,32 +827,16 @@ def _flat_logsumexp(xf, of, n, r0, r1):
         _fl_logsumexp(xf, of, n, r0, r1)
 
 
-@njit(**_NONRT)
-def _ftx_softmax_backward(gf, yf, of, n, r0, r1):
-    wide()
-    _ft_softmax_backward(gf, yf, of, n, r0, r1)
-
-
 @njit(**_INL)
 def _rtr_softmax_backward(g, y, out, r0, r1):
-    _ftx_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_NONRT)
-def _flx_softmax_backward(gf, yf, of, n, r0, r1):
     wide()
-    _fl_softmax_backward(gf, yf, of, n, r0, r1)
+    _ft_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_INL)
 def _rlr_softmax_backward(g, y, out, r0, r1):
-    _flx_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_JIT)
-def _lanesx_softmax_backward(g, y, out, u0, u1):
     wide()
-    _lanesr_softmax_backward(g, y, out, u0, u1)
+    _fl_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_NONRT)
@@ -914,7 +844,7 @@ def _rt_softmax_backward(g, y, out):
     never_inline()
     wide()
     if y.size:
-        _rtr_softmax_backward(g, y, out, np.intp(0), y.shape[0])
+        _rtr_softmax_backward(g, y, out, 0, y.shape[0])
 
 
 @njit(**_PAR)
@@ -929,7 +859,7 @@ def _rl_softmax_backward(g, y, out):
     never_inline()
     wide()
     if y.size:
-        _rlr_softmax_backward(g, y, out, np.intp(0), y.shape[0])
+        _rlr_softmax_backward(g, y, out, 0, y.shape[0])
 
 
 @njit(**_PAR)
@@ -944,14 +874,14 @@ def _lanes_softmax_backward(g, y, out):
     never_inline()
     wide()
     if y.size:
-        _lanesx_softmax_backward(g, y, out, np.intp(0), _units(y))
+        _lanesr_softmax_backward(g, y, out, 0, _units(y))
 
 
 @njit(**_PAR)
 def _pl_softmax_backward(g, y, out, nt):
     o = _units(y)
     for c in prange(nt):
-        _lanesx_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _lanesr_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -974,32 +904,16 @@ def _flat_softmax_backward(gf, yf, of, n, r0, r1):
         _fl_softmax_backward(gf, yf, of, n, r0, r1)
 
 
-@njit(**_NONRT)
-def _ftx_log_softmax_backward(gf, yf, of, n, r0, r1):
-    wide()
-    _ft_log_softmax_backward(gf, yf, of, n, r0, r1)
-
-
 @njit(**_INL)
 def _rtr_log_softmax_backward(g, y, out, r0, r1):
-    _ftx_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_NONRT)
-def _flx_log_softmax_backward(gf, yf, of, n, r0, r1):
     wide()
-    _fl_log_softmax_backward(gf, yf, of, n, r0, r1)
+    _ft_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_INL)
 def _rlr_log_softmax_backward(g, y, out, r0, r1):
-    _flx_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_JIT)
-def _lanesx_log_softmax_backward(g, y, out, u0, u1):
     wide()
-    _lanesr_log_softmax_backward(g, y, out, u0, u1)
+    _fl_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
 @njit(**_NONRT)
@@ -1007,7 +921,7 @@ def _rt_log_softmax_backward(g, y, out):
     never_inline()
     wide()
     if y.size:
-        _rtr_log_softmax_backward(g, y, out, np.intp(0), y.shape[0])
+        _rtr_log_softmax_backward(g, y, out, 0, y.shape[0])
 
 
 @njit(**_PAR)
@@ -1022,7 +936,7 @@ def _rl_log_softmax_backward(g, y, out):
     never_inline()
     wide()
     if y.size:
-        _rlr_log_softmax_backward(g, y, out, np.intp(0), y.shape[0])
+        _rlr_log_softmax_backward(g, y, out, 0, y.shape[0])
 
 
 @njit(**_PAR)
@@ -1037,14 +951,14 @@ def _lanes_log_softmax_backward(g, y, out):
     never_inline()
     wide()
     if y.size:
-        _lanesx_log_softmax_backward(g, y, out, np.intp(0), _units(y))
+        _lanesr_log_softmax_backward(g, y, out, 0, _units(y))
 
 
 @njit(**_PAR)
 def _pl_log_softmax_backward(g, y, out, nt):
     o = _units(y)
     for c in prange(nt):
-        _lanesx_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _lanesr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -1067,32 +981,16 @@ def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
         _fl_log_softmax_backward(gf, yf, of, n, r0, r1)
 
 
-@njit(**_NONRT)
-def _ftx_logsumexp_backward(gf, xf, lf, of, n, r0, r1):
-    wide()
-    _ft_logsumexp_backward(gf, xf, lf, of, n, r0, r1)
-
-
 @njit(**_INL)
 def _rtr_logsumexp_backward(g, x, lse, out, r0, r1):
-    _ftx_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_NONRT)
-def _flx_logsumexp_backward(gf, xf, lf, of, n, r0, r1):
     wide()
-    _fl_logsumexp_backward(gf, xf, lf, of, n, r0, r1)
+    _ft_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_INL)
 def _rlr_logsumexp_backward(g, x, lse, out, r0, r1):
-    _flx_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out), x.shape[1], np.intp(r0), np.intp(r1))
-
-
-@njit(**_JIT)
-def _lanesx_logsumexp_backward(g, x, lse, out, u0, u1):
     wide()
-    _lanesr_logsumexp_backward(g, x, lse, out, u0, u1)
+    _fl_logsumexp_backward(flat(g), flat(x), flat(lse), flat(out), x.shape[1], r0, r1)
 
 
 @njit(**_NONRT)
@@ -1100,7 +998,7 @@ def _rt_logsumexp_backward(g, x, lse, out):
     never_inline()
     wide()
     if x.size:
-        _rtr_logsumexp_backward(g, x, lse, out, np.intp(0), x.shape[0])
+        _rtr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -1115,7 +1013,7 @@ def _rl_logsumexp_backward(g, x, lse, out):
     never_inline()
     wide()
     if x.size:
-        _rlr_logsumexp_backward(g, x, lse, out, np.intp(0), x.shape[0])
+        _rlr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])
 
 
 @njit(**_PAR)
@@ -1130,14 +1028,14 @@ def _lanes_logsumexp_backward(g, x, lse, out):
     never_inline()
     wide()
     if x.size:
-        _lanesx_logsumexp_backward(g, x, lse, out, np.intp(0), _units(x))
+        _lanesr_logsumexp_backward(g, x, lse, out, 0, _units(x))
 
 
 @njit(**_PAR)
 def _pl_logsumexp_backward(g, x, lse, out, nt):
     o = _units(x)
     for c in prange(nt):
-        _lanesx_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
+        _lanesr_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)

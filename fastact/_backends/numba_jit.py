@@ -1251,17 +1251,11 @@ _tiled_log_softmax_backward = _f32_tiles(_tiles_log_softmax_backward, 8)
 #                                   _rl_ / _lanes_: prange over chunks of
 #                                   rows / work units (compiled on first use)
 #   _rtr_ / _rlr_<name>(arrays, r0, r1)      _rt_ / _rl_ on rows r0..r1
-#                                   (inlined: flat views, then the body)
-#   _ftx_ / _flx_<name>(flat arrays, n, r0, r1)  the compiled bodies of the
-#                                   two row paths (_ft_ / _fl_), and
-#   _lanesx_<name>(arrays, u0, u1)   of the inner > 1 path (_lanesr_)
 #   _flat_<name>(flat arrays, n, r0, r1)     either path (fastact.numba)
 #
 # Each path is its own compiled function so that a workload compiles only the
-# path it uses, and each path's body is compiled once per dtype, whichever
-# serial, parallel or small-work function (2-D or 3-D arrays) calls it.
-# numba_gen imports the bodies from this module: it must be imported here,
-# after them.
+# path it uses.  numba_gen imports the bodies from this module: it must be
+# imported here, after them.
 
 from .numba_gen import *  # noqa: E402,F401,F403 - the generated functions (see numba_gen.__all__)
 
