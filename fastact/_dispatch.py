@@ -518,7 +518,7 @@ def reduce_rows(name, x, axis, keepdims, out):
 def reduce_rows_backward(name, grad, x, lse, axis, out):
     """grad * exp(x - lse): grad and lse have the reduced shape."""
     if (_plain(x) and _plain(lse) and _plain(grad, lse) and lse.dtype is x.dtype
-            and (out is None or _out_ok(out, x.dtype, x.shape, (x,)))):
+            and (out is None or _out_ok(out, x.dtype, x.shape, (grad, x, lse)))):
         if _last_axis(axis, x) and lse.shape == x.shape[:-1]:
             n = x.shape[-1]
             y = np.empty_like(x) if out is None else out

@@ -479,3 +479,20 @@ def test_any_single_axis_fast_path_matches_general_path(backend, kernel):
                 with pytest.raises(ValueError, match="overlaps"):
                     ft.run(fresh, out=view)
                 np.testing.assert_array_equal(x, c.arrays[0])
+
+
+def test_logsumexp_backward_out_overlapping_grad_or_lse_is_refused(backend):
+    """out may not share memory with the reduced inputs either: the fast
+    path checks them as the general one does, before anything is written."""
+    x = np.random.default_rng(3).standard_normal((4, 5))
+    lse = fastact.logsumexp(x, axis=-1)
+    for name in ("grad", "lse"):
+        buf = np.zeros(20)
+        out = buf.reshape(4, 5)
+        view = buf[5:9]
+        view[:] = lse if name == "lse" else 1.0
+        args = (np.ones(4), x, view) if name == "lse" else (view, x, lse)
+        before = buf.copy()
+        with pytest.raises(ValueError, match="overlaps"):
+            fastact.logsumexp_backward(*args, out=out)
+        np.testing.assert_array_equal(buf, before)

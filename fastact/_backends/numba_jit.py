@@ -1652,7 +1652,8 @@ _LSEB_LIMIT = _serial_below(0.5)
 def logsumexp_backward(grad, x, lse, out):
     """Kernel ``logsumexp_backward``: grad, lse (outer, inner); x, out
     (outer, n, inner)."""
-    grad, x, lse = _rw(grad), _rw(x), _rw(lse)
+    if not (grad.flags.writeable and x.flags.writeable and lse.flags.writeable):
+        grad, x, lse = _rw(grad), _rw(x), _rw(lse)
     if x.nbytes < _LSEB_LIMIT and (x.ndim == 2 or x.shape[2] == 1):  # (as in _rows1)
         if x.ndim == 2:
             _rs_logsumexp_backward(grad, x, lse, out)
