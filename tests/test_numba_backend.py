@@ -324,7 +324,7 @@ def test_hot_loops_use_512_bit_vectors(dtype):
     x = np.linspace(-5, 5, 4096).astype(dtype)
     o = np.empty_like(x)
     for disp, args in ((nj._e_sigmoid, (x, o)), (nj._e_gelu, (x, o)), (nj._e_tanh_backward, (x, x, o)),
-                       (nj._rl_softmax, (x.reshape(4, 1024, 1), o.reshape(4, 1024, 1)))):
+                       (nj._rl_softmax, (x.reshape(4, 1024), o.reshape(4, 1024)))):
         asm = _fresh_asm(disp, *args)
         name = disp.py_func.__name__
         # packed arithmetic on zmm registers (vfmadd...ps/pd, vmulps/pd ... %zmm)
@@ -559,7 +559,7 @@ def test_generated_kernels_are_up_to_date(tmp_path):
 
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
     ours = [c for c in impl._locator_classes if getattr(c, "_fastact", False)]
-    gen = ours[1].from_function(ng._rs_softmax.py_func, ng.__file__)
+    gen = ours[1].from_function(ng._rt_softmax.py_func, ng.__file__)
     helper = ours[1].from_function(nm.log1p.py_func, nm.__file__)
     assert gen is not None and gen.get_source_stamp() == helper.get_source_stamp()
 
@@ -578,7 +578,7 @@ CODE_RUN = """
     with fastact.use_backend("numba"):
         r = fastact.softmax(np.array([[1.0, 2.0, 3.0]]))
     assert abs(r.sum() - 1) < 1e-12
-    print(nj.CACHE, sum(nj._e_sigmoid.stats.cache_hits.values()) + sum(nj._rs_softmax.stats.cache_hits.values()))
+    print(nj.CACHE, sum(nj._e_sigmoid.stats.cache_hits.values()) + sum(nj._rt_softmax.stats.cache_hits.values()))
 """
 
 

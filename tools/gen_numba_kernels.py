@@ -171,21 +171,6 @@ PATHS = (
     ("_lanes", "_pl", "_lanesr", "_units({S})", "_JIT"),
 )
 
-# inner == 1, either path: the small-work path
-SMALL = '''
-
-@njit(**_NONRT)
-def _rs_{name}({arrs}):
-    """Serial, inner == 1, any row length (the small-work path)."""
-    never_inline()
-    wide()
-    if {S}.size:
-        if {S}.shape[1] <= TINY:
-            _rtr_{name}({arrs}, 0, {S}.shape[0])
-        else:
-            _rlr_{name}({arrs}, 0, {S}.shape[0])
-'''
-
 # inner == 1 rows of a flat array, either path (for fastact.numba's row functions)
 FLAT = '''
 
@@ -233,9 +218,8 @@ def render() -> str:
         imports.add(fn)
     body.append(SECTION.format(
         title="row kernels, serial: _rt_* (rows of <= TINY elements), _rl_* (longer),\n"
-              "# _rs_* (either: the small-work path), _lanes_* (inner > 1); their\n"
-              "# row ranges _rtr_* / _rlr_*; parallel: _prt_*, _prl_*, _pl_*; _flat_*\n"
-              "# for fastact.numba"))
+              "# _lanes_* (inner > 1); their row ranges _rtr_* / _rlr_*; parallel:\n"
+              "# _prt_*, _prl_*, _pl_*; _flat_* for fastact.numba"))
     for name, (arrs, s, has_flat) in ROWS.items():
         kw = dict(name=name, arrs=", ".join(arrs), S=s)
         flats = ", ".join(f"flat({a})" for a in arrs)
@@ -247,8 +231,6 @@ def render() -> str:
             body.append(SERIAL.format(fn=fn, rng=rng, end=end, jit=jit, **kw))
             body.append(PARALLEL.format(fn=pfn, rng=rng, end=end, **kw))
             names += [f"{fn}_{name}", f"{pfn}_{name}"]
-        body.append(SMALL.format(**kw))
-        names.append("_rs_" + name)
         imports |= {"_ft_" + name, "_fl_" + name, "_lanesr_" + name}
         if has_flat:
             fargs = ", ".join(a[0] + "f" for a in arrs[:-1]) + ", of"

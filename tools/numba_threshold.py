@@ -39,8 +39,8 @@ def main(threads):
         ("sigmoid", 0.4, lambda x, o: nj._e_sigmoid(x, o), lambda x, o: nj._p_sigmoid(x, o, nj._NT[0])),
         ("gelu", 1.0, lambda x, o: nj._e_gelu(x, o), lambda x, o: nj._p_gelu(x, o, nj._NT[0])),
         ("softmax", 0.5,
-         lambda x, o: nj._rl_softmax(x.reshape(-1, 256, 1), o.reshape(-1, 256, 1)),
-         lambda x, o: nj._prl_softmax(x.reshape(-1, 256, 1), o.reshape(-1, 256, 1), nj._NT[0])),
+         lambda x, o: nj._rl_softmax(x.reshape(-1, 256), o.reshape(-1, 256)),
+         lambda x, o: nj._prl_softmax(x.reshape(-1, 256), o.reshape(-1, 256), nj._NT[0])),
     ]
     for name, cost, ser, par in cases:
         for e in range(12, 23):

@@ -37,21 +37,20 @@ __all__ = [
     "_p_gelu_tanh_backward", "_e_silu_backward", "_p_silu_backward", "_e_bce_with_logits",
     "_p_bce_with_logits", "_e_bce_with_logits_backward", "_p_bce_with_logits_backward",
     "_rtr_softmax", "_rlr_softmax", "_rt_softmax", "_prt_softmax", "_rl_softmax",
-    "_prl_softmax", "_lanes_softmax", "_pl_softmax", "_rs_softmax", "_flat_softmax",
-    "_rtr_log_softmax", "_rlr_log_softmax", "_rt_log_softmax", "_prt_log_softmax",
-    "_rl_log_softmax", "_prl_log_softmax", "_lanes_log_softmax", "_pl_log_softmax",
-    "_rs_log_softmax", "_flat_log_softmax", "_rtr_logsumexp", "_rlr_logsumexp", "_rt_logsumexp",
-    "_prt_logsumexp", "_rl_logsumexp", "_prl_logsumexp", "_lanes_logsumexp", "_pl_logsumexp",
-    "_rs_logsumexp", "_flat_logsumexp", "_rtr_softmax_backward", "_rlr_softmax_backward",
-    "_rt_softmax_backward", "_prt_softmax_backward", "_rl_softmax_backward",
-    "_prl_softmax_backward", "_lanes_softmax_backward", "_pl_softmax_backward",
-    "_rs_softmax_backward", "_flat_softmax_backward", "_rtr_log_softmax_backward",
-    "_rlr_log_softmax_backward", "_rt_log_softmax_backward", "_prt_log_softmax_backward",
-    "_rl_log_softmax_backward", "_prl_log_softmax_backward", "_lanes_log_softmax_backward",
-    "_pl_log_softmax_backward", "_rs_log_softmax_backward", "_flat_log_softmax_backward",
+    "_prl_softmax", "_lanes_softmax", "_pl_softmax", "_flat_softmax", "_rtr_log_softmax",
+    "_rlr_log_softmax", "_rt_log_softmax", "_prt_log_softmax", "_rl_log_softmax",
+    "_prl_log_softmax", "_lanes_log_softmax", "_pl_log_softmax", "_flat_log_softmax",
+    "_rtr_logsumexp", "_rlr_logsumexp", "_rt_logsumexp", "_prt_logsumexp", "_rl_logsumexp",
+    "_prl_logsumexp", "_lanes_logsumexp", "_pl_logsumexp", "_flat_logsumexp",
+    "_rtr_softmax_backward", "_rlr_softmax_backward", "_rt_softmax_backward",
+    "_prt_softmax_backward", "_rl_softmax_backward", "_prl_softmax_backward",
+    "_lanes_softmax_backward", "_pl_softmax_backward", "_flat_softmax_backward",
+    "_rtr_log_softmax_backward", "_rlr_log_softmax_backward", "_rt_log_softmax_backward",
+    "_prt_log_softmax_backward", "_rl_log_softmax_backward", "_prl_log_softmax_backward",
+    "_lanes_log_softmax_backward", "_pl_log_softmax_backward", "_flat_log_softmax_backward",
     "_rtr_logsumexp_backward", "_rlr_logsumexp_backward", "_rt_logsumexp_backward",
     "_prt_logsumexp_backward", "_rl_logsumexp_backward", "_prl_logsumexp_backward",
-    "_lanes_logsumexp_backward", "_pl_logsumexp_backward", "_rs_logsumexp_backward",
+    "_lanes_logsumexp_backward", "_pl_logsumexp_backward",
 ]
 
 
@@ -591,9 +590,8 @@ def _p_bce_with_logits_backward(x, t, out, scale, nt):
 
 # ---------------------------------------------------------------------------
 # row kernels, serial: _rt_* (rows of <= TINY elements), _rl_* (longer),
-# _rs_* (either: the small-work path), _lanes_* (inner > 1); their
-# row ranges _rtr_* / _rlr_*; parallel: _prt_*, _prl_*, _pl_*; _flat_*
-# for fastact.numba
+# _lanes_* (inner > 1); their row ranges _rtr_* / _rlr_*; parallel:
+# _prt_*, _prl_*, _pl_*; _flat_* for fastact.numba
 
 
 @njit(**_INL)
@@ -651,18 +649,6 @@ def _pl_softmax(x, out, nt):
     o = _units(x)
     for c in prange(nt):
         _lanesr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
-
-
-@njit(**_NONRT)
-def _rs_softmax(x, out):
-    """Serial, inner == 1, any row length (the small-work path)."""
-    never_inline()
-    wide()
-    if x.size:
-        if x.shape[1] <= TINY:
-            _rtr_softmax(x, out, 0, x.shape[0])
-        else:
-            _rlr_softmax(x, out, 0, x.shape[0])
 
 
 @njit(**_INL)
@@ -730,18 +716,6 @@ def _pl_log_softmax(x, out, nt):
         _lanesr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_NONRT)
-def _rs_log_softmax(x, out):
-    """Serial, inner == 1, any row length (the small-work path)."""
-    never_inline()
-    wide()
-    if x.size:
-        if x.shape[1] <= TINY:
-            _rtr_log_softmax(x, out, 0, x.shape[0])
-        else:
-            _rlr_log_softmax(x, out, 0, x.shape[0])
-
-
 @njit(**_INL)
 def _flat_log_softmax(xf, of, n, r0, r1):
     if n <= TINY:
@@ -805,18 +779,6 @@ def _pl_logsumexp(x, out, nt):
     o = _units(x)
     for c in prange(nt):
         _lanesr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
-
-
-@njit(**_NONRT)
-def _rs_logsumexp(x, out):
-    """Serial, inner == 1, any row length (the small-work path)."""
-    never_inline()
-    wide()
-    if x.size:
-        if x.shape[1] <= TINY:
-            _rtr_logsumexp(x, out, 0, x.shape[0])
-        else:
-            _rlr_logsumexp(x, out, 0, x.shape[0])
 
 
 @njit(**_INL)
@@ -884,18 +846,6 @@ def _pl_softmax_backward(g, y, out, nt):
         _lanesr_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_NONRT)
-def _rs_softmax_backward(g, y, out):
-    """Serial, inner == 1, any row length (the small-work path)."""
-    never_inline()
-    wide()
-    if y.size:
-        if y.shape[1] <= TINY:
-            _rtr_softmax_backward(g, y, out, 0, y.shape[0])
-        else:
-            _rlr_softmax_backward(g, y, out, 0, y.shape[0])
-
-
 @njit(**_INL)
 def _flat_softmax_backward(gf, yf, of, n, r0, r1):
     if n <= TINY:
@@ -961,18 +911,6 @@ def _pl_log_softmax_backward(g, y, out, nt):
         _lanesr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
-@njit(**_NONRT)
-def _rs_log_softmax_backward(g, y, out):
-    """Serial, inner == 1, any row length (the small-work path)."""
-    never_inline()
-    wide()
-    if y.size:
-        if y.shape[1] <= TINY:
-            _rtr_log_softmax_backward(g, y, out, 0, y.shape[0])
-        else:
-            _rlr_log_softmax_backward(g, y, out, 0, y.shape[0])
-
-
 @njit(**_INL)
 def _flat_log_softmax_backward(gf, yf, of, n, r0, r1):
     if n <= TINY:
@@ -1036,15 +974,3 @@ def _pl_logsumexp_backward(g, x, lse, out, nt):
     o = _units(x)
     for c in prange(nt):
         _lanesr_logsumexp_backward(g, x, lse, out, c * o // nt, (c + 1) * o // nt)
-
-
-@njit(**_NONRT)
-def _rs_logsumexp_backward(g, x, lse, out):
-    """Serial, inner == 1, any row length (the small-work path)."""
-    never_inline()
-    wide()
-    if x.size:
-        if x.shape[1] <= TINY:
-            _rtr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])
-        else:
-            _rlr_logsumexp_backward(g, x, lse, out, 0, x.shape[0])

@@ -19,7 +19,7 @@ How the kernels are built
   ``BLK`` with sums in 16 lanes added in a fixed order, scale); and
   ``inner > 1`` lane-wise along ``inner`` (``_lanes_*``).
 * The compiled functions that only call a body by name (``_e_*``, the row
-  paths ``_rt_*`` / ``_rl_*`` / ``_rs_*`` / ``_lanes_*`` and every ``_p*``
+  paths ``_rt_*`` / ``_rl_*`` / ``_lanes_*`` and every ``_p*``
   parallel version) are generated into ``numba_gen.py`` by
   ``tools/gen_numba_kernels.py`` as ordinary module-level functions (so
   that the disk cache keeps them), and imported here.
@@ -1245,7 +1245,6 @@ _tiled_log_softmax_backward = _f32_tiles(_tiles_log_softmax_backward, 8)
 #   _p_<name>(..., nt)               its parallel version, nt chunks
 #   _rt_<name>(arrays)               rows of <= TINY elements (_ft_<name>)
 #   _rl_<name>(arrays)               longer rows (_fl_<name>)
-#   _rs_<name>(arrays)               either (the small-work path)
 #   _lanes_<name>(arrays)            inner > 1 (_lanesr_<name>)
 #   _prt_ / _prl_ / _pl_<name>(arrays, nt)   parallel versions of _rt_ /
 #                                   _rl_ / _lanes_: prange over chunks of
@@ -1448,7 +1447,7 @@ def _rw(a):
 
 def _drop_inner(arrays):
     """The arrays of an inner == 1 call without their last (unit) axis: the
-    2-D form the small-work path is compiled for (see _rows1)."""
+    2-D form the inner == 1 paths are compiled for (see _rows1)."""
     return [a.reshape(a.shape[:-1]) for a in arrays]
 
 
@@ -1542,58 +1541,59 @@ def _ew2p(run, par, cost):
     return kernel
 
 
-def _rows1(name, cost):
-    """Row kernel k(x, out) with x (outer, n, inner).  Small last-axis work
-    (the latency-bound case) goes straight to one serial function."""
+def _paths(name):
+    """The serial and parallel compiled functions of row kernel ``name``:
+    rows of <= TINY elements, longer rows (both on (outer, n) arrays), and
+    inner > 1 (on (outer, n, inner) arrays)."""
     g = globals()
-    rs, rt, rl, lanes = g["_rs_" + name], g["_rt_" + name], g["_rl_" + name], g["_lanes_" + name]
-    prt, prl, plan = g["_prt_" + name], g["_prl_" + name], g["_pl_" + name]
+    return tuple(g[p + name] for p in ("_rt_", "_rl_", "_lanes_", "_prt_", "_prl_", "_pl_"))
+
+
+# The row drivers hand inner == 1 work over as (outer, n) arrays (the 2-D
+# form of _registry, dropping a unit inner axis), so that each path is
+# compiled for one array rank; rows of <= TINY elements and longer ones are
+# separate compiled functions, so a first call compiles only the one it uses.
+
+def _rows1(name, cost):
+    """Row kernel k(x, out), x (outer, n) or (outer, n, inner)."""
+    rt, rl, lanes, prt, prl, plan = _paths(name)
+    short, long_, tiny = (rt, prt), (rl, prl), TINY
     limit = _serial_below(cost)
 
     def kernel(x, out):
         if not x.flags.writeable:
             x = _rw(x)
-        # a 2-D x is (outer, n) with inner = 1 implicit (see _registry), which
-        # the serial function takes as it is (no reshapes per call); it is
-        # compiled for that form only
-        if x.nbytes < limit and (x.ndim == 2 or x.shape[2] == 1):
-            if x.ndim == 2:
-                rs(x, out)
-            else:
-                rs(*_drop_inner((x, out)))
-            return
-        if x.ndim == 2:
-            x, out = x.reshape(x.shape + (1,)), out.reshape(out.shape + (1,))
-        o, n, i = x.shape
-        if x.nbytes < limit or _NT[0] < 2 or not _parallel(
-                plan if i != 1 else prt if n <= TINY else prl, (x, out)):
-            (lanes if i != 1 else rt if n <= TINY else rl)(x, out)
+        if x.ndim == 3:
+            if x.shape[2] != 1:
+                if x.nbytes < limit or _NT[0] < 2 or not _parallel(plan, (x, out)):
+                    lanes(x, out)
+                return
+            x, out = _drop_inner((x, out))
+        run, par = short if x.shape[1] <= tiny else long_
+        if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
+            run(x, out)
 
     return kernel
 
 
 def _rows2(name, cost):
-    """Row kernel k(g, y, out), all (outer, n, inner)."""
-    g_ = globals()
-    rs, rt, rl, lanes = g_["_rs_" + name], g_["_rt_" + name], g_["_rl_" + name], g_["_lanes_" + name]
-    prt, prl, plan = g_["_prt_" + name], g_["_prl_" + name], g_["_pl_" + name]
+    """Row kernel k(g, y, out), all (outer, n) or (outer, n, inner)."""
+    rt, rl, lanes, prt, prl, plan = _paths(name)
+    short, long_, tiny = (rt, prt), (rl, prl), TINY
     limit = _serial_below(cost)
 
     def kernel(g, y, out):
         if not (g.flags.writeable and y.flags.writeable):
             g, y = _rw(g), _rw(y)
-        if y.nbytes < limit and (y.ndim == 2 or y.shape[2] == 1):  # (as in _rows1)
-            if y.ndim == 2:
-                rs(g, y, out)
-            else:
-                rs(*_drop_inner((g, y, out)))
-            return
-        if y.ndim == 2:
-            g, y, out = g.reshape(g.shape + (1,)), y.reshape(y.shape + (1,)), out.reshape(out.shape + (1,))
-        o, n, i = y.shape
-        if y.nbytes < limit or _NT[0] < 2 or not _parallel(
-                plan if i != 1 else prt if n <= TINY else prl, (g, y, out)):
-            (lanes if i != 1 else rt if n <= TINY else rl)(g, y, out)
+        if y.ndim == 3:
+            if y.shape[2] != 1:
+                if y.nbytes < limit or _NT[0] < 2 or not _parallel(plan, (g, y, out)):
+                    lanes(g, y, out)
+                return
+            g, y, out = _drop_inner((g, y, out))
+        run, par = short if y.shape[1] <= tiny else long_
+        if y.nbytes < limit or _NT[0] < 2 or not _parallel(par, (g, y, out)):
+            run(g, y, out)
 
     return kernel
 
@@ -1651,25 +1651,21 @@ _LSEB_LIMIT = _serial_below(0.5)
 
 def logsumexp_backward(grad, x, lse, out):
     """Kernel ``logsumexp_backward``: grad, lse (outer, inner); x, out
-    (outer, n, inner)."""
+    (outer, n, inner); or grad, lse (outer,) with x, out (outer, n)."""
     if not (grad.flags.writeable and x.flags.writeable and lse.flags.writeable):
         grad, x, lse = _rw(grad), _rw(x), _rw(lse)
-    if x.nbytes < _LSEB_LIMIT and (x.ndim == 2 or x.shape[2] == 1):  # (as in _rows1)
-        if x.ndim == 2:
-            _rs_logsumexp_backward(grad, x, lse, out)
-        else:
-            _rs_logsumexp_backward(*_drop_inner((grad, x, lse, out)))
-        return
+    if x.ndim == 3 and x.shape[2] == 1:  # (as in _rows1)
+        grad, x, lse, out = _drop_inner((grad, x, lse, out))
+    rt, rl, lanes, prt, prl, plan = _LSEB_PATHS
     if x.ndim == 2:
-        grad, x, lse, out = (a.reshape(a.shape + (1,)) for a in (grad, x, lse, out))
-    o, n, i = x.shape
-    args = (grad, x, lse, out)
-    run = _lanes_logsumexp_backward if i != 1 else _rt_logsumexp_backward if n <= TINY else \
-        _rl_logsumexp_backward
-    if x.nbytes < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(
-            _pl_logsumexp_backward if i != 1 else _prt_logsumexp_backward if n <= TINY else
-            _prl_logsumexp_backward, args):
+        run, par = (rt, prt) if x.shape[1] <= TINY else (rl, prl)
+    else:
+        run, par = lanes, plan
+    if x.nbytes < _LSEB_LIMIT or _NT[0] < 2 or not _parallel(par, (grad, x, lse, out)):
         run(grad, x, lse, out)
+
+
+_LSEB_PATHS = _paths("logsumexp_backward")
 
 
 _CE_LIMIT = _serial_below(2.0)
