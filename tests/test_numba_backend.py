@@ -429,6 +429,48 @@ def test_read_only_and_unit_inner_inputs_compile_nothing_new(kernel, dtype):
     assert _compiled_signatures() == before, sorted(_compiled_signatures() - before)
 
 
+TILED = [k for k in ROW_KERNELS if hasattr(nj, "_rtt_" + k)]
+
+
+@pytest.mark.parametrize("kernel", TILED)
+def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
+    """float32 short rows go to the compiled function with the tile path
+    (_rtt_*) only when there is a whole tile of rows; otherwise, and for
+    float64, to the one without it (_rt_*)."""
+    calls = []
+    for p in ("_rt_", "_rtt_"):
+        monkeypatch.setattr(nj, p + kernel, lambda *a, p=p: calls.append(p))
+    k = _registry.KERNELS[kernel]
+    driver = (nj._rows2 if k.kind == "rows_backward" else nj._rows1)(kernel, 1.0)
+    for rows, dtype, want in ((nj.TWR - 1, np.float32, "_rt_"), (nj.TWR, np.float32, "_rtt_"),
+                              (5 * nj.TWR, np.float32, "_rtt_"), (nj.TWR, np.float64, "_rt_")):
+        for n in (3, 10, nj.TINY):
+            x = np.ones((rows, n), dtype)
+            out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
+            driver(*((x, x, out) if k.kind == "rows_backward" else (x, out)))
+            assert calls.pop() == want, (rows, dtype, n)
+    assert calls == []
+
+
+def test_fewer_rows_than_a_tile_compile_no_tiles(tmp_path):
+    """The tile code doubles a short-row kernel's first compilation; a call
+    with fewer than TWR rows cannot use it and does not compile it."""
+    out = run_py("""
+        import numpy as np, fastact
+        import fastact._backends.numba_jit as nj
+        from fastact import testing as ft, _registry
+        fastact.set_backend("numba")
+        worst = 0.0
+        for kernel, n in (("softmax", 10), ("log_softmax_backward", 5)):
+            c = ft.case(kernel, (nj.TWR - 1, n), np.float32, -1)
+            problem, err = ft.compare(ft.run(c), ft.reference(c))
+            assert problem is None and err <= _registry.ulps_bound(kernel, n), (kernel, problem, err)
+        print(sorted(name for name, f in vars(nj).items()
+                     if name.startswith("_tiles_") and getattr(f, "signatures", None)))
+    """, env={"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert out.strip() == "[]"
+
+
 # ---------------------------------------------------------------------------
 # threads
 

@@ -73,6 +73,10 @@ ELEMENTWISE = {
 #: row kernels: name -> (arrays, the array that sets the work, has _flat_)
 ROWS = {k.name: _ROW_ARRAYS[k.kind] for k in _registry.KERNELS.values() if k.kind in _ROW_ARRAYS}
 
+#: row kernels whose float32 short rows also have a transposed-tile path
+#: (numba_jit._tiled_<name>), compiled apart from the plain short-row path
+TILED = ("softmax", "log_softmax", "logsumexp", "log_softmax_backward")
+
 # ---------------------------------------------------------------------------
 # templates (Python's str.format; {S} is the array that sets the work)
 
@@ -142,6 +146,17 @@ def _r{p}r_{name}({arrs}, r0, r1):
     _f{p}_{name}({flats}, {S}.shape[1], r0, r1)
 '''
 
+# rows r0..r1 of short rows with the tile path first (rows of whole tiles,
+# float32 only), then the plain one for the rows left
+TILED_RANGE = '''
+
+@njit(**_INL)
+def _rttr_{name}({arrs}, r0, r1):
+    wide()
+    r0 = _tiled_{name}({flats}, {S}.shape[1], r0, r1)
+    _ft_{name}({flats}, {S}.shape[1], r0, r1)
+'''
+
 # a path over the whole array (_rtr_ / _rlr_ on rows, _lanesr_ on work units),
 # compiled without NRT where it allocates nothing (see numba_jit._NONRT)
 SERIAL = '''
@@ -164,12 +179,18 @@ def {fn}_{name}({arrs}, nt):
         {rng}_{name}({arrs}, c * o // nt, (c + 1) * o // nt)
 '''
 
-# (serial, parallel, range function, end of the range, serial options)
+# (serial, parallel or None, range function, end of the range, serial
+# options); a tiled kernel's short rows have two serial paths, the parallel
+# one (large arrays only) with the tiles
 PATHS = (
     ("_rt", "_prt", "_rtr", "{S}.shape[0]", "_NONRT"),
     ("_rl", "_prl", "_rlr", "{S}.shape[0]", "_NONRT"),
     ("_lanes", "_pl", "_lanesr", "_units({S})", "_JIT"),
 )
+TILED_PATHS = (
+    ("_rt", None, "_rtr", "{S}.shape[0]", "_NONRT"),
+    ("_rtt", "_prt", "_rttr", "{S}.shape[0]", "_NONRT"),
+) + PATHS[1:]
 
 # inner == 1 rows of a flat array, either path (for fastact.numba's row functions)
 FLAT = '''
@@ -217,20 +238,27 @@ def render() -> str:
         names += ["_e_" + name, "_p_" + name]
         imports.add(fn)
     body.append(SECTION.format(
-        title="row kernels, serial: _rt_* (rows of <= TINY elements), _rl_* (longer),\n"
-              "# _lanes_* (inner > 1); their row ranges _rtr_* / _rlr_*; parallel:\n"
-              "# _prt_*, _prl_*, _pl_*; _flat_* for fastact.numba"))
+        title="row kernels, serial: _rt_* (rows of <= TINY elements), _rtt_* (the same\n"
+              "# with float32 tiles first), _rl_* (longer), _lanes_* (inner > 1); their\n"
+              "# row ranges _rtr_* / _rttr_* / _rlr_*; parallel: _prt_*, _prl_*, _pl_*;\n"
+              "# _flat_* for fastact.numba"))
     for name, (arrs, s, has_flat) in ROWS.items():
         kw = dict(name=name, arrs=", ".join(arrs), S=s)
         flats = ", ".join(f"flat({a})" for a in arrs)
         for p in ("t", "l"):
             body.append(RANGE.format(p=p, flats=flats, **kw))
             names.append(f"_r{p}r_{name}")
-        for fn, pfn, rng, end, jit in PATHS:
+        if name in TILED:
+            body.append(TILED_RANGE.format(flats=flats, **kw))
+            names.append(f"_rttr_{name}")
+            imports.add("_tiled_" + name)
+        for fn, pfn, rng, end, jit in TILED_PATHS if name in TILED else PATHS:
             end = end.format(S=s)
             body.append(SERIAL.format(fn=fn, rng=rng, end=end, jit=jit, **kw))
-            body.append(PARALLEL.format(fn=pfn, rng=rng, end=end, **kw))
-            names += [f"{fn}_{name}", f"{pfn}_{name}"]
+            names.append(f"{fn}_{name}")
+            if pfn:
+                body.append(PARALLEL.format(fn=pfn, rng=rng, end=end, **kw))
+                names.append(f"{pfn}_{name}")
         imports |= {"_ft_" + name, "_fl_" + name, "_lanesr_" + name}
         if has_flat:
             fargs = ", ".join(a[0] + "f" for a in arrs[:-1]) + ", of"

@@ -19,7 +19,8 @@ from .numba_jit import (  # noqa: F401 - defined before numba_jit imports this m
     _fl_softmax_backward, _ft_log_softmax, _ft_log_softmax_backward, _ft_logsumexp,
     _ft_logsumexp_backward, _ft_softmax, _ft_softmax_backward, _lanesr_log_softmax,
     _lanesr_log_softmax_backward, _lanesr_logsumexp, _lanesr_logsumexp_backward,
-    _lanesr_softmax, _lanesr_softmax_backward, _same, _units,
+    _lanesr_softmax, _lanesr_softmax_backward, _same, _tiled_log_softmax,
+    _tiled_log_softmax_backward, _tiled_logsumexp, _tiled_softmax, _units,
 )
 from .numba_math import KA, never_inline, wide
 from .numba_rows import flat
@@ -36,21 +37,23 @@ __all__ = [
     "_p_leaky_relu_backward", "_e_gelu_backward", "_p_gelu_backward", "_e_gelu_tanh_backward",
     "_p_gelu_tanh_backward", "_e_silu_backward", "_p_silu_backward", "_e_bce_with_logits",
     "_p_bce_with_logits", "_e_bce_with_logits_backward", "_p_bce_with_logits_backward",
-    "_rtr_softmax", "_rlr_softmax", "_rt_softmax", "_prt_softmax", "_rl_softmax",
-    "_prl_softmax", "_lanes_softmax", "_pl_softmax", "_flat_softmax", "_rtr_log_softmax",
-    "_rlr_log_softmax", "_rt_log_softmax", "_prt_log_softmax", "_rl_log_softmax",
+    "_rtr_softmax", "_rlr_softmax", "_rttr_softmax", "_rt_softmax", "_rtt_softmax",
+    "_prt_softmax", "_rl_softmax", "_prl_softmax", "_lanes_softmax", "_pl_softmax",
+    "_flat_softmax", "_rtr_log_softmax", "_rlr_log_softmax", "_rttr_log_softmax",
+    "_rt_log_softmax", "_rtt_log_softmax", "_prt_log_softmax", "_rl_log_softmax",
     "_prl_log_softmax", "_lanes_log_softmax", "_pl_log_softmax", "_flat_log_softmax",
-    "_rtr_logsumexp", "_rlr_logsumexp", "_rt_logsumexp", "_prt_logsumexp", "_rl_logsumexp",
-    "_prl_logsumexp", "_lanes_logsumexp", "_pl_logsumexp", "_flat_logsumexp",
-    "_rtr_softmax_backward", "_rlr_softmax_backward", "_rt_softmax_backward",
+    "_rtr_logsumexp", "_rlr_logsumexp", "_rttr_logsumexp", "_rt_logsumexp", "_rtt_logsumexp",
+    "_prt_logsumexp", "_rl_logsumexp", "_prl_logsumexp", "_lanes_logsumexp", "_pl_logsumexp",
+    "_flat_logsumexp", "_rtr_softmax_backward", "_rlr_softmax_backward", "_rt_softmax_backward",
     "_prt_softmax_backward", "_rl_softmax_backward", "_prl_softmax_backward",
     "_lanes_softmax_backward", "_pl_softmax_backward", "_flat_softmax_backward",
-    "_rtr_log_softmax_backward", "_rlr_log_softmax_backward", "_rt_log_softmax_backward",
-    "_prt_log_softmax_backward", "_rl_log_softmax_backward", "_prl_log_softmax_backward",
-    "_lanes_log_softmax_backward", "_pl_log_softmax_backward", "_flat_log_softmax_backward",
-    "_rtr_logsumexp_backward", "_rlr_logsumexp_backward", "_rt_logsumexp_backward",
-    "_prt_logsumexp_backward", "_rl_logsumexp_backward", "_prl_logsumexp_backward",
-    "_lanes_logsumexp_backward", "_pl_logsumexp_backward",
+    "_rtr_log_softmax_backward", "_rlr_log_softmax_backward", "_rttr_log_softmax_backward",
+    "_rt_log_softmax_backward", "_rtt_log_softmax_backward", "_prt_log_softmax_backward",
+    "_rl_log_softmax_backward", "_prl_log_softmax_backward", "_lanes_log_softmax_backward",
+    "_pl_log_softmax_backward", "_flat_log_softmax_backward", "_rtr_logsumexp_backward",
+    "_rlr_logsumexp_backward", "_rt_logsumexp_backward", "_prt_logsumexp_backward",
+    "_rl_logsumexp_backward", "_prl_logsumexp_backward", "_lanes_logsumexp_backward",
+    "_pl_logsumexp_backward",
 ]
 
 
@@ -589,9 +592,10 @@ def _p_bce_with_logits_backward(x, t, out, scale, nt):
 
 
 # ---------------------------------------------------------------------------
-# row kernels, serial: _rt_* (rows of <= TINY elements), _rl_* (longer),
-# _lanes_* (inner > 1); their row ranges _rtr_* / _rlr_*; parallel:
-# _prt_*, _prl_*, _pl_*; _flat_* for fastact.numba
+# row kernels, serial: _rt_* (rows of <= TINY elements), _rtt_* (the same
+# with float32 tiles first), _rl_* (longer), _lanes_* (inner > 1); their
+# row ranges _rtr_* / _rttr_* / _rlr_*; parallel: _prt_*, _prl_*, _pl_*;
+# _flat_* for fastact.numba
 
 
 @njit(**_INL)
@@ -606,6 +610,13 @@ def _rlr_softmax(x, out, r0, r1):
     _fl_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
+@njit(**_INL)
+def _rttr_softmax(x, out, r0, r1):
+    wide()
+    r0 = _tiled_softmax(flat(x), flat(out), x.shape[1], r0, r1)
+    _ft_softmax(flat(x), flat(out), x.shape[1], r0, r1)
+
+
 @njit(**_NONRT)
 def _rt_softmax(x, out):
     never_inline()
@@ -614,11 +625,19 @@ def _rt_softmax(x, out):
         _rtr_softmax(x, out, 0, x.shape[0])
 
 
+@njit(**_NONRT)
+def _rtt_softmax(x, out):
+    never_inline()
+    wide()
+    if x.size:
+        _rttr_softmax(x, out, 0, x.shape[0])
+
+
 @njit(**_PAR)
 def _prt_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rtr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rttr_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -671,6 +690,13 @@ def _rlr_log_softmax(x, out, r0, r1):
     _fl_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
 
 
+@njit(**_INL)
+def _rttr_log_softmax(x, out, r0, r1):
+    wide()
+    r0 = _tiled_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
+    _ft_log_softmax(flat(x), flat(out), x.shape[1], r0, r1)
+
+
 @njit(**_NONRT)
 def _rt_log_softmax(x, out):
     never_inline()
@@ -679,11 +705,19 @@ def _rt_log_softmax(x, out):
         _rtr_log_softmax(x, out, 0, x.shape[0])
 
 
+@njit(**_NONRT)
+def _rtt_log_softmax(x, out):
+    never_inline()
+    wide()
+    if x.size:
+        _rttr_log_softmax(x, out, 0, x.shape[0])
+
+
 @njit(**_PAR)
 def _prt_log_softmax(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rtr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
+        _rttr_log_softmax(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -736,6 +770,13 @@ def _rlr_logsumexp(x, out, r0, r1):
     _fl_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
 
 
+@njit(**_INL)
+def _rttr_logsumexp(x, out, r0, r1):
+    wide()
+    r0 = _tiled_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
+    _ft_logsumexp(flat(x), flat(out), x.shape[1], r0, r1)
+
+
 @njit(**_NONRT)
 def _rt_logsumexp(x, out):
     never_inline()
@@ -744,11 +785,19 @@ def _rt_logsumexp(x, out):
         _rtr_logsumexp(x, out, 0, x.shape[0])
 
 
+@njit(**_NONRT)
+def _rtt_logsumexp(x, out):
+    never_inline()
+    wide()
+    if x.size:
+        _rttr_logsumexp(x, out, 0, x.shape[0])
+
+
 @njit(**_PAR)
 def _prt_logsumexp(x, out, nt):
     o = x.shape[0]
     for c in prange(nt):
-        _rtr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
+        _rttr_logsumexp(x, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)
@@ -866,6 +915,13 @@ def _rlr_log_softmax_backward(g, y, out, r0, r1):
     _fl_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
 
 
+@njit(**_INL)
+def _rttr_log_softmax_backward(g, y, out, r0, r1):
+    wide()
+    r0 = _tiled_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
+    _ft_log_softmax_backward(flat(g), flat(y), flat(out), y.shape[1], r0, r1)
+
+
 @njit(**_NONRT)
 def _rt_log_softmax_backward(g, y, out):
     never_inline()
@@ -874,11 +930,19 @@ def _rt_log_softmax_backward(g, y, out):
         _rtr_log_softmax_backward(g, y, out, 0, y.shape[0])
 
 
+@njit(**_NONRT)
+def _rtt_log_softmax_backward(g, y, out):
+    never_inline()
+    wide()
+    if y.size:
+        _rttr_log_softmax_backward(g, y, out, 0, y.shape[0])
+
+
 @njit(**_PAR)
 def _prt_log_softmax_backward(g, y, out, nt):
     o = y.shape[0]
     for c in prange(nt):
-        _rtr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
+        _rttr_log_softmax_backward(g, y, out, c * o // nt, (c + 1) * o // nt)
 
 
 @njit(**_NONRT)

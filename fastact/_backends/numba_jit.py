@@ -14,12 +14,13 @@ How the kernels are built
 * Elementwise kernels are compiled loops (``_e_<name>``).  Row kernels go
   one of three ways, each its own compiled function so that a workload
   compiles only what it uses: rows of at most ``TINY`` elements as masked
-  vectors, several rows at a time (``_rt_*``, ``numba_rows``); longer rows
+  vectors, several rows at a time (``_rt_*``, ``numba_rows``; in float32
+  with ``TWR`` rows or more, ``_rtt_*``: transposed tiles first); longer rows
   as explicit vector loops (``_rl_*``: key max, exp-and-sum in blocks of
   ``BLK`` with sums in 16 lanes added in a fixed order, scale); and
   ``inner > 1`` lane-wise along ``inner`` (``_lanes_*``).
 * The compiled functions that only call a body by name (``_e_*``, the row
-  paths ``_rt_*`` / ``_rl_*`` / ``_lanes_*`` and every ``_p*``
+  paths ``_rt_*`` / ``_rtt_*`` / ``_rl_*`` / ``_lanes_*`` and every ``_p*``
   parallel version) are generated into ``numba_gen.py`` by
   ``tools/gen_numba_kernels.py`` as ordinary module-level functions (so
   that the disk cache keeps them), and imported here.
@@ -488,6 +489,14 @@ def _lse_of(m, rest, hasnan_row):
     always_inline()
     if _finite(m):
         return K(m, np.float64(m) + log1p(rest))
+    return _lse_nonfinite(m, hasnan_row)
+
+
+@njit(**_HLP)
+def _lse_nonfinite(m, hasnan_row):
+    """log-sum-exp of a row whose max m is not finite: NaN if the row has a
+    NaN, else m (+inf, or -inf for an all -inf row)."""
+    always_inline()
     return _nan(m) if hasnan_row else m
 
 
@@ -508,27 +517,30 @@ def _kmax(a, b):
     return from_fkey(imax(fkey(a), fkey(b)), a)
 
 
-@njit(**_INL)
+@njit(**_HLP)
 def _t_max(xf, off, n):
+    always_inline()
     m = vrow_max(xf, off, min(n, VL), VL)
     for c0 in range(VL, n, VL):
         m = _kmax(m, vrow_max(xf, off + c0, min(VL, n - c0), VL))
     return m
 
 
-@njit(**_INL)
+@njit(**_HLP)
 def _t_rest(xf, off, n, m):
+    always_inline()
     rest = vrow_rest(xf, off, min(n, VL), m, VL)
     for c0 in range(VL, n, VL):
         rest += vrow_rest(xf, off + c0, min(VL, n - c0), m, VL) + 1.0
     return rest
 
 
-@njit(**_INL)
+@njit(**_HLP)
 def _t_block_rest(xf, n, b0, b1, mb, lb, ib=None):
     """For rows b0..b1: max into mb, log1p(rest) into lb (both in the data
     type; 0 for a row with a non-finite max) and, unless ib is None,
     1 / (1 + rest) into ib."""
+    always_inline()
     if n <= VL:
         r = b0
         while r + 4 <= b1:
@@ -613,12 +625,11 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
             if _finite(m):
                 of[r] = K(m, np.float64(m) + lb[r - b0])
             else:
-                of[r] = _lse_of(m, 0.0, _row_hasnan(xf[r * n:r * n + n]))
+                of[r] = _lse_nonfinite(m, _row_hasnan(xf[r * n:r * n + n]))
 
 
 @njit(**_INL)
 def _ft_softmax(xf, of, n, r0, r1):
-    r0 = _tiled_softmax(xf, of, n, r0, r1)
     if n <= VL:
         r = r0
         if xf.itemsize == 4:  # 8 rows (8 zmm) at a time in float32, 4 in float64
@@ -650,7 +661,6 @@ def _fl_softmax(xf, of, n, r0, r1):
 
 @njit(**_INL)
 def _ft_log_softmax(xf, of, n, r0, r1):
-    r0 = _tiled_log_softmax(xf, of, n, r0, r1)
     _tiny_log_softmax(xf, of, n, r0, r1)
 
 
@@ -668,7 +678,6 @@ def _fl_log_softmax(xf, of, n, r0, r1):
 
 @njit(**_INL)
 def _ft_logsumexp(xf, of, n, r0, r1):
-    r0 = _tiled_logsumexp(xf, of, n, r0, r1)
     _tiny_logsumexp(xf, of, n, r0, r1)
 
 
@@ -680,7 +689,7 @@ def _fl_logsumexp(xf, of, n, r0, r1):
         if _finite(m):
             of[r] = _lse_of(m, _lrow_rest(xf, r * n, n, m), False)
         else:
-            of[r] = _lse_of(m, 0.0, _row_hasnan(xr))
+            of[r] = _lse_nonfinite(m, _row_hasnan(xr))
 
 
 @njit(**_INL)
@@ -706,7 +715,6 @@ def _fl_softmax_backward(gf, yf, of, n, r0, r1):
 
 @njit(**_INL)
 def _ft_log_softmax_backward(gf, yf, of, n, r0, r1):
-    r0 = _tiled_log_softmax_backward(gf, yf, of, n, r0, r1)
     if n <= VL:
         for r in range(r0, r1):
             vrow_log_softmax_bwd1(gf, yf, r * n, n, of, VL)
@@ -1244,12 +1252,15 @@ _tiled_log_softmax_backward = _f32_tiles(_tiles_log_softmax_backward, 8)
 #                                   (an in-place call reads through out)
 #   _p_<name>(..., nt)               its parallel version, nt chunks
 #   _rt_<name>(arrays)               rows of <= TINY elements (_ft_<name>)
+#   _rtt_<name>(arrays)              the same, float32 tiles first
+#                                   (_tiled_<name>; the kernels that have them)
 #   _rl_<name>(arrays)               longer rows (_fl_<name>)
 #   _lanes_<name>(arrays)            inner > 1 (_lanesr_<name>)
 #   _prt_ / _prl_ / _pl_<name>(arrays, nt)   parallel versions of _rt_ /
 #                                   _rl_ / _lanes_: prange over chunks of
 #                                   rows / work units (compiled on first use)
-#   _rtr_ / _rlr_<name>(arrays, r0, r1)      _rt_ / _rl_ on rows r0..r1
+#   _rtr_ / _rttr_ / _rlr_<name>(arrays, r0, r1)   _rt_ / _rtt_ / _rl_ on
+#                                   rows r0..r1
 #   _flat_<name>(flat arrays, n, r0, r1)     either path (fastact.numba)
 #
 # Each path is its own compiled function so that a workload compiles only the
@@ -1543,10 +1554,21 @@ def _ew2p(run, par, cost):
 
 def _paths(name):
     """The serial and parallel compiled functions of row kernel ``name``:
-    rows of <= TINY elements, longer rows (both on (outer, n) arrays), and
-    inner > 1 (on (outer, n, inner) arrays)."""
+    rows of <= TINY elements without and with the float32 tiles (the same
+    function if the kernel has no tiles), longer rows (all on (outer, n)
+    arrays), and inner > 1 (on (outer, n, inner) arrays)."""
     g = globals()
-    return tuple(g[p + name] for p in ("_rt_", "_rl_", "_lanes_", "_prt_", "_prl_", "_pl_"))
+    rt = g["_rt_" + name]
+    return (rt, g.get("_rtt_" + name, rt)) + tuple(
+        g[p + name] for p in ("_rl_", "_lanes_", "_prt_", "_prl_", "_pl_"))
+
+
+# The float32 tile path of short rows (_tiled_*) takes whole tiles of TWR
+# rows, so an array of fewer rows never runs it; its code is then left out:
+# _rt_* has no tiles and _rtt_* has them, used from TWR rows on.  The tile
+# code is most of a short-row kernel's first compilation (float32, empty
+# cache: softmax 2.4-2.8 s with it, 0.9-1.0 s without; log_softmax 3.4-4.0 /
+# 1.5 s; log_softmax_backward 1.8-2.2 / 0.2-0.3 s).
 
 
 # The row drivers hand inner == 1 work over as (outer, n) arrays (the 2-D
@@ -1556,8 +1578,7 @@ def _paths(name):
 
 def _rows1(name, cost):
     """Row kernel k(x, out), x (outer, n) or (outer, n, inner)."""
-    rt, rl, lanes, prt, prl, plan = _paths(name)
-    short, long_, tiny = (rt, prt), (rl, prl), TINY
+    rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
 
     def kernel(x, out):
@@ -1569,7 +1590,10 @@ def _rows1(name, cost):
                     lanes(x, out)
                 return
             x, out = _drop_inner((x, out))
-        run, par = short if x.shape[1] <= tiny else long_
+        if x.shape[1] <= TINY:
+            run, par = (rtt if x.shape[0] >= TWR and x.itemsize == 4 else rt), prt
+        else:
+            run, par = rl, prl
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
             run(x, out)
 
@@ -1578,8 +1602,7 @@ def _rows1(name, cost):
 
 def _rows2(name, cost):
     """Row kernel k(g, y, out), all (outer, n) or (outer, n, inner)."""
-    rt, rl, lanes, prt, prl, plan = _paths(name)
-    short, long_, tiny = (rt, prt), (rl, prl), TINY
+    rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
 
     def kernel(g, y, out):
@@ -1591,7 +1614,10 @@ def _rows2(name, cost):
                     lanes(g, y, out)
                 return
             g, y, out = _drop_inner((g, y, out))
-        run, par = short if y.shape[1] <= tiny else long_
+        if y.shape[1] <= TINY:
+            run, par = (rtt if y.shape[0] >= TWR and y.itemsize == 4 else rt), prt
+        else:
+            run, par = rl, prl
         if y.nbytes < limit or _NT[0] < 2 or not _parallel(par, (g, y, out)):
             run(g, y, out)
 
@@ -1656,7 +1682,7 @@ def logsumexp_backward(grad, x, lse, out):
         grad, x, lse = _rw(grad), _rw(x), _rw(lse)
     if x.ndim == 3 and x.shape[2] == 1:  # (as in _rows1)
         grad, x, lse, out = _drop_inner((grad, x, lse, out))
-    rt, rl, lanes, prt, prl, plan = _LSEB_PATHS
+    rt, _, rl, lanes, prt, prl, plan = _LSEB_PATHS
     if x.ndim == 2:
         run, par = (rt, prt) if x.shape[1] <= TINY else (rl, prl)
     else:
