@@ -7,6 +7,7 @@ Subcommands::
     python -m fastact check      # self-check only
     python -m fastact bench ...  # the side-by-side benchmark (see --help)
     python -m fastact accuracy   # ULP error of every kernel vs higher precision
+    python -m fastact compile    # fill the Numba backend's disk cache ahead of use
 """
 
 from __future__ import annotations
@@ -157,12 +158,51 @@ def _accuracy_main(argv):
     return 1 if bad else 0
 
 
+def _compile_main(argv):
+    import fastact
+    from fastact import _registry
+
+    p = argparse.ArgumentParser(
+        prog="python -m fastact compile",
+        description="compile every path of the Numba backend's kernels into Numba's disk cache "
+                    "(NUMBA_CACHE_DIR, or the package's or the user's cache directory), so that "
+                    "later processes load machine code instead of compiling on a first call")
+    p.add_argument("--kernels", default=",".join(_registry.KERNELS))
+    p.add_argument("--dtypes", default="float32,float64")
+    p.add_argument("--threads", type=int, default=fastact.get_num_threads(),
+                   help="also compile the parallel versions when > 1 (default: fastact's thread count)")
+    a = p.parse_args(argv)
+    kernels = a.kernels.split(",")
+    unknown = [k for k in kernels if k not in _registry.KERNELS]
+    if unknown:
+        p.error(f"unknown kernels: {', '.join(unknown)}")
+    why = fastact.backend_status()["numba"]
+    if why is not None:
+        print(f"the numba backend is missing: {why}", file=sys.stderr)
+        return 1
+    from fastact._backends import numba_jit
+
+    def progress(kernel, dtype):
+        print(f"\r{kernel} {dtype:<40}", end="", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    seconds = numba_jit.precompile(kernels, a.dtypes.split(","), a.threads, progress)
+    print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    for (kernel, dtype), s in seconds.items():
+        print(f"{kernel:<28} {dtype:<8} {s:7.2f} s")
+    print(f"{len(seconds)} kernel/dtype pairs in {time.perf_counter() - t0:.1f} s "
+          f"(threads: {a.threads})")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "bench":
         return _bench_main(argv[1:])
     if argv and argv[0] == "accuracy":
         return _accuracy_main(argv[1:])
+    if argv and argv[0] == "compile":
+        return _compile_main(argv[1:])
     if argv and argv[0] == "check":
         _print_header()
         print("self-check against the NumPy reference:")

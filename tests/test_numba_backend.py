@@ -624,6 +624,43 @@ CODE_RUN = """
 """
 
 
+def test_compile_command_fills_the_cache(tmp_path):
+    """``python -m fastact compile`` leaves every path of the kernels it was
+    given in the disk cache: a later process calling them on any layout
+    (short rows, a whole tile of them, long rows, inner > 1) compiles
+    nothing."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    out = run_py("""
+        from fastact.__main__ import main
+        raise SystemExit(main(["compile", "--kernels", "softmax,relu", "--dtypes", "float32",
+                               "--threads", "1"]))
+    """, env=env)
+    assert "2 kernel/dtype pairs" in out, out
+    out = run_py("""
+        import numpy as np, fastact
+        import fastact._backends.numba_jit as nj
+        from fastact import testing as ft
+        from numba.core.registry import CPUDispatcher
+        fastact.set_backend("numba")
+        for kernel, shape, axis in (("relu", (5, 3), -1), ("softmax", (3, 7), -1),
+                                    ("softmax", (100, 5), -1), ("softmax", (3, 300), -1),
+                                    ("softmax", (2, 7, 5), 1)):
+            c = ft.case(kernel, shape, np.float32, axis)
+            problem, err = ft.compare(ft.run(c), ft.reference(c))
+            assert problem is None, (kernel, shape, problem)
+        ds = [d for d in vars(nj).values() if isinstance(d, CPUDispatcher)]
+        print(sum(sum(d.stats.cache_misses.values()) for d in ds),
+              sum(sum(d.stats.cache_hits.values()) for d in ds) > 0)
+    """, env=env)
+    assert out.split() == ["0", "True"], out
+
+
+def test_compile_command_refuses_unknown_kernels():
+    r = subprocess.run([sys.executable, "-m", "fastact", "compile", "--kernels", "softmax,nope"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "unknown kernels: nope" in r.stderr
+
+
 def test_cache_dir_from_numba_cache_dir(tmp_path):
     src = tmp_path / "src"
     _copy_package(src)
@@ -679,8 +716,11 @@ def test_without_numba_the_backend_is_reported_missing():
         print(fastact.backends()[-1], "numba" in fastact.backends())
         print(fastact.backend_status()["numba"])
         print(fastact.softmax([0.0, 0.0]).tolist())
+        from fastact.__main__ import main
+        print("compile:", main(["compile", "--kernels", "relu"]))
     """)
     lines = out.splitlines()
     assert lines[0] == "numpy False"
     assert "numba is not installed" in lines[1]
     assert lines[2] == "[0.5, 0.5]"
+    assert lines[3] == "compile: 1"  # (the reason goes to stderr)

@@ -1749,3 +1749,62 @@ def cross_entropy_prob(x, p, loss, label_smoothing):
 def cross_entropy_prob_grad(x, p, scale, loss, dx, label_smoothing):
     """Kernel ``cross_entropy_prob_grad`` (see fastact._registry)."""
     _cross_entropy(x, None, p, scale, loss, dx, -100, label_smoothing)
+
+
+# ---------------------------------------------------------------------------
+# filling the disk cache ahead of use (python -m fastact compile)
+
+#: per registry kind, (shape, axis) of calls that between them reach every
+#: serial compiled path: for the row kernels, short rows (fewer than TWR of
+#: them, then a whole tile: the float32 tile path), long rows, inner > 1
+_WARM_SERIAL = {
+    "elementwise": [((16,), -1)],
+    "rows": [((8, 10), -1), ((TWR, 10), -1), ((8, TINY + 36), -1), ((8, 10, 3), 1)],
+    "loss": [((8, 10), -1), ((8, 10, 3), 1)],
+}
+#: and the parallel versions: work above every kernel's serial limit
+_WARM_PARALLEL = {
+    "elementwise": [((1 << 22,), -1)],
+    "rows": [((1 << 18, 10), -1), ((1 << 15, TINY + 36), -1), ((1 << 12, 10, 64), 1)],
+    "loss": [((1 << 18, 10), -1), ((1 << 14, 10, 16), 1)],
+}
+
+
+def _warm_group(kind):
+    if kind.startswith("rows"):
+        return "rows"
+    return "loss" if kind.startswith("loss") else "elementwise"
+
+
+def precompile(kernels, dtypes, nthreads, progress=None):
+    """Compile (or load from the cache) every path of ``kernels`` in
+    ``dtypes`` -- the parallel versions too when ``nthreads`` > 1 -- by
+    calling the public functions on small and large inputs, so that later
+    processes find all of it in Numba's disk cache.  Returns the seconds
+    spent per (kernel, dtype)."""
+    import time
+
+    import fastact
+    from fastact import testing as ft
+
+    seconds = {}
+    prev = fastact.get_num_threads()
+    try:
+        with fastact.use_backend("numba"):
+            for kernel in kernels:
+                group = _warm_group(_registry.KERNELS[kernel].kind)
+                for dtype in dtypes:
+                    if progress:
+                        progress(kernel, dtype)
+                    t0 = time.perf_counter()
+                    fastact.set_num_threads(1)
+                    for shape, axis in _WARM_SERIAL[group]:
+                        ft.run(ft.case(kernel, shape, dtype, axis))
+                    if nthreads > 1:
+                        fastact.set_num_threads(nthreads)
+                        for shape, axis in _WARM_PARALLEL[group]:
+                            ft.run(ft.case(kernel, shape, dtype, axis))
+                    seconds[kernel, np.dtype(dtype).name] = time.perf_counter() - t0
+    finally:
+        fastact.set_num_threads(prev)
+    return seconds
