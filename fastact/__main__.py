@@ -172,10 +172,15 @@ def _compile_main(argv):
     p.add_argument("--threads", type=int, default=fastact.get_num_threads(),
                    help="also compile the parallel versions when > 1 (default: fastact's thread count)")
     a = p.parse_args(argv)
+    if a.threads < 1:
+        p.error(f"--threads must be >= 1, got {a.threads}")
     kernels = a.kernels.split(",")
     unknown = [k for k in kernels if k not in _registry.KERNELS]
     if unknown:
         p.error(f"unknown kernels: {', '.join(unknown)}")
+    dtypes = a.dtypes.split(",")
+    if not set(dtypes) <= {"float32", "float64"}:
+        p.error(f"--dtypes: float32 and/or float64, got {a.dtypes}")
     why = fastact.backend_status()["numba"]
     if why is not None:
         print(f"the numba backend is missing: {why}", file=sys.stderr)
@@ -186,12 +191,12 @@ def _compile_main(argv):
         print(f"\r{kernel} {dtype:<40}", end="", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    seconds = numba_jit.precompile(kernels, a.dtypes.split(","), a.threads, progress)
+    seconds, used = numba_jit.precompile(kernels, dtypes, a.threads, progress)
     print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     for (kernel, dtype), s in seconds.items():
         print(f"{kernel:<28} {dtype:<8} {s:7.2f} s")
     print(f"{len(seconds)} kernel/dtype pairs in {time.perf_counter() - t0:.1f} s "
-          f"(threads: {a.threads})")
+          + (f"(parallel versions on {used} threads)" if used > 1 else "(serial versions only)"))
     return 0
 
 

@@ -635,7 +635,7 @@ def test_compile_command_fills_the_cache(tmp_path):
         raise SystemExit(main(["compile", "--kernels", "softmax,relu", "--dtypes", "float32",
                                "--threads", "1"]))
     """, env=env)
-    assert "2 kernel/dtype pairs" in out, out
+    assert "2 kernel/dtype pairs" in out and "(serial versions only)" in out, out
     out = run_py("""
         import numpy as np, fastact
         import fastact._backends.numba_jit as nj
@@ -655,10 +655,15 @@ def test_compile_command_fills_the_cache(tmp_path):
     assert out.split() == ["0", "True"], out
 
 
-def test_compile_command_refuses_unknown_kernels():
-    r = subprocess.run([sys.executable, "-m", "fastact", "compile", "--kernels", "softmax,nope"],
+@pytest.mark.parametrize("args, message", [
+    (("--kernels", "softmax,nope"), "unknown kernels: nope"),
+    (("--dtypes", "float32,float16"), "--dtypes: float32 and/or float64"),
+    (("--threads", "0"), "--threads must be >= 1"),
+])
+def test_compile_command_refuses_bad_arguments(args, message):
+    r = subprocess.run([sys.executable, "-m", "fastact", "compile", *args],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 2 and "unknown kernels: nope" in r.stderr
+    assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
 def test_cache_dir_from_numba_cache_dir(tmp_path):

@@ -1781,13 +1781,15 @@ def precompile(kernels, dtypes, nthreads, progress=None):
     ``dtypes`` -- the parallel versions too when ``nthreads`` > 1 -- by
     calling the public functions on small and large inputs, so that later
     processes find all of it in Numba's disk cache.  Returns the seconds
-    spent per (kernel, dtype)."""
+    spent per (kernel, dtype) and the thread count the parallel versions ran
+    on (``nthreads`` within Numba's pool; 1: none compiled)."""
     import time
 
     import fastact
     from fastact import testing as ft
 
     seconds = {}
+    used = 1
     prev = fastact.get_num_threads()
     try:
         with fastact.use_backend("numba"):
@@ -1800,11 +1802,12 @@ def precompile(kernels, dtypes, nthreads, progress=None):
                     fastact.set_num_threads(1)
                     for shape, axis in _WARM_SERIAL[group]:
                         ft.run(ft.case(kernel, shape, dtype, axis))
-                    if nthreads > 1:
-                        fastact.set_num_threads(nthreads)
+                    fastact.set_num_threads(nthreads)
+                    used = _NT[0]
+                    if used > 1:
                         for shape, axis in _WARM_PARALLEL[group]:
                             ft.run(ft.case(kernel, shape, dtype, axis))
                     seconds[kernel, np.dtype(dtype).name] = time.perf_counter() - t0
     finally:
         fastact.set_num_threads(prev)
-    return seconds
+    return seconds, used
