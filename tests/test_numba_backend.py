@@ -342,8 +342,9 @@ def test_short_rows_use_masked_vectors(dtype):
 
 
 # ---------------------------------------------------------------------------
-# row kernels: each path (single vector n <= 16, chunked n <= 64, long rows,
-# lanes for inner > 1) at its boundaries, with non-finite rows, in place
+# row kernels: each path (single vector n <= 16 -- 4, 8 or 16 lanes --,
+# chunked n <= 64, long rows, lanes for inner > 1) at its boundaries, with
+# non-finite rows, in place
 
 ROW_KERNELS = [k for k, v in _registry.KERNELS.items() if v.kind.startswith("rows")]
 
@@ -371,7 +372,7 @@ def _row_input(n, inner, dtype, seed):
 @pytest.mark.parametrize("kernel", ROW_KERNELS)
 def test_row_paths_at_their_boundaries(kernel, dtype):
     k = _registry.KERNELS[kernel]
-    for n in (1, 2, 15, 16, 17, 33, 63, 64, 65, 1024, 1025):
+    for n in (1, 2, 4, 5, 8, 9, 15, 16, 17, 33, 63, 64, 65, 1024, 1025):
         for inner in (1, 3, 257):
             if n * inner > 70000:
                 continue
@@ -394,6 +395,26 @@ def test_row_paths_at_their_boundaries(kernel, dtype):
                             fresh = [np.copy(b) for b in args]
                             r = getattr(fastact, k.api)(*fresh, axis=1, out=fresh[i])
                             close(r, want, kernel, n, f"n={n} inner={inner} in place on {i}")
+
+
+LOSS_KERNELS = [k for k, v in _registry.KERNELS.items() if v.kind.startswith("loss")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kernel", LOSS_KERNELS)
+def test_losses_over_classes_of_each_vector_width(kernel, dtype):
+    """Cross-entropy over C <= 16 classes takes each row's max and rest in
+    4, 8 or 16 lanes by C (4 rows at a time, then one by one): 37 samples
+    with NaN/inf logits inside and after the blocks of 4."""
+    k = _registry.KERNELS[kernel]
+    for C in (1, 2, 4, 5, 8, 9, 16, 17):
+        c = ft.case(kernel, (37, C), dtype, -1)
+        x = c.arrays[0]
+        x[1, 0], x[2, -1], x[6, :], x[35, 0] = np.nan, np.inf, -np.inf, np.inf
+        with fastact.use_backend("numba"):
+            got = ft.run(c)
+        problem, err = ft.compare(got, ft.reference(c))
+        assert problem is None and err <= _registry.ulps_bound(kernel, C), (kernel, C, problem, err)
 
 
 def _compiled_signatures():
@@ -569,7 +590,7 @@ def test_stale_cache_guard_covers_every_backend_file():
     assert names == {"numba_math.py", "numba_rows.py", "numba_jit.py", "numba_gen.py", "numba.py"}
     # a helper's file is part of every kernel's cache key
     kernel = ours[1].from_function(nj._e_sigmoid.py_func, nj.__file__)
-    helper = ours[1].from_function(nm.log1p.py_func, nm.__file__)
+    helper = ours[1].from_function(nm.tanh.py_func, nm.__file__)
     assert kernel.get_source_stamp() == helper.get_source_stamp()
     assert ours[1].from_function(test_import_compiles_nothing, __file__) is None  # not ours
 
@@ -602,7 +623,7 @@ def test_generated_kernels_are_up_to_date(tmp_path):
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
     ours = [c for c in impl._locator_classes if getattr(c, "_fastact", False)]
     gen = ours[1].from_function(ng._rt_softmax.py_func, ng.__file__)
-    helper = ours[1].from_function(nm.log1p.py_func, nm.__file__)
+    helper = ours[1].from_function(nm.tanh.py_func, nm.__file__)
     assert gen is not None and gen.get_source_stamp() == helper.get_source_stamp()
 
 

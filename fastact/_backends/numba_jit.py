@@ -73,6 +73,7 @@ from .numba_math import (
     from_fkey,
     imax,
     ind,
+    is_f32,
     log,
     log1p,
     log1pexp_neg_abs,
@@ -87,7 +88,8 @@ from .numba_rows import (
     vrow_log_softmax_bwd,
     vrow_log_softmax_bwd1,
     vrow_lse_bwd,
-    vrow_max_rest,
+    vrows_log_softmax,
+    vrows_logsumexp,
     vrows_max_rest,
     vrows_softmax,
     vtile_in,
@@ -537,34 +539,46 @@ def _t_rest(xf, off, n, m):
 
 @njit(**_HLP)
 def _t_block_rest(xf, n, b0, b1, mb, lb, ib=None):
-    """For rows b0..b1: max into mb, log1p(rest) into lb (both in the data
-    type; 0 for a row with a non-finite max) and, unless ib is None,
-    1 / (1 + rest) into ib."""
+    """For rows b0..b1 of n > VL entries: max into mb, log1p(rest) into lb
+    (both in the data type; 0 for a row with a non-finite max) and, unless
+    ib is None, 1 / (1 + rest) into ib."""
     always_inline()
-    if n <= VL:
-        r = b0
-        while r + 4 <= b1:
-            m0, m1, m2, m3, s0, s1, s2, s3 = vrows_max_rest(xf, r * n, n, VL, 4)
-            i = r - b0
-            mb[i], mb[i + 1], mb[i + 2], mb[i + 3] = m0, m1, m2, m3
-            lb[i] = s0 if _finite(m0) else K(m0, 0.0)
-            lb[i + 1] = s1 if _finite(m1) else K(m1, 0.0)
-            lb[i + 2] = s2 if _finite(m2) else K(m2, 0.0)
-            lb[i + 3] = s3 if _finite(m3) else K(m3, 0.0)
-            r += 4
-        for rr in range(r, b1):
-            m, rest = vrow_max_rest(xf, rr * n, n, VL)
-            mb[rr - b0] = m
-            lb[rr - b0] = rest if _finite(m) else K(m, 0.0)
-    else:
-        for r in range(b0, b1):
-            m = _t_max(xf, r * n, n)
-            mb[r - b0] = m
-            lb[r - b0] = K(m, _t_rest(xf, r * n, n, m)) if _finite(m) else K(m, 0.0)
+    for r in range(b0, b1):
+        m = _t_max(xf, r * n, n)
+        mb[r - b0] = m
+        lb[r - b0] = K(m, _t_rest(xf, r * n, n, m)) if _finite(m) else K(m, 0.0)
+    _t_block_finish(lb, b1 - b0, ib)
+
+
+@njit(**_HLP)
+def _t_block_rest_short(xf, n, b0, b1, mb, lb, ib=None):
+    """_t_block_rest for rows of n <= VL entries (cross-entropy; the
+    log_softmax and logsumexp kernels fuse their rows instead)."""
+    always_inline()
+    r = b0
+    while r + 4 <= b1:
+        m0, m1, m2, m3, s0, s1, s2, s3 = vrows_max_rest(xf, r * n, n, VL, 4)
+        i = r - b0
+        mb[i], mb[i + 1], mb[i + 2], mb[i + 3] = m0, m1, m2, m3
+        lb[i] = s0 if _finite(m0) else K(m0, 0.0)
+        lb[i + 1] = s1 if _finite(m1) else K(m1, 0.0)
+        lb[i + 2] = s2 if _finite(m2) else K(m2, 0.0)
+        lb[i + 3] = s3 if _finite(m3) else K(m3, 0.0)
+        r += 4
+    for rr in range(r, b1):
+        m, rest = vrows_max_rest(xf, rr * n, n, VL, 1)
+        mb[rr - b0] = m
+        lb[rr - b0] = rest if _finite(m) else K(m, 0.0)
+    _t_block_finish(lb, b1 - b0, ib)
+
+
+@njit(**_HLP)
+def _t_block_finish(lb, count, ib):
+    always_inline()
     if ib is not None:
-        for i in range(b1 - b0):
+        for i in range(count):
             ib[i] = K(lb[i], 1.0) / (K(lb[i], 1.0) + lb[i])
-    _log1p_block(lb, b1 - b0)
+    _log1p_block(lb, count)
 
 
 @njit(**_JIT)
@@ -632,7 +646,7 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
 def _ft_softmax(xf, of, n, r0, r1):
     if n <= VL:
         r = r0
-        if xf.itemsize == 4:  # 8 rows (8 zmm) at a time in float32, 4 in float64
+        if is_f32(xf):  # 8 rows (8 zmm) at a time in float32, 4 in float64
             while r + 8 <= r1:
                 vrows_softmax(xf, r * n, n, of, VL, 8)
                 r += 8
@@ -661,7 +675,35 @@ def _fl_softmax(xf, of, n, r0, r1):
 
 @njit(**_INL)
 def _ft_log_softmax(xf, of, n, r0, r1):
-    _tiny_log_softmax(xf, of, n, r0, r1)
+    if n <= VL:  # fused, R rows at a time (as _ft_softmax); rows with a
+        r = r0   # non-finite max are left to _log_softmax_fix
+        if is_f32(xf):
+            while r + 8 <= r1:
+                _log_softmax_fix(xf, of, n, r * n, vrows_log_softmax(xf, r * n, n, of, VL, 8))
+                r += 8
+        else:
+            while r + 4 <= r1:
+                _log_softmax_fix(xf, of, n, r * n, vrows_log_softmax(xf, r * n, n, of, VL, 4))
+                r += 4
+        for rr in range(r, r1):
+            _log_softmax_fix(xf, of, n, rr * n, vrows_log_softmax(xf, rr * n, n, of, VL, 1))
+    else:
+        _tiny_log_softmax(xf, of, n, r0, r1)
+
+
+@njit(**_HLP)
+def _log_softmax_fix(xf, of, n, off, bad):
+    """The rows at off + k n, k a set bit of bad (their max is not finite;
+    off, not a row number: the first row's is a literal 0, and a literal
+    argument would compile this a second time)."""
+    always_inline()
+    k = 0
+    while bad:
+        if bad & 1:
+            o = off + k * n
+            _log_softmax_nonfinite(xf[o:o + n], of[o:o + n], _t_max(xf, o, n))
+        bad >>= 1
+        k += 1
 
 
 @njit(**_INL)
@@ -678,7 +720,33 @@ def _fl_log_softmax(xf, of, n, r0, r1):
 
 @njit(**_INL)
 def _ft_logsumexp(xf, of, n, r0, r1):
-    _tiny_logsumexp(xf, of, n, r0, r1)
+    if n <= VL:  # as _ft_log_softmax
+        r = r0
+        if is_f32(xf):
+            while r + 8 <= r1:
+                _logsumexp_fix(xf, of, n, r * n, vrows_logsumexp(xf, r * n, n, of, r, VL, 8))
+                r += 8
+        else:
+            while r + 4 <= r1:
+                _logsumexp_fix(xf, of, n, r * n, vrows_logsumexp(xf, r * n, n, of, r, VL, 4))
+                r += 4
+        for rr in range(r, r1):
+            _logsumexp_fix(xf, of, n, rr * n, vrows_logsumexp(xf, rr * n, n, of, rr, VL, 1))
+    else:
+        _tiny_logsumexp(xf, of, n, r0, r1)
+
+
+@njit(**_HLP)
+def _logsumexp_fix(xf, of, n, off, bad):
+    """As _log_softmax_fix: out[row] for the rows at off + k n."""
+    always_inline()
+    k = 0
+    while bad:
+        if bad & 1:
+            o = off + k * n
+            of[o // n] = _lse_nonfinite(_t_max(xf, o, n), _row_hasnan(xf[o:o + n]))
+        bad >>= 1
+        k += 1
 
 
 @njit(**_INL)
@@ -1050,10 +1118,10 @@ def _tiles_logsumexp(xf, of, n, r0, r1):
     return _tile_rows(xf, of, n, r0, r1, _lane_logsumexp, False)  # results straight to of
 
 
-def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL):
-    """g(*arrays, n, r0, r1): tiles(...) for float32 rows of n <= nmax
-    entries that are not whole vectors or are at least ``whole`` long, else
-    r0 (no row done).  Chosen when the caller is typed, so that float64
+def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1):
+    """g(*arrays, n, r0, r1): tiles(...) for float32 rows of nmin <= n <=
+    nmax entries that are not whole vectors or are at least ``whole`` long,
+    else r0 (no row done).  Chosen when the caller is typed, so that float64
     callers never compile the tile code (each tile function adds 1.5-2 s to
     a kernel's first compilation)."""
 
@@ -1065,7 +1133,7 @@ def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL):
         if args[0].dtype == types.float32:
             def run(*args):
                 n = args[-3]
-                return tiles(*args) if n <= nmax and (n % VL != 0 or n >= whole) else args[-2]
+                return tiles(*args) if nmin <= n <= nmax and (n % VL != 0 or n >= whole) else args[-2]
             return run
         return lambda *args: args[-2]
 
@@ -1074,8 +1142,12 @@ def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL):
 
 # Rows of whole vectors, against one row per vector (1M entries, Intel):
 # logsumexp rows of 16 0.70-0.83x the time, 32 0.61-0.64x; log_softmax 32
-# 0.80x, 16 1.09-1.11x; softmax 16 1.4-1.6x, 32 0.95-0.96x.
-_tiled_softmax = _f32_tiles(_tiles_softmax)
+# 0.80x, 16 1.09-1.11x; softmax 16 1.4-1.6x, 32 0.95-0.96x.  Since rows of
+# n <= 8 take 4 or 8 lanes (numba_rows._by_width), softmax rows of 2-16
+# cost 0.72-1.07x their tiles (rows of 7, 8, 12, 14: 0.72-0.84x), so
+# softmax tiles only rows of 17-31; logsumexp tiles stay 0.75-0.81x rows at
+# n = 3-12, log_softmax tiles 0.81-1.1x at n = 2-14 (kept as before).
+_tiled_softmax = _f32_tiles(_tiles_softmax, nmin=VL + 1)
 _tiled_log_softmax = _f32_tiles(_tiles_log_softmax, whole=2 * VL)
 _tiled_logsumexp = _f32_tiles(_tiles_logsumexp, whole=VL)
 
@@ -1382,7 +1454,10 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
         ib = stack_array(64, z)
         for b0 in range(s0, s1, _RB):
             b1 = min(b0 + _RB, s1)
-            _t_block_rest(xf, C, b0, b1, mb, lb, ib)
+            if C <= VL:
+                _t_block_rest_short(xf, C, b0, b1, mb, lb, ib)
+            else:
+                _t_block_rest(xf, C, b0, b1, mb, lb, ib)
             for s in range(b0, b1):
                 if not _finite(mb[s - b0]):
                     mb[s - b0], lb[s - b0], ib[s - b0] = _ce_nonfinite(xf, s * C, C, mb[s - b0])

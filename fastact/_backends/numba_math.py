@@ -8,8 +8,9 @@ scalar).
 
 Building blocks (``numba.extending.intrinsic``, emitting LLVM IR directly):
 
-``emit_*``              IR emitters (exp, Cody-Waite reduction, 2**n scaling
-                        by exponent bits, Horner polynomials, float keys)
+``emit_*``              IR emitters (exp, log1p, Cody-Waite reduction, 2**n
+                        scaling by exponent bits, Horner polynomials, float
+                        keys)
                         that work on scalars and on vectors: the scalar
                         helpers below and the explicit vector code of the
                         short rows (``numba_rows``) share them
@@ -23,6 +24,7 @@ Building blocks (``numba.extending.intrinsic``, emitting LLVM IR directly):
 ``ind(c, x)``           1.0 / 0.0 without a select (a select feeding a sum
                         stops LLVM from vectorizing it)
 ``fma``, ``fabs``, ``copysign``, ``split_sqrt2``, ``scale2``, ``pow2``
+``is_f32(a)``           the dtype test as an IR constant (dead branch dropped)
 ``wide()``              prefer 512-bit vectors in the calling function
 ``always_inline()``     helpers are ordinary compiled functions that LLVM
                         inlines into the kernels' loops
@@ -422,6 +424,62 @@ def emit_from_fkey(b, k, fty):
     return b.bitcast(v, fty)
 
 
+def emit_split_sqrt2(b, u):
+    """(m, k) with u = m * 2**k, m in [sqrt(2)/2, sqrt(2)), k as a float,
+    for positive normal u (exponent and mantissa bits, no division)."""
+    ty = u.type
+    bits = _fbits(ty)
+    ity, mant, bias = _LAYOUT[bits]
+    it = int_type(ty)
+    one = b.bitcast(const(ty, 1.0), it)
+    r2 = b.bitcast(const(ty, 0.7071067811865476), it)
+    ix = b.add(b.bitcast(u, it), b.sub(one, r2))
+    k = b.sub(b.ashr(ix, const(it, mant)), const(it, bias))
+    m = b.bitcast(b.add(b.and_(ix, const(it, (1 << mant) - 1)), r2), ty)
+    return m, b.sitofp(k, ty)
+
+
+def _fop(b, op, x, y):
+    return getattr(b, op)(x, y, flags=_EFLAGS)
+
+
+def emit_log1pf(b, f):
+    """log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1]: with s = f/(2+f),
+    log(1+f) = 2 atanh(s) = f - (f^2/2 - s (f^2/2 + s^2 LOG(s^2))), the
+    f^2/2 split off so that the polynomial only corrects a small term."""
+    ty = f.type
+    s = _fop(b, "fdiv", f, _fop(b, "fadd", const(ty, 2.0), f))
+    z = _fop(b, "fmul", s, s)
+    hfsq = _fop(b, "fmul", _fop(b, "fmul", const(ty, 0.5), f), f)
+    t = _fop(b, "fmul", s, _fop(b, "fadd", hfsq, _fop(b, "fmul", z, emit_poly(b, z, "LOG"))))
+    return _fop(b, "fsub", f, _fop(b, "fsub", hfsq, t))
+
+
+def emit_log1p(b, x):
+    """log(1 + x), <= 2.2 ULP (float32) / 1.7 (float64); log1p(-1) = -inf,
+    x < -1 gives NaN, +inf and NaN pass through.
+
+    u = 1 + x is split as m 2**k (m near 1); the rounding error of forming u
+    is put back as c / u (c = x - (u - 1), or 1 - (u - x) when k > 0 and x
+    is the larger term), so that tiny x keep full relative accuracy."""
+    ty = x.type
+    bits = _fbits(ty)
+    one = const(ty, 1.0)
+    u = _fop(b, "fadd", one, x)
+    m, k = emit_split_sqrt2(b, u)
+    c = b.select(
+        b.fcmp_ordered(">", k, const(ty, 0.0)),
+        _fop(b, "fsub", one, _fop(b, "fsub", u, x)),
+        _fop(b, "fsub", x, _fop(b, "fsub", u, one)),
+    )
+    c = _fop(b, "fdiv", c, u)
+    lp = emit_log1pf(b, _fop(b, "fsub", m, one))
+    r = _fmuladd(b, k, const(ty, _LN2_HI[bits]), _fop(b, "fadd", lp, _fmuladd(b, k, const(ty, _LN2_LO[bits]), c)))
+    r = b.select(b.fcmp_ordered("<", x, const(ty, float("inf"))), r, x)  # +inf, NaN
+    r = b.select(b.fcmp_ordered("==", u, const(ty, 0.0)), const(ty, float("-inf")), r)
+    return b.select(b.fcmp_ordered("<", x, const(ty, -1.0)), const(ty, float("nan")), r)
+
+
 # ---------------------------------------------------------------------------
 # intrinsics
 
@@ -580,6 +638,20 @@ def imax(typingctx, a, b):
 
 
 @intrinsic
+def is_f32(typingctx, arr):
+    """Whether ``arr`` holds float32, as a constant in the IR: LLVM drops the
+    other branch before optimizing it (``arr.itemsize`` is loaded from the
+    array at run time, so both branches were compiled)."""
+    if not (isinstance(arr, types.Array) and _is_float(arr.dtype)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(ir.IntType(1), sig.args[0].dtype == types.float32)
+
+    return types.boolean(arr), codegen
+
+
+@intrinsic
 def ind(typingctx, cond, like):
     """1.0 if ``cond`` else 0.0, in the float type of ``like``, without a
     branch or select (``uitofp``): a select feeding a reduction keeps LLVM
@@ -679,21 +751,34 @@ def split_sqrt2(typingctx, u):
         return None
 
     def codegen(context, builder, sig, args):
-        ty = sig.args[0]
-        bits = _bits(ty)
-        ity, mant, bias = _LAYOUT[bits]
-        fty = context.get_value_type(ty)
-        one = builder.bitcast(ir.Constant(fty, 1.0), ity)
-        r2 = builder.bitcast(ir.Constant(fty, 0.7071067811865476), ity)
-        off = builder.sub(one, r2)
-        ix = builder.add(builder.bitcast(args[0], ity), off)
-        k = builder.sub(builder.ashr(ix, ir.Constant(ity, mant)), ir.Constant(ity, bias))
-        mask = ir.Constant(ity, (1 << mant) - 1)
-        m = builder.bitcast(builder.add(builder.and_(ix, mask), r2), fty)
-        kf = builder.sitofp(k, fty)
-        return context.make_tuple(builder, sig.return_type, (m, kf))
+        return context.make_tuple(builder, sig.return_type, emit_split_sqrt2(builder, args[0]))
 
     return types.UniTuple(u, 2)(u), codegen
+
+
+@intrinsic
+def _log1pf(typingctx, f):
+    """log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1] (``emit_log1pf``)."""
+    if not _is_float(f):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_log1pf(builder, args[0])
+
+    return f(f), codegen
+
+
+@intrinsic
+def log1p(typingctx, x):
+    """log(1 + x), <= 2.2 ULP; log1p(-1) = -inf, x < -1 gives NaN (see
+    ``emit_log1p``)."""
+    if not _is_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_log1p(builder, args[0])
+
+    return x(x), codegen
 
 
 # ---------------------------------------------------------------------------
@@ -780,16 +865,6 @@ def expm1_neg(x):
 
 
 @njit(**HELPER)
-def _log1pf(f):
-    """log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1]."""
-    always_inline()
-    s = f / (K(f, 2.0) + f)
-    z = s * s
-    hfsq = K(f, 0.5) * f * f
-    return f - (hfsq - s * (hfsq + z * poly(z, "LOG")))
-
-
-@njit(**HELPER)
 def log(x):
     """Natural log, <= 1 ULP; log(0) = -inf, log(x<0) = NaN."""
     always_inline()
@@ -806,28 +881,6 @@ def log(x):
     r = x if not (x < inf) else r  # +inf, NaN
     r = -inf if x == K(x, 0.0) else r
     r = (x - x) / K(x, 0.0) if x < K(x, 0.0) else r  # NaN
-    return r
-
-
-@njit(**HELPER)
-def log1p(x):
-    """log(1 + x), <= 1 ULP; log1p(-1) = -inf, x < -1 gives NaN."""
-    always_inline()
-    one = K(x, 1.0)
-    u = one + x
-    mk = split_sqrt2(u)
-    m = mk[0]
-    k = mk[1]
-    c = (one - (u - x)) if k > K(x, 0.0) else (x - (u - one))
-    c = c / u
-    f = m - one
-    r = k * KD(x, 0.693359375, 0.6931457519531250) + (
-        _log1pf(f) + (k * KD(x, -2.12194440e-4, 1.4286068203094172e-06) + c)
-    )
-    inf = one / K(x, 0.0)
-    r = x if not (x < inf) else r
-    r = -inf if u == K(x, 0.0) else r
-    r = (x - x) / K(x, 0.0) if x < -one else r
     return r
 
 

@@ -7,7 +7,10 @@ the exp constants, about 60 cycles a row.  Here a whole row is one masked
 vector load (``llvm.masked.load``), the work is done on the vector, the
 reductions are pairwise shuffle trees and the result is one masked store;
 ``vrows_*`` do R rows step by step so that their dependency chains overlap
-(~7 cycles a row of 16 float32).
+(~7 cycles a row of 16 float32).  Rows of up to 8 entries take 8 lanes (and
+in float64 rows of up to 4, 4 lanes), chosen at run time (``_by_width``).
+log_softmax and logsumexp keep R rows in registers from load to store,
+their R log1p as one vector (``vrows_log_softmax``, ``vrows_logsumexp``).
 
 Long rows (``vsum_*``, ``vmap_*``): loops over full vectors and one masked
 tail, with vector accumulators summed in a fixed pairwise order -- no
@@ -28,7 +31,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
-from .numba_math import _EFLAGS, const, emit_exp, emit_exp_neg, emit_fkey, emit_from_fkey, llvm_call
+from .numba_math import _EFLAGS, const, emit_exp, emit_exp_neg, emit_fkey, emit_from_fkey, emit_log1p, llvm_call
 
 
 
@@ -77,9 +80,10 @@ class _Row:
         b.call(fn, [v, self.ptr if ptr is None else ptr, self.align, mask])
 
     def splat(self, s):
+        """s (a float or a flag) in every lane."""
         b = self.b
         i32 = ir.IntType(32)
-        v = b.insert_element(ir.Constant(self.vty, ir.Undefined), s, ir.Constant(i32, 0))
+        v = b.insert_element(ir.Constant(ir.VectorType(s.type, self.vl), ir.Undefined), s, ir.Constant(i32, 0))
         return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, self.vl), [ir.Constant(i32, 0)] * self.vl))
 
 
@@ -121,6 +125,45 @@ def _reduce_smax(b, k):
 
 def _check(arr, vl, *more):
     return _flat(arr) and vl is not None and all(m is None or m == arr.dtype for m in more)
+
+
+def _widths(vl, dtype, narrow=True):
+    """Vector widths for rows of up to vl entries: narrower ones too unless
+    not narrow (4 and 8 lanes in float64, 8 in float32, where 4 gained
+    5-15% more, not worth its compile time)."""
+    if not narrow:
+        return [vl]
+    return [w for w in ((4, 8) if dtype == types.float64 else (8,)) if w < vl] + [vl]
+
+
+def _by_width(b, n, widths, emit):
+    """emit(w) for the narrowest w of widths with n <= w, chosen at run
+    time: a row of 8 float64 in 16 lanes does twice the work (two zmm), and
+    short rows pay for every lane (softmax over rows of 4 and 8 against 16
+    lanes: float64 0.4x and 0.55x the time, float32 0.7x and 0.65x).  emit
+    returns a list of values, merged here (phi) into the result.  Each width
+    is more code for LLVM to compile: the last few rows of a multi-row
+    kernel take only the widest."""
+    vl = widths[-1]
+    done = b.append_basic_block("width.done")
+    results = []
+    for w in widths:
+        if w != vl:
+            this, other = b.append_basic_block(f"width{w}"), b.append_basic_block(f"width{w}.no")
+            b.cbranch(b.icmp_signed("<=", n, ir.Constant(n.type, w)), this, other)
+            b.position_at_end(this)
+        results.append((emit(w), b.block))
+        b.branch(done)
+        if w != vl:
+            b.position_at_end(other)
+    b.position_at_end(done)
+    merged = []
+    for k, v in enumerate(results[0][0]):
+        phi = b.phi(v.type)
+        for vals, block in results:
+            phi.add_incoming(vals[k], block)
+        merged.append(phi)
+    return merged
 
 
 # ---------------------------------------------------------------------------
@@ -353,67 +396,6 @@ def stack_array(typingctx, N, like):
 # fused whole-row operations for n <= VL: one load, one store per row
 
 
-def _hmax(b, v, ety):
-    """max of the lanes of v in key order (+NaN wins, -NaN loses)."""
-    return emit_from_fkey(b, _reduce_smax(b, emit_fkey(b, v)), ety)
-
-
-@intrinsic
-def vrow_softmax1(typingctx, x, off, n, out, VL):
-    """out = softmax(x) over a row of n <= VL elements.  IEEE arithmetic
-    gives the contract's NaN rows: a max of +inf or NaN makes x - m NaN
-    somewhere, an all -inf row gives -inf - -inf = NaN, and a NaN makes the
-    sum NaN."""
-    vl = _vl(VL)
-    if not (_check(x, vl) and _flat(out) and out.dtype == x.dtype):
-        return None
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
-        v = row.load(float("-inf"))
-        m = _hmax(b, v, row.ety)
-        e = emit_exp_neg(b, b.fsub(v, row.splat(m), flags=_EFLAGS))
-        s = _reduce_fadd(b, e)
-        inv = b.fdiv(ir.Constant(row.ety, 1.0), s)
-        row.store(b.fmul(e, row.splat(inv), flags=_EFLAGS), _out_ptr(context, b, sig.args[3], args[3], args[1]))
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, out, VL), codegen
-
-
-@intrinsic
-def vrow_max_rest(typingctx, x, off, n, VL):
-    """(max, rest) of a row of n <= VL elements: rest as in ``vrow_rest``,
-    in x's dtype (at most VL - 1 terms below 1, summed pairwise; meaningless
-    when the max is not finite)."""
-    vl = _vl(VL)
-    if not _check(x, vl):
-        return None
-    retty = types.UniTuple(x.dtype, 2)
-
-    def codegen(context, builder, sig, args):
-        b = builder
-        row = _Row(context, b, sig.args[0], args[0], args[1], args[2], vl)
-        v = row.load(float("-inf"))
-        m = _hmax(b, v, row.ety)
-        d = b.fsub(v, row.splat(m), flags=_EFLAGS)
-        e = emit_exp_neg(b, d)
-        zero = const(row.vty, 0.0)
-        is_max = b.and_(b.fcmp_ordered("==", d, zero), row.mask)
-        e = b.select(is_max, zero, e)
-        ety = row.ety
-        s = _reduce_fadd(b, e)
-        cnt = b.sitofp(
-            llvm_call(b, "ctpop", ir.IntType(vl), b.bitcast(is_max, ir.IntType(vl)), suffix=f"i{vl}"),
-            ety,
-        )
-        rest = b.fadd(s, b.fsub(cnt, ir.Constant(ety, 1.0)))
-        return context.make_tuple(b, sig.return_type, (m, rest))
-
-    return retty(x, off, n, VL), codegen
-
-
 @intrinsic
 def vrow_softmax_bwd1(typingctx, g, y, off, n, out, VL):
     """out = y * (g - sum(g * y)) over a row of n <= VL elements (the sum
@@ -424,17 +406,22 @@ def vrow_softmax_bwd1(typingctx, g, y, off, n, out, VL):
 
     def codegen(context, builder, sig, args):
         b = builder
-        rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], vl)
-        ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], vl)
-        vg, vy = rg.load(0.0), ry.load(0.0)
-        dv = ir.VectorType(ir.DoubleType(), vl)
-        if vg.type != dv:
-            dot = _reduce_fadd(b, b.fmul(b.fpext(vg, dv), b.fpext(vy, dv), flags=_EFLAGS))
-            dot = b.fptrunc(dot, rg.ety)
-        else:
-            dot = _reduce_fadd(b, b.fmul(vg, vy, flags=_EFLAGS))
-        v = b.fmul(vy, b.fsub(vg, rg.splat(dot), flags=_EFLAGS), flags=_EFLAGS)
-        rg.store(v, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+
+        def emit(w):
+            rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], w)
+            ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], w)
+            vg, vy = rg.load(0.0), ry.load(0.0)
+            dv = ir.VectorType(ir.DoubleType(), w)
+            if vg.type != dv:
+                dot = _reduce_fadd(b, b.fmul(b.fpext(vg, dv), b.fpext(vy, dv), flags=_EFLAGS))
+                dot = b.fptrunc(dot, rg.ety)
+            else:
+                dot = _reduce_fadd(b, b.fmul(vg, vy, flags=_EFLAGS))
+            v = b.fmul(vy, b.fsub(vg, rg.splat(dot), flags=_EFLAGS), flags=_EFLAGS)
+            rg.store(v, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+            return []
+
+        _by_width(b, args[3], _widths(vl, g.dtype), emit)
         return context.get_dummy_value()
 
     return types.none(g, y, off, n, out, VL), codegen
@@ -450,14 +437,19 @@ def vrow_log_softmax_bwd1(typingctx, g, y, off, n, out, VL):
 
     def codegen(context, builder, sig, args):
         b = builder
-        rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], vl)
-        ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], vl)
-        vg, vy = rg.load(0.0), ry.load(0.0)
-        tot = _reduce_fadd(b, vg, ir.DoubleType())
-        if rg.ety != tot.type:
-            tot = b.fptrunc(tot, rg.ety)
-        v = b.fsub(vg, b.fmul(emit_exp(b, vy), rg.splat(tot), flags=_EFLAGS), flags=_EFLAGS)
-        rg.store(v, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+
+        def emit(w):
+            rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], w)
+            ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], w)
+            vg, vy = rg.load(0.0), ry.load(0.0)
+            tot = _reduce_fadd(b, vg, ir.DoubleType())
+            if rg.ety != tot.type:
+                tot = b.fptrunc(tot, rg.ety)
+            v = b.fsub(vg, b.fmul(emit_exp(b, vy), rg.splat(tot), flags=_EFLAGS), flags=_EFLAGS)
+            rg.store(v, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+            return []
+
+        _by_width(b, args[3], _widths(vl, g.dtype), emit)
         return context.get_dummy_value()
 
     return types.none(g, y, off, n, out, VL), codegen
@@ -810,24 +802,71 @@ def _rows_literal(R):
     return R.literal_value if isinstance(R, types.IntegerLiteral) else None
 
 
+def _max_rest(b, rows, vs):
+    """(maxima, x - max vectors, rests) of the rows' vectors vs: rest as in
+    ``vrow_rest`` but in the data type (at most VL - 1 terms below 1, summed
+    pairwise; meaningless when the max is not finite)."""
+    ety, vl = rows.ety, rows.vl
+    ms = _reduce_multi(b, vs, "fmax")
+    ds = [b.fsub(v, rows.splat(m), flags=_EFLAGS) for v, m in zip(vs, ms)]
+    zero = const(rows.vty, 0.0)
+    tops = [b.and_(b.fcmp_ordered("==", d, zero), rows.mask) for d in ds]
+    es = [b.select(t, zero, emit_exp_neg(b, d)) for t, d in zip(tops, ds)]
+    ss = _reduce_multi(b, es, "fadd")
+    cnts = [b.sitofp(llvm_call(b, "ctpop", ir.IntType(vl), b.bitcast(t, ir.IntType(vl)), suffix=f"i{vl}"), ety)
+            for t in tops]
+    rests = [b.fadd(s, b.fsub(c, ir.Constant(ety, 1.0))) for s, c in zip(ss, cnts)]
+    return ms, ds, rests
+
+
+def _gather(b, scalars):
+    """The scalars as the lanes of one vector."""
+    i32 = ir.IntType(32)
+    v = ir.Constant(ir.VectorType(scalars[0].type, len(scalars)), ir.Undefined)
+    for k, s in enumerate(scalars):
+        v = b.insert_element(v, s, ir.Constant(i32, k))
+    return v
+
+
+def _lse_rows(b, ms, rests):
+    """(log1p(rest) of the rows as one vector, lanes of the rows whose max
+    is finite): one vector log1p for R rows instead of R scalar ones."""
+    mv, rv = _gather(b, ms), _gather(b, rests)
+    ty = mv.type
+    fin = b.fcmp_ordered("<", llvm_call(b, "fabs", ty, mv), const(ty, float("inf")))
+    return emit_log1p(b, b.select(fin, rv, const(ty, 0.0))), fin
+
+
+def _nonfinite_bits(b, fin):
+    """Bit k set when row k's max is not finite (rows left to the caller)."""
+    return b.zext(b.bitcast(b.not_(fin), ir.IntType(fin.type.count)), ir.IntType(64))
+
+
 @intrinsic
 def vrows_softmax(typingctx, x, off, n, out, VL, R):
-    """out = softmax(x) over R consecutive rows of n <= VL elements at off
-    (see vrow_softmax1 for the NaN rows)."""
+    """out = softmax(x) over R consecutive rows of n <= VL elements at off.
+    IEEE arithmetic gives the contract's NaN rows: a max of +inf or NaN
+    makes x - m NaN somewhere, an all -inf row gives -inf - -inf = NaN, and
+    a NaN makes the sum NaN."""
     vl, nr = _vl(VL), _rows_literal(R)
     if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
         return None
 
     def codegen(context, builder, sig, args):
         b = builder
-        rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], vl, nr)
-        vs = rows.loads(float("-inf"))
-        ms = _reduce_multi(b, vs, "fmax")
-        es = [emit_exp_neg(b, b.fsub(v, rows.splat(m), flags=_EFLAGS)) for v, m in zip(vs, ms)]
-        ss = _reduce_multi(b, es, "fadd")
-        invs = [b.fdiv(ir.Constant(rows.ety, 1.0), s) for s in ss]
-        outs = [b.fmul(e, rows.splat(i), flags=_EFLAGS) for e, i in zip(es, invs)]
-        rows.stores(outs, _out_ptr(context, b, sig.args[3], args[3], args[1]))
+
+        def emit(w):
+            rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], w, nr)
+            vs = rows.loads(float("-inf"))
+            ms = _reduce_multi(b, vs, "fmax")
+            es = [emit_exp_neg(b, b.fsub(v, rows.splat(m), flags=_EFLAGS)) for v, m in zip(vs, ms)]
+            ss = _reduce_multi(b, es, "fadd")
+            invs = [b.fdiv(ir.Constant(rows.ety, 1.0), s) for s in ss]
+            outs = [b.fmul(e, rows.splat(i), flags=_EFLAGS) for e, i in zip(es, invs)]
+            rows.stores(outs, _out_ptr(context, b, sig.args[3], args[3], args[1]))
+            return []
+
+        _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit)
         return context.get_dummy_value()
 
     return types.none(x, off, n, out, VL, R), codegen
@@ -836,7 +875,7 @@ def vrows_softmax(typingctx, x, off, n, out, VL, R):
 @intrinsic
 def vrows_max_rest(typingctx, x, off, n, VL, R):
     """(max_0 .. max_{R-1}, rest_0 .. rest_{R-1}) of R consecutive rows of
-    n <= VL elements at off (see vrow_max_rest)."""
+    n <= VL elements at off (see _max_rest)."""
     vl, nr = _vl(VL), _rows_literal(R)
     if not (_check(x, vl) and nr):
         return None
@@ -844,21 +883,78 @@ def vrows_max_rest(typingctx, x, off, n, VL, R):
 
     def codegen(context, builder, sig, args):
         b = builder
-        rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], vl, nr)
-        ety = rows.ety
-        vs = rows.loads(float("-inf"))
-        ms = _reduce_multi(b, vs, "fmax")
-        ds = [b.fsub(v, rows.splat(m), flags=_EFLAGS) for v, m in zip(vs, ms)]
-        zero = const(rows.vty, 0.0)
-        tops = [b.and_(b.fcmp_ordered("==", d, zero), rows.mask) for d in ds]
-        es = [b.select(t, zero, emit_exp_neg(b, d)) for t, d in zip(tops, ds)]
-        ss = _reduce_multi(b, es, "fadd")
-        cnts = [b.sitofp(llvm_call(b, "ctpop", ir.IntType(vl), b.bitcast(t, ir.IntType(vl)), suffix=f"i{vl}"), ety)
-                for t in tops]
-        rests = [b.fadd(s, b.fsub(c, ir.Constant(ety, 1.0))) for s, c in zip(ss, cnts)]
-        return context.make_tuple(b, sig.return_type, ms + rests)
+
+        def emit(w):
+            rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], w, nr)
+            ms, _, rests = _max_rest(b, rows, rows.loads(float("-inf")))
+            return ms + rests
+
+        return context.make_tuple(b, sig.return_type, _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit))
 
     return retty(x, off, n, VL, R), codegen
+
+
+@intrinsic
+def vrows_log_softmax(typingctx, x, off, n, out, VL, R):
+    """out = (x - m) - log1p(rest) over R consecutive rows of n <= VL
+    elements at off, in registers from one load to one store per row.
+    Returns a bit mask of the rows whose max is not finite: nothing is
+    written for them (out may be x); the caller finishes them."""
+    vl, nr = _vl(VL), _rows_literal(R)
+    if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        i32 = ir.IntType(32)
+
+        def emit(w):
+            rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], w, nr)
+            ms, ds, rests = _max_rest(b, rows, rows.loads(float("-inf")))
+            L, fin = _lse_rows(b, ms, rests)
+            base = _out_ptr(context, b, sig.args[3], args[3], args[1])
+            for k, d in enumerate(ds):
+                lane = ir.Constant(i32, k)
+                rows.store(b.fsub(d, rows.splat(b.extract_element(L, lane)), flags=_EFLAGS),
+                           b.gep(base, [b.mul(rows.n, ir.Constant(rows.n.type, k))]),
+                           extra_mask=rows.splat(b.extract_element(fin, lane)))
+            return [_nonfinite_bits(b, fin)]
+
+        return _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit)[0]
+
+    return types.int64(x, off, n, out, VL, R), codegen
+
+
+@intrinsic
+def vrows_logsumexp(typingctx, x, off, n, out, ooff, VL, R):
+    """out[ooff + k] = m_k + log1p(rest_k) (the sum in float64) for R
+    consecutive rows of n <= VL elements at off.  Returns a bit mask of the
+    rows whose max is not finite: nothing is written for them."""
+    vl, nr = _vl(VL), _rows_literal(R)
+    if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+
+        def emit(w):
+            rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], w, nr)
+            ms, _, rests = _max_rest(b, rows, rows.loads(float("-inf")))
+            L, fin = _lse_rows(b, ms, rests)
+            dv = ir.VectorType(ir.DoubleType(), nr)
+            lse = b.fadd(b.fpext(_gather(b, ms), dv), b.fpext(L, dv)) if rows.ety != ir.DoubleType() \
+                else b.fadd(_gather(b, ms), L)
+            if lse.type != L.type:
+                lse = b.fptrunc(lse, L.type)
+            ptr = _out_ptr(context, b, sig.args[3], args[3], args[4])
+            name = f"llvm.masked.store.v{nr}{'f32' if isinstance(rows.ety, ir.FloatType) else 'f64'}.p0"
+            fnty = ir.FunctionType(ir.VoidType(), [lse.type, ptr.type, ir.IntType(32), fin.type])
+            b.call(cgutils.get_or_insert_function(b.module, fnty, name), [lse, ptr, rows.align, fin])
+            return [_nonfinite_bits(b, fin)]
+
+        return _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit)[0]
+
+    return types.int64(x, off, n, out, ooff, VL, R), codegen
 
 
 @intrinsic
