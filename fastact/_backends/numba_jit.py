@@ -92,6 +92,10 @@ from .numba_rows import (
     vrows_logsumexp,
     vrows_max_rest,
     vrows_softmax,
+    vpack_log_softmax,
+    vpack_logsumexp,
+    vpack_softmax,
+    pack_lanes,
     vtile_in,
     vtile_out,
     flat,
@@ -642,10 +646,41 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
                 of[r] = _lse_nonfinite(m, _row_hasnan(xf[r * n:r * n + n]))
 
 
+# log_softmax and logsumexp pack rows of 2 and 4 only: with two rows to a
+# vector (float32 rows of 8) the fused rows of numba_rows.vrows_* are
+# faster (1M entries: packed 1.1-1.25x their time), with four or more the
+# packed ones (float32 rows of 2 and 4: 0.3-0.6x the tiles' time).
+PACK_LSE = 4
+
+
+@njit(**_INL)
+def _packed(xf, of, n, r0, r1, kernel, fix, reduce, nmax):
+    """Rows r0.. of n = 2, 4, ... <= nmax entries (below a vector's lanes)
+    packed several to a vector (numba_rows.vpack_*), 4 vectors at a time,
+    the rows the kernel leaves (non-finite max) to fix; reduce: the kernel
+    writes one result per row (to of[row]).  Returns the first row left."""
+    p = pack_lanes(xf)
+    if n >= p or n > nmax or n & (n - 1) or n < 2:
+        return r0
+    step = 4 * (p // n)
+    r = r0
+    while r + step <= r1:
+        bad = kernel(xf, r * n, n, of, r, 4) if reduce else kernel(xf, r * n, n, of, 4)
+        if bad:
+            fix(xf, of, n, r * n, bad)
+        r += step
+    return r
+
+
+@njit(**_HLP)
+def _no_fix(xf, of, n, off, bad):
+    always_inline()
+
+
 @njit(**_INL)
 def _ft_softmax(xf, of, n, r0, r1):
     if n <= VL:
-        r = r0
+        r = _packed(xf, of, n, r0, r1, vpack_softmax, _no_fix, False, VL)
         if is_f32(xf):  # 8 rows (8 zmm) at a time in float32, 4 in float64
             while r + 8 <= r1:
                 vrows_softmax(xf, r * n, n, of, VL, 8)
@@ -676,7 +711,8 @@ def _fl_softmax(xf, of, n, r0, r1):
 @njit(**_INL)
 def _ft_log_softmax(xf, of, n, r0, r1):
     if n <= VL:  # fused, R rows at a time (as _ft_softmax); rows with a
-        r = r0   # non-finite max are left to _log_softmax_fix
+        # non-finite max are left to _log_softmax_fix
+        r = _packed(xf, of, n, r0, r1, vpack_log_softmax, _log_softmax_fix, False, PACK_LSE)
         if is_f32(xf):
             while r + 8 <= r1:
                 _log_softmax_fix(xf, of, n, r * n, vrows_log_softmax(xf, r * n, n, of, VL, 8))
@@ -721,7 +757,7 @@ def _fl_log_softmax(xf, of, n, r0, r1):
 @njit(**_INL)
 def _ft_logsumexp(xf, of, n, r0, r1):
     if n <= VL:  # as _ft_log_softmax
-        r = r0
+        r = _packed(xf, of, n, r0, r1, vpack_logsumexp, _logsumexp_fix, True, PACK_LSE)
         if is_f32(xf):
             while r + 8 <= r1:
                 _logsumexp_fix(xf, of, n, r * n, vrows_logsumexp(xf, r * n, n, of, r, VL, 8))
@@ -1118,10 +1154,11 @@ def _tiles_logsumexp(xf, of, n, r0, r1):
     return _tile_rows(xf, of, n, r0, r1, _lane_logsumexp, False)  # results straight to of
 
 
-def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1):
+def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0):
     """g(*arrays, n, r0, r1): tiles(...) for float32 rows of nmin <= n <=
-    nmax entries that are not whole vectors or are at least ``whole`` long,
-    else r0 (no row done).  Chosen when the caller is typed, so that float64
+    nmax entries that are not whole vectors or are at least ``whole`` long
+    and are not packed (2, 4, ... up to ``packed``: see _packed), else r0
+    (no row done).  Chosen when the caller is typed, so that float64
     callers never compile the tile code (each tile function adds 1.5-2 s to
     a kernel's first compilation)."""
 
@@ -1133,7 +1170,8 @@ def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1):
         if args[0].dtype == types.float32:
             def run(*args):
                 n = args[-3]
-                return tiles(*args) if nmin <= n <= nmax and (n % VL != 0 or n >= whole) else args[-2]
+                fits = nmin <= n <= nmax and (n % VL != 0 or n >= whole)
+                return tiles(*args) if fits and not (n <= packed and n & (n - 1) == 0) else args[-2]
             return run
         return lambda *args: args[-2]
 
@@ -1143,13 +1181,15 @@ def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1):
 # Rows of whole vectors, against one row per vector (1M entries, Intel):
 # logsumexp rows of 16 0.70-0.83x the time, 32 0.61-0.64x; log_softmax 32
 # 0.80x, 16 1.09-1.11x; softmax 16 1.4-1.6x, 32 0.95-0.96x.  Since rows of
-# n <= 8 take 4 or 8 lanes (numba_rows._by_width), softmax rows of 2-16
-# cost 0.72-1.07x their tiles (rows of 7, 8, 12, 14: 0.72-0.84x), so
-# softmax tiles only rows of 17-31; logsumexp tiles stay 0.75-0.81x rows at
-# n = 3-12, log_softmax tiles 0.81-1.1x at n = 2-14 (kept as before).
+# n <= 8 take 8 lanes (numba_rows._by_width) and rows of 2, 4 (softmax: 8
+# too) are packed several to a vector (_packed), softmax rows of 2-16 cost
+# 0.72-1.07x their tiles' time (packed rows of 2: 0.13x), so softmax tiles
+# only rows of 17-31; log_softmax and logsumexp tile neither packed rows
+# (0.3-0.7x) nor, for log_softmax, rows of 8 (fused rows 0.81-0.97x);
+# other rows of 3-14 stay tiled (rows 0.9-1.3x the tiles' time).
 _tiled_softmax = _f32_tiles(_tiles_softmax, nmin=VL + 1)
-_tiled_log_softmax = _f32_tiles(_tiles_log_softmax, whole=2 * VL)
-_tiled_logsumexp = _f32_tiles(_tiles_logsumexp, whole=VL)
+_tiled_log_softmax = _f32_tiles(_tiles_log_softmax, whole=2 * VL, packed=2 * PACK_LSE)
+_tiled_logsumexp = _f32_tiles(_tiles_logsumexp, whole=VL, packed=PACK_LSE)
 
 
 @njit(**_INL)

@@ -96,6 +96,15 @@ def _masked_load_args(b, row, ptr, fill):
     return fn, [ptr, row.align, row.mask, const(row.vty, fill)]
 
 
+def _masked_store(b, v, ptr, align, mask):
+    """Store the lanes of v where mask is set (llvm.masked.store)."""
+    n = v.type.count
+    ptr = b.bitcast(ptr, v.type.element.as_pointer())
+    name = f"llvm.masked.store.v{n}{'f32' if isinstance(v.type.element, ir.FloatType) else 'f64'}.p0"
+    fnty = ir.FunctionType(ir.VoidType(), [v.type, ptr.type, ir.IntType(32), mask.type])
+    b.call(cgutils.get_or_insert_function(b.module, fnty, name), [v, ptr, ir.Constant(ir.IntType(32), align), mask])
+
+
 def _out_ptr(context, builder, arrty, arr, off):
     a = context.make_array(arrty)(context, builder, value=arr)
     return builder.gep(a.data, [off])
@@ -872,6 +881,216 @@ def vrows_softmax(typingctx, x, off, n, out, VL, R):
     return types.none(x, off, n, out, VL, R), codegen
 
 
+# Rows of 2, 4 or 8 entries (fewer than a vector's lanes) packed several to
+# a 512-bit vector: plain loads and stores of whole vectors, each row's max
+# and sum over its own lanes by a butterfly (log2 n shuffle steps leave the
+# result in every lane of the row; the same order of additions, so the same
+# bits, as the halves of _reduce_multi).  softmax over 1M entries against
+# one row per (narrowest) vector: float32 rows of 2 0.13x the time, 4 0.31x,
+# 8 0.67x; float64 rows of 2 0.29x, 4 0.64x.
+
+#: bits of the packed vectors
+PACK_BITS = 512
+
+
+def _pack_lanes(dtype):
+    return PACK_BITS // (32 if dtype == types.float32 else 64)
+
+
+@intrinsic
+def pack_lanes(typingctx, arr):
+    """Lanes of a packed vector of arr's dtype (a constant)."""
+    if not _flat(arr):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(ir.IntType(64), _pack_lanes(sig.args[0].dtype))
+
+    return types.int64(arr), codegen
+
+
+def _butterfly(b, v, g, op):
+    """op over each group of g lanes of v, the result in every lane."""
+    i32 = ir.IntType(32)
+    p = v.type.count
+    s = g // 2
+    while s >= 1:
+        w = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, p), [ir.Constant(i32, i ^ s) for i in range(p)]))
+        v = b.fadd(v, w, flags=_EFLAGS) if op == "fadd" else b.select(b.fcmp_ordered(">", v, w), v, w)
+        s //= 2
+    return v
+
+
+def _by_group(b, n, p, emit):
+    """emit(g) -> int64 for the row length n = g of 2, 4, ... < p lanes
+    (0 for other n), merged."""
+    done = b.append_basic_block("group.done")
+    results = []
+    g = 2
+    while g < p:
+        this, other = b.append_basic_block(f"group{g}"), b.append_basic_block(f"group{g}.no")
+        b.cbranch(b.icmp_signed("==", n, ir.Constant(n.type, g)), this, other)
+        b.position_at_end(this)
+        results.append((emit(g), b.block))
+        b.branch(done)
+        b.position_at_end(other)
+        g *= 2
+    results.append((ir.Constant(ir.IntType(64), 0), b.block))
+    b.branch(done)
+    b.position_at_end(done)
+    phi = b.phi(ir.IntType(64))
+    for v, block in results:
+        phi.add_incoming(v, block)
+    return phi
+
+
+class _Packed:
+    """R whole vectors of pack lanes at element off of x, and out."""
+
+    def __init__(self, context, b, sig, args, nr):
+        self.b, self.nr = b, nr
+        ety = context.get_value_type(sig.args[0].dtype)
+        self.p = _pack_lanes(sig.args[0].dtype)
+        self.vty = ir.VectorType(ety, self.p)
+        self.align = 4 if isinstance(ety, ir.FloatType) else 8
+        self.src = _out_ptr(context, b, sig.args[0], args[0], args[1])
+
+    def ptr(self, base, k):
+        return self.b.bitcast(self.b.gep(base, [ir.Constant(ir.IntType(64), k * self.p)]), self.vty.as_pointer())
+
+    def loads(self):
+        return [self.b.load(self.ptr(self.src, k), align=self.align) for k in range(self.nr)]
+
+    def max_rest(self, g):
+        """(max, x - max, rest, max finite) of each vector, per lane (see
+        _max_rest: the same sums in the same order)."""
+        b = self.b
+        out = []
+        for v in self.loads():
+            m = _butterfly(b, v, g, "fmax")
+            d = b.fsub(v, m, flags=_EFLAGS)
+            zero = const(self.vty, 0.0)
+            top = b.fcmp_ordered("==", d, zero)
+            s = _butterfly(b, b.select(top, zero, emit_exp_neg(b, d)), g, "fadd")
+            cnt = _butterfly(b, b.uitofp(top, self.vty), g, "fadd")
+            rest = b.fadd(s, b.fsub(cnt, const(self.vty, 1.0)))
+            fin = b.fcmp_ordered("<", llvm_call(b, "fabs", self.vty, m), const(self.vty, float("inf")))
+            out.append((m, d, rest, self.from_lane0(fin, g)))
+        return out
+
+    def from_lane0(self, v, g):
+        """Each row's lane 0 in all its lanes.  The butterfly max of a row
+        with a NaN may differ between its lanes (a compare with NaN picks
+        either side); the row's sum is then NaN, every lane's result NaN,
+        and lane 0 alone decides whether the row is written here or left
+        to the caller."""
+        i32 = ir.IntType(32)
+        return self.b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, self.p),
+                                                       [ir.Constant(i32, i - i % g) for i in range(self.p)]))
+
+    def row_lanes(self, v, g):
+        """Lane 0 of each row of g lanes of v (one per row)."""
+        i32 = ir.IntType(32)
+        return self.b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, self.p // g),
+                                                       [ir.Constant(i32, i) for i in range(0, self.p, g)]))
+
+
+def _pack_intrinsic(x, out, R, body):
+    """Typing and code of a vpack_* intrinsic (x, off, n, out, [ooff,] R) ->
+    int64 bad-row bits: body(pk, g, context, sig, args) for each packable
+    row length g, 0 for other n."""
+    nr = _rows_literal(R)
+    if not (_check(x, 1) and nr and _flat(out) and out.dtype == x.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pk = _Packed(context, builder, sig, args, nr)
+        return _by_group(builder, args[2], pk.p, lambda g: body(pk, g, context, sig, args))
+
+    return codegen
+
+
+@intrinsic
+def vpack_softmax(typingctx, x, off, n, out, R):
+    """out = softmax(x) over the R * pack_lanes / n rows of n entries at off,
+    n one of 2, 4, ... below pack_lanes (other n: nothing done); NaN rows as
+    vrows_softmax.  Returns 0 (every row done)."""
+    def body(pk, g, context, sig, args):
+        b = pk.b
+        dst = _out_ptr(context, b, sig.args[3], args[3], args[1])
+        for k, v in enumerate(pk.loads()):
+            e = emit_exp_neg(b, b.fsub(v, _butterfly(b, v, g, "fmax"), flags=_EFLAGS))
+            inv = b.fdiv(const(pk.vty, 1.0), _butterfly(b, e, g, "fadd"))
+            b.store(b.fmul(e, inv, flags=_EFLAGS), pk.ptr(dst, k), align=pk.align)
+        return ir.Constant(ir.IntType(64), 0)
+
+    cg = _pack_intrinsic(x, out, R, body)
+    return cg and (types.int64(x, off, n, out, R), cg)
+
+
+def _concat(b, vs):
+    """The lanes of the vectors vs (all of one type) one after another."""
+    i32 = ir.IntType(32)
+    while len(vs) > 1:
+        n = vs[0].type.count
+        idx = ir.Constant(ir.VectorType(i32, 2 * n), [ir.Constant(i32, i) for i in range(2 * n)])
+        vs = [b.shuffle_vector(vs[k], vs[k + 1], idx) for k in range(0, len(vs) - 1, 2)] + \
+            ([vs[-1]] if len(vs) % 2 else [])
+    return vs[0]
+
+
+def _pack_lse(pk, g):
+    """(stats of each vector, log1p(rest) of all the rows as one vector --
+    one log1p per row, not per lane --, lanes of rows with a finite max)."""
+    b = pk.b
+    stats = pk.max_rest(g)
+    rests = _concat(b, [pk.row_lanes(b.select(fin, rest, const(pk.vty, 0.0)), g) for m, d, rest, fin in stats])
+    fins = _concat(b, [pk.row_lanes(fin, g) for m, d, rest, fin in stats])
+    return stats, emit_log1p(b, rests), fins
+
+
+@intrinsic
+def vpack_log_softmax(typingctx, x, off, n, out, R):
+    """out = (x - m) - log1p(rest) over packed rows (as vpack_softmax);
+    returns the bits of the rows with a non-finite max, not written (as
+    vrows_log_softmax)."""
+    def body(pk, g, context, sig, args):
+        b = pk.b
+        i32 = ir.IntType(32)
+        q = pk.p // g
+        dst = _out_ptr(context, b, sig.args[3], args[3], args[1])
+        stats, L, fins = _pack_lse(pk, g)
+        for k, (m, d, rest, fin) in enumerate(stats):
+            Lk = b.shuffle_vector(L, L, ir.Constant(ir.VectorType(i32, pk.p),
+                                                    [ir.Constant(i32, k * q + i // g) for i in range(pk.p)]))
+            _masked_store(b, b.fsub(d, Lk, flags=_EFLAGS), pk.ptr(dst, k), pk.align, fin)
+        return _nonfinite_bits(b, fins)
+
+    cg = _pack_intrinsic(x, out, R, body)
+    return cg and (types.int64(x, off, n, out, R), cg)
+
+
+@intrinsic
+def vpack_logsumexp(typingctx, x, off, n, out, ooff, R):
+    """out[ooff + row] = m + log1p(rest) (the sum in float64) over packed
+    rows (as vpack_softmax); returns the bits of the rows with a non-finite
+    max, not written."""
+    def body(pk, g, context, sig, args):
+        b = pk.b
+        stats, L, fins = _pack_lse(pk, g)
+        m = _concat(b, [pk.row_lanes(st[0], g) for st in stats])
+        if pk.vty.element != ir.DoubleType():
+            dv = ir.VectorType(ir.DoubleType(), m.type.count)
+            lse = b.fptrunc(b.fadd(b.fpext(m, dv), b.fpext(L, dv)), L.type)
+        else:
+            lse = b.fadd(m, L)
+        _masked_store(b, lse, _out_ptr(context, b, sig.args[3], args[3], args[4]), pk.align, fins)
+        return _nonfinite_bits(b, fins)
+
+    cg = _pack_intrinsic(x, out, R, body)
+    return cg and (types.int64(x, off, n, out, ooff, R), cg)
+
+
 @intrinsic
 def vrows_max_rest(typingctx, x, off, n, VL, R):
     """(max_0 .. max_{R-1}, rest_0 .. rest_{R-1}) of R consecutive rows of
@@ -946,10 +1165,7 @@ def vrows_logsumexp(typingctx, x, off, n, out, ooff, VL, R):
                 else b.fadd(_gather(b, ms), L)
             if lse.type != L.type:
                 lse = b.fptrunc(lse, L.type)
-            ptr = _out_ptr(context, b, sig.args[3], args[3], args[4])
-            name = f"llvm.masked.store.v{nr}{'f32' if isinstance(rows.ety, ir.FloatType) else 'f64'}.p0"
-            fnty = ir.FunctionType(ir.VoidType(), [lse.type, ptr.type, ir.IntType(32), fin.type])
-            b.call(cgutils.get_or_insert_function(b.module, fnty, name), [lse, ptr, rows.align, fin])
+            _masked_store(b, lse, _out_ptr(context, b, sig.args[3], args[3], args[4]), rows.align.constant, fin)
             return [_nonfinite_bits(b, fin)]
 
         return _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit)[0]
