@@ -11,6 +11,8 @@ reductions are pairwise shuffle trees and the result is one masked store;
 in float64 rows of up to 4, 4 lanes), chosen at run time (``_by_width``).
 log_softmax and logsumexp keep R rows in registers from load to store,
 their R log1p as one vector (``vrows_log_softmax``, ``vrows_logsumexp``).
+Rows of 2, 4 or 8 entries can also go several to a vector (``vpack_*``:
+whole-vector loads and stores, per-row reductions by butterflies).
 
 Long rows (``vsum_*``, ``vmap_*``): loops over full vectors and one masked
 tail, with vector accumulators summed in a fixed pairwise order -- no
@@ -846,9 +848,36 @@ def _lse_rows(b, ms, rests):
     return emit_log1p(b, b.select(fin, rv, const(ty, 0.0))), fin
 
 
+def _add_wide(b, m, L):
+    """m + L (vectors) added in float64, rounded once to their type (the
+    log-sum-exp of a row from its max and log1p(rest))."""
+    if m.type.element == ir.DoubleType():
+        return b.fadd(m, L)
+    dv = ir.VectorType(ir.DoubleType(), m.type.count)
+    return b.fptrunc(b.fadd(b.fpext(m, dv), b.fpext(L, dv)), m.type)
+
+
 def _nonfinite_bits(b, fin):
     """Bit k set when row k's max is not finite (rows left to the caller)."""
     return b.zext(b.bitcast(b.not_(fin), ir.IntType(fin.type.count)), ir.IntType(64))
+
+
+def _rows_intrinsic(x, out, VL, R, body):
+    """Typing check and code of a vrows_* intrinsic (x, off, n, out, ...,
+    VL, R) writing to out: body(rows, context, sig, args) -> [] or [an
+    int64], for each width (_by_width)."""
+    vl, nr = _vl(VL), _rows_literal(R)
+    if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        def emit(w):
+            return body(_Rows(context, builder, sig.args[0], args[0], args[1], args[2], w, nr), context, sig, args)
+
+        res = _by_width(builder, args[2], _widths(vl, x.dtype, nr > 1), emit)
+        return res[0] if res else context.get_dummy_value()
+
+    return codegen
 
 
 @intrinsic
@@ -857,28 +886,19 @@ def vrows_softmax(typingctx, x, off, n, out, VL, R):
     IEEE arithmetic gives the contract's NaN rows: a max of +inf or NaN
     makes x - m NaN somewhere, an all -inf row gives -inf - -inf = NaN, and
     a NaN makes the sum NaN."""
-    vl, nr = _vl(VL), _rows_literal(R)
-    if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
-        return None
+    def body(rows, context, sig, args):
+        b = rows.b
+        vs = rows.loads(float("-inf"))
+        ms = _reduce_multi(b, vs, "fmax")
+        es = [emit_exp_neg(b, b.fsub(v, rows.splat(m), flags=_EFLAGS)) for v, m in zip(vs, ms)]
+        ss = _reduce_multi(b, es, "fadd")
+        invs = [b.fdiv(ir.Constant(rows.ety, 1.0), s) for s in ss]
+        outs = [b.fmul(e, rows.splat(i), flags=_EFLAGS) for e, i in zip(es, invs)]
+        rows.stores(outs, _out_ptr(context, b, sig.args[3], args[3], args[1]))
+        return []
 
-    def codegen(context, builder, sig, args):
-        b = builder
-
-        def emit(w):
-            rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], w, nr)
-            vs = rows.loads(float("-inf"))
-            ms = _reduce_multi(b, vs, "fmax")
-            es = [emit_exp_neg(b, b.fsub(v, rows.splat(m), flags=_EFLAGS)) for v, m in zip(vs, ms)]
-            ss = _reduce_multi(b, es, "fadd")
-            invs = [b.fdiv(ir.Constant(rows.ety, 1.0), s) for s in ss]
-            outs = [b.fmul(e, rows.splat(i), flags=_EFLAGS) for e, i in zip(es, invs)]
-            rows.stores(outs, _out_ptr(context, b, sig.args[3], args[3], args[1]))
-            return []
-
-        _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit)
-        return context.get_dummy_value()
-
-    return types.none(x, off, n, out, VL, R), codegen
+    cg = _rows_intrinsic(x, out, VL, R, body)
+    return cg and (types.none(x, off, n, out, VL, R), cg)
 
 
 # Rows of 2, 4 or 8 entries (fewer than a vector's lanes) packed several to
@@ -945,21 +965,43 @@ def _by_group(b, n, p, emit):
 
 
 class _Packed:
-    """R whole vectors of pack lanes at element off of x, and out."""
+    """R whole vectors of pack lanes at element off (argument ``at``) of
+    the first array argument (and of others: ``base``)."""
 
-    def __init__(self, context, b, sig, args, nr):
+    def __init__(self, context, b, sig, args, nr, at=1):
+        self.context, self.sig, self.args, self.at = context, sig, args, at
         self.b, self.nr = b, nr
         ety = context.get_value_type(sig.args[0].dtype)
         self.p = _pack_lanes(sig.args[0].dtype)
         self.vty = ir.VectorType(ety, self.p)
         self.align = 4 if isinstance(ety, ir.FloatType) else 8
-        self.src = _out_ptr(context, b, sig.args[0], args[0], args[1])
+        self.src = self.base(0)
+
+    def base(self, i):
+        """Pointer to element off of array argument i."""
+        return _out_ptr(self.context, self.b, self.sig.args[i], self.args[i], self.args[self.at])
 
     def ptr(self, base, k):
         return self.b.bitcast(self.b.gep(base, [ir.Constant(ir.IntType(64), k * self.p)]), self.vty.as_pointer())
 
-    def loads(self):
-        return [self.b.load(self.ptr(self.src, k), align=self.align) for k in range(self.nr)]
+    def loads(self, base=None):
+        base = self.src if base is None else base
+        return [self.b.load(self.ptr(base, k), align=self.align) for k in range(self.nr)]
+
+    def stores(self, vs, i):
+        """vs to array argument i."""
+        dst = self.base(i)
+        for k, v in enumerate(vs):
+            self.b.store(v, self.ptr(dst, k), align=self.align)
+
+    def wide_sum(self, v, g):
+        """Butterfly sum over each row's lanes in float64, rounded once to
+        the data type (the row kernels' float64 sums)."""
+        b = self.b
+        if self.vty.element == ir.DoubleType():
+            return _butterfly(b, v, g, "fadd")
+        dv = ir.VectorType(ir.DoubleType(), self.p)
+        return b.fptrunc(_butterfly(b, v if v.type == dv else b.fpext(v, dv), g, "fadd"), self.vty)
 
     def max_rest(self, g):
         """(max, x - max, rest, max finite) of each vector, per lane (see
@@ -995,37 +1037,78 @@ class _Packed:
                                                        [ir.Constant(i32, i) for i in range(0, self.p, g)]))
 
 
-def _pack_intrinsic(x, out, R, body):
-    """Typing and code of a vpack_* intrinsic (x, off, n, out, [ooff,] R) ->
-    int64 bad-row bits: body(pk, g, context, sig, args) for each packable
-    row length g, 0 for other n."""
-    nr = _rows_literal(R)
-    if not (_check(x, 1) and nr and _flat(out) and out.dtype == x.dtype):
+#: vectors a vpack_* call does (the caller steps PACK_R * lanes / n rows)
+PACK_R = 4
+
+
+def _pack_intrinsic(x, out, body, at=1, *more):
+    """Typing and code of a vpack_* intrinsic (x, [y,] off, n, out; off is
+    argument ``at``) over PACK_R vectors -> int64 bad-row bits: body(pk, g,
+    context, sig, args) for each packable row length g, 0 for other n."""
+    nr = PACK_R
+    if not (_check(x, 1) and all(_flat(a) and a.dtype == x.dtype for a in (out,) + more)):
         return None
 
     def codegen(context, builder, sig, args):
-        pk = _Packed(context, builder, sig, args, nr)
-        return _by_group(builder, args[2], pk.p, lambda g: body(pk, g, context, sig, args))
+        pk = _Packed(context, builder, sig, args, nr, at)
+        return _by_group(builder, args[at + 1], pk.p, lambda g: body(pk, g, context, sig, args))
 
     return codegen
 
 
 @intrinsic
-def vpack_softmax(typingctx, x, off, n, out, R):
+def vpack_softmax(typingctx, x, off, n, out):
     """out = softmax(x) over the R * pack_lanes / n rows of n entries at off,
     n one of 2, 4, ... below pack_lanes (other n: nothing done); NaN rows as
     vrows_softmax.  Returns 0 (every row done)."""
     def body(pk, g, context, sig, args):
         b = pk.b
-        dst = _out_ptr(context, b, sig.args[3], args[3], args[1])
-        for k, v in enumerate(pk.loads()):
+        outs = []
+        for v in pk.loads():
             e = emit_exp_neg(b, b.fsub(v, _butterfly(b, v, g, "fmax"), flags=_EFLAGS))
-            inv = b.fdiv(const(pk.vty, 1.0), _butterfly(b, e, g, "fadd"))
-            b.store(b.fmul(e, inv, flags=_EFLAGS), pk.ptr(dst, k), align=pk.align)
+            outs.append(b.fmul(e, b.fdiv(const(pk.vty, 1.0), _butterfly(b, e, g, "fadd")), flags=_EFLAGS))
+        pk.stores(outs, 3)
         return ir.Constant(ir.IntType(64), 0)
 
-    cg = _pack_intrinsic(x, out, R, body)
-    return cg and (types.int64(x, off, n, out, R), cg)
+    cg = _pack_intrinsic(x, out, body)
+    return cg and (types.int64(x, off, n, out), cg)
+
+
+@intrinsic
+def vpack_softmax_bwd(typingctx, g, y, off, n, out):
+    """out = y * (g - sum(g * y)) over packed rows (as vpack_softmax; the
+    sums in float64, as vrow_softmax_bwd1).  Returns 0."""
+    def body(pk, gl, context, sig, args):
+        b = pk.b
+        outs = []
+        for vg, vy in zip(pk.loads(), pk.loads(pk.base(1))):
+            if pk.vty.element == ir.DoubleType():
+                prod = b.fmul(vg, vy, flags=_EFLAGS)
+            else:
+                dv = ir.VectorType(ir.DoubleType(), pk.p)
+                prod = b.fmul(b.fpext(vg, dv), b.fpext(vy, dv), flags=_EFLAGS)
+            dot = pk.wide_sum(prod, gl)
+            outs.append(b.fmul(vy, b.fsub(vg, dot, flags=_EFLAGS), flags=_EFLAGS))
+        pk.stores(outs, 4)
+        return ir.Constant(ir.IntType(64), 0)
+
+    cg = _pack_intrinsic(g, out, body, 2, y)
+    return cg and (types.int64(g, y, off, n, out), cg)
+
+
+@intrinsic
+def vpack_log_softmax_bwd(typingctx, g, y, off, n, out):
+    """out = g - exp(y) * sum(g) over packed rows (as vpack_softmax; the
+    sums in float64, as vrow_log_softmax_bwd1).  Returns 0."""
+    def body(pk, gl, context, sig, args):
+        b = pk.b
+        outs = [b.fsub(vg, b.fmul(emit_exp(b, vy), pk.wide_sum(vg, gl), flags=_EFLAGS), flags=_EFLAGS)
+                for vg, vy in zip(pk.loads(), pk.loads(pk.base(1)))]
+        pk.stores(outs, 4)
+        return ir.Constant(ir.IntType(64), 0)
+
+    cg = _pack_intrinsic(g, out, body, 2, y)
+    return cg and (types.int64(g, y, off, n, out), cg)
 
 
 def _concat(b, vs):
@@ -1050,7 +1133,7 @@ def _pack_lse(pk, g):
 
 
 @intrinsic
-def vpack_log_softmax(typingctx, x, off, n, out, R):
+def vpack_log_softmax(typingctx, x, off, n, out):
     """out = (x - m) - log1p(rest) over packed rows (as vpack_softmax);
     returns the bits of the rows with a non-finite max, not written (as
     vrows_log_softmax)."""
@@ -1066,29 +1149,25 @@ def vpack_log_softmax(typingctx, x, off, n, out, R):
             _masked_store(b, b.fsub(d, Lk, flags=_EFLAGS), pk.ptr(dst, k), pk.align, fin)
         return _nonfinite_bits(b, fins)
 
-    cg = _pack_intrinsic(x, out, R, body)
-    return cg and (types.int64(x, off, n, out, R), cg)
+    cg = _pack_intrinsic(x, out, body)
+    return cg and (types.int64(x, off, n, out), cg)
 
 
 @intrinsic
-def vpack_logsumexp(typingctx, x, off, n, out, ooff, R):
-    """out[ooff + row] = m + log1p(rest) (the sum in float64) over packed
+def vpack_logsumexp(typingctx, x, off, n, out):
+    """out[off / n + row] = m + log1p(rest) (the sum in float64) over packed
     rows (as vpack_softmax); returns the bits of the rows with a non-finite
     max, not written."""
     def body(pk, g, context, sig, args):
         b = pk.b
         stats, L, fins = _pack_lse(pk, g)
         m = _concat(b, [pk.row_lanes(st[0], g) for st in stats])
-        if pk.vty.element != ir.DoubleType():
-            dv = ir.VectorType(ir.DoubleType(), m.type.count)
-            lse = b.fptrunc(b.fadd(b.fpext(m, dv), b.fpext(L, dv)), L.type)
-        else:
-            lse = b.fadd(m, L)
-        _masked_store(b, lse, _out_ptr(context, b, sig.args[3], args[3], args[4]), pk.align, fins)
+        ooff = b.sdiv(args[1], args[2])
+        _masked_store(b, _add_wide(b, m, L), _out_ptr(context, b, sig.args[3], args[3], ooff), pk.align, fins)
         return _nonfinite_bits(b, fins)
 
-    cg = _pack_intrinsic(x, out, R, body)
-    return cg and (types.int64(x, off, n, out, ooff, R), cg)
+    cg = _pack_intrinsic(x, out, body)
+    return cg and (types.int64(x, off, n, out), cg)
 
 
 @intrinsic
@@ -1119,29 +1198,20 @@ def vrows_log_softmax(typingctx, x, off, n, out, VL, R):
     elements at off, in registers from one load to one store per row.
     Returns a bit mask of the rows whose max is not finite: nothing is
     written for them (out may be x); the caller finishes them."""
-    vl, nr = _vl(VL), _rows_literal(R)
-    if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
-        return None
+    def body(rows, context, sig, args):
+        b = rows.b
+        ms, ds, rests = _max_rest(b, rows, rows.loads(float("-inf")))
+        L, fin = _lse_rows(b, ms, rests)
+        base = _out_ptr(context, b, sig.args[3], args[3], args[1])
+        for k, d in enumerate(ds):
+            lane = ir.Constant(ir.IntType(32), k)
+            rows.store(b.fsub(d, rows.splat(b.extract_element(L, lane)), flags=_EFLAGS),
+                       b.gep(base, [b.mul(rows.n, ir.Constant(rows.n.type, k))]),
+                       extra_mask=rows.splat(b.extract_element(fin, lane)))
+        return [_nonfinite_bits(b, fin)]
 
-    def codegen(context, builder, sig, args):
-        b = builder
-        i32 = ir.IntType(32)
-
-        def emit(w):
-            rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], w, nr)
-            ms, ds, rests = _max_rest(b, rows, rows.loads(float("-inf")))
-            L, fin = _lse_rows(b, ms, rests)
-            base = _out_ptr(context, b, sig.args[3], args[3], args[1])
-            for k, d in enumerate(ds):
-                lane = ir.Constant(i32, k)
-                rows.store(b.fsub(d, rows.splat(b.extract_element(L, lane)), flags=_EFLAGS),
-                           b.gep(base, [b.mul(rows.n, ir.Constant(rows.n.type, k))]),
-                           extra_mask=rows.splat(b.extract_element(fin, lane)))
-            return [_nonfinite_bits(b, fin)]
-
-        return _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit)[0]
-
-    return types.int64(x, off, n, out, VL, R), codegen
+    cg = _rows_intrinsic(x, out, VL, R, body)
+    return cg and (types.int64(x, off, n, out, VL, R), cg)
 
 
 @intrinsic
@@ -1149,28 +1219,16 @@ def vrows_logsumexp(typingctx, x, off, n, out, ooff, VL, R):
     """out[ooff + k] = m_k + log1p(rest_k) (the sum in float64) for R
     consecutive rows of n <= VL elements at off.  Returns a bit mask of the
     rows whose max is not finite: nothing is written for them."""
-    vl, nr = _vl(VL), _rows_literal(R)
-    if not (_check(x, vl) and nr and _flat(out) and out.dtype == x.dtype):
-        return None
+    def body(rows, context, sig, args):
+        b = rows.b
+        ms, _, rests = _max_rest(b, rows, rows.loads(float("-inf")))
+        L, fin = _lse_rows(b, ms, rests)
+        _masked_store(b, _add_wide(b, _gather(b, ms), L), _out_ptr(context, b, sig.args[3], args[3], args[4]),
+                      rows.align.constant, fin)
+        return [_nonfinite_bits(b, fin)]
 
-    def codegen(context, builder, sig, args):
-        b = builder
-
-        def emit(w):
-            rows = _Rows(context, b, sig.args[0], args[0], args[1], args[2], w, nr)
-            ms, _, rests = _max_rest(b, rows, rows.loads(float("-inf")))
-            L, fin = _lse_rows(b, ms, rests)
-            dv = ir.VectorType(ir.DoubleType(), nr)
-            lse = b.fadd(b.fpext(_gather(b, ms), dv), b.fpext(L, dv)) if rows.ety != ir.DoubleType() \
-                else b.fadd(_gather(b, ms), L)
-            if lse.type != L.type:
-                lse = b.fptrunc(lse, L.type)
-            _masked_store(b, lse, _out_ptr(context, b, sig.args[3], args[3], args[4]), rows.align.constant, fin)
-            return [_nonfinite_bits(b, fin)]
-
-        return _by_width(b, args[2], _widths(vl, x.dtype, nr > 1), emit)[0]
-
-    return types.int64(x, off, n, out, ooff, VL, R), codegen
+    cg = _rows_intrinsic(x, out, VL, R, body)
+    return cg and (types.int64(x, off, n, out, ooff, VL, R), cg)
 
 
 @intrinsic
