@@ -95,6 +95,7 @@ from .numba_rows import (
     vpack_log_softmax,
     vpack_logsumexp,
     vpack_softmax,
+    PACK_LSE,
     PACK_R,
     vpack_softmax_bwd,
     vpack_log_softmax_bwd,
@@ -647,13 +648,6 @@ def _tiny_logsumexp(xf, of, n, r0, r1):
                 of[r] = K(m, np.float64(m) + lb[r - b0])
             else:
                 of[r] = _lse_nonfinite(m, _row_hasnan(xf[r * n:r * n + n]))
-
-
-# log_softmax and logsumexp pack rows of 2 and 4 only: with two rows to a
-# vector (float32 rows of 8) the fused rows of numba_rows.vrows_* are
-# faster (1M entries: packed 1.1-1.25x their time), with four or more the
-# packed ones (float32 rows of 2 and 4: 0.3-0.6x the tiles' time).
-PACK_LSE = 4
 
 
 @njit(**_INL)

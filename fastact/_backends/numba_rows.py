@@ -941,13 +941,13 @@ def _butterfly(b, v, g, op):
     return v
 
 
-def _by_group(b, n, p, emit):
-    """emit(g) -> int64 for the row length n = g of 2, 4, ... < p lanes
-    (0 for other n), merged."""
+def _by_group(b, n, p, emit, gmax):
+    """emit(g) -> int64 for the row length n = g of 2, 4, ... < p lanes and
+    <= gmax (0 for other n), merged."""
     done = b.append_basic_block("group.done")
     results = []
     g = 2
-    while g < p:
+    while g < p and g <= gmax:
         this, other = b.append_basic_block(f"group{g}"), b.append_basic_block(f"group{g}.no")
         b.cbranch(b.icmp_signed("==", n, ir.Constant(n.type, g)), this, other)
         b.position_at_end(this)
@@ -1040,18 +1040,25 @@ class _Packed:
 #: vectors a vpack_* call does (the caller steps PACK_R * lanes / n rows)
 PACK_R = 4
 
+#: log_softmax and logsumexp pack rows of 2 and 4 only: with two rows to a
+#: vector (float32 rows of 8) their fused rows (vrows_*) are faster (1M
+#: entries: packed 1.1-1.25x their time), with four or more the packed ones
+#: (float32 rows of 2 and 4: 0.3-0.6x the tiles' time)
+PACK_LSE = 4
 
-def _pack_intrinsic(x, out, body, at=1, *more):
+
+def _pack_intrinsic(x, out, body, at=1, *more, gmax=PACK_BITS):
     """Typing and code of a vpack_* intrinsic (x, [y,] off, n, out; off is
     argument ``at``) over PACK_R vectors -> int64 bad-row bits: body(pk, g,
-    context, sig, args) for each packable row length g, 0 for other n."""
+    context, sig, args) for each packable row length g <= gmax, 0 for other
+    n."""
     nr = PACK_R
     if not (_check(x, 1) and all(_flat(a) and a.dtype == x.dtype for a in (out,) + more)):
         return None
 
     def codegen(context, builder, sig, args):
         pk = _Packed(context, builder, sig, args, nr, at)
-        return _by_group(builder, args[at + 1], pk.p, lambda g: body(pk, g, context, sig, args))
+        return _by_group(builder, args[at + 1], pk.p, lambda g: body(pk, g, context, sig, args), gmax)
 
     return codegen
 
@@ -1134,9 +1141,9 @@ def _pack_lse(pk, g):
 
 @intrinsic
 def vpack_log_softmax(typingctx, x, off, n, out):
-    """out = (x - m) - log1p(rest) over packed rows (as vpack_softmax);
-    returns the bits of the rows with a non-finite max, not written (as
-    vrows_log_softmax)."""
+    """out = (x - m) - log1p(rest) over packed rows of up to PACK_LSE
+    entries (as vpack_softmax); returns the bits of the rows with a
+    non-finite max, not written (as vrows_log_softmax)."""
     def body(pk, g, context, sig, args):
         b = pk.b
         i32 = ir.IntType(32)
@@ -1149,15 +1156,15 @@ def vpack_log_softmax(typingctx, x, off, n, out):
             _masked_store(b, b.fsub(d, Lk, flags=_EFLAGS), pk.ptr(dst, k), pk.align, fin)
         return _nonfinite_bits(b, fins)
 
-    cg = _pack_intrinsic(x, out, body)
+    cg = _pack_intrinsic(x, out, body, gmax=PACK_LSE)
     return cg and (types.int64(x, off, n, out), cg)
 
 
 @intrinsic
 def vpack_logsumexp(typingctx, x, off, n, out):
     """out[off / n + row] = m + log1p(rest) (the sum in float64) over packed
-    rows (as vpack_softmax); returns the bits of the rows with a non-finite
-    max, not written."""
+    rows of up to PACK_LSE entries (as vpack_softmax); returns the bits of
+    the rows with a non-finite max, not written."""
     def body(pk, g, context, sig, args):
         b = pk.b
         stats, L, fins = _pack_lse(pk, g)
@@ -1166,7 +1173,7 @@ def vpack_logsumexp(typingctx, x, off, n, out):
         _masked_store(b, _add_wide(b, m, L), _out_ptr(context, b, sig.args[3], args[3], ooff), pk.align, fins)
         return _nonfinite_bits(b, fins)
 
-    cg = _pack_intrinsic(x, out, body)
+    cg = _pack_intrinsic(x, out, body, gmax=PACK_LSE)
     return cg and (types.int64(x, off, n, out), cg)
 
 
