@@ -57,6 +57,16 @@ cdef extern from "fa_support.h" nogil:
     int FA_HAVE_FMA
     int FA_VEC_BYTES
     int FA_TILE_SIMD
+    int FA_PACK
+    void fa_pack_f32(int op, const float* a, const float* b, float* out, Py_ssize_t len, int n) noexcept
+    void fa_pack_f64(int op, const double* a, const double* b, double* out, Py_ssize_t len,
+                     int n) noexcept
+    ctypedef void (*fa_rows_f32)(const float*, const float*, float*, Py_ssize_t, Py_ssize_t) noexcept nogil
+    ctypedef void (*fa_rows_f64)(const double*, const double*, double*, Py_ssize_t, Py_ssize_t) noexcept nogil
+    void fa_outline_f32(fa_rows_f32 f, const float* a, const float* b, float* out, Py_ssize_t rows,
+                        Py_ssize_t n) noexcept
+    void fa_outline_f64(fa_rows_f64 f, const double* a, const double* b, double* out, Py_ssize_t rows,
+                        Py_ssize_t n) noexcept
 
 ctypedef fused real:
     float
@@ -1172,6 +1182,160 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
         _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, R)
 
 
+# ---- packed short rows -------------------------------------------------------
+# Rows of 2, 4 or 8 entries several to a SIMD register (fa_pack_* in
+# fa_support.h: the rows' max and sums by in-register butterflies), for
+# AVX-512 builds.  A block of PB entries is computed in a few whole-array
+# steps: the fa_pack step, then the exps in a plain loop that GCC vectorizes,
+# then another fa_pack step.  The last partial register is computed in a
+# zero-padded copy by the same code, so that each row's result is the same
+# wherever a thread's share of the rows begins.
+#   _PkSoftmax  out = softmax(a)
+#   _PkSmBwd    out = b * (a - sum(a*b))     (a = g, b = y)
+#   _PkLsmBwd   out = a - exp(b) * sum(a)    (a = g, b = y)
+#   _PkLsm      out = log_softmax(a)
+#   _PkLse      out[row] = logsumexp(a[row])
+# log_softmax and logsumexp take the rest sum of _restsum and one log1p a
+# row (not a lane): the rows' sums come out one a row (PK_ROWSUM).  The
+# log1p is in the working precision, as in the Numba rows (in float64,
+# float32 rows of 2 took 1.3x as long); float64 rows stay on the tiles,
+# which were as fast (0.94-1.19x the packed rows' time: the exps and log1p
+# cost the most there)
+
+cdef enum:
+    PB = 256       # entries per block of packed rows
+    PK_MAX = 0     # fa_pack ops (see fa_support.h)
+    PK_SCALE = 1
+    PK_SUM = 2
+    PK_SMBWD = 3
+    PK_ROWSUM = 4
+    PK_FIRST = 5
+    PK_SPREAD = 6
+    VWMAX = 16     # entries per register, at most
+
+ctypedef struct _PkSoftmax:
+    char unused
+ctypedef struct _PkSmBwd:
+    char unused
+ctypedef struct _PkLsmBwd:
+    char unused
+ctypedef struct _PkLsm:
+    char unused
+ctypedef struct _PkLse:
+    char unused
+
+ctypedef fused pk_op:
+    _PkSoftmax
+    _PkSmBwd
+    _PkLsmBwd
+    _PkLsm
+    _PkLse
+
+
+cdef inline bint _packed(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    # rows of a power-of-two length of at most half a register
+    return (FA_PACK and n >= 2 and (n & (n - 1)) == 0
+            and 2 * n * <Py_ssize_t>itemsize <= FA_VEC_BYTES)
+
+
+cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t len,
+                     Py_ssize_t n) noexcept nogil:
+    if real is float:
+        fa_pack_f32(op, a, b, out, len, <int>n)
+    else:
+        fa_pack_f64(op, a, b, out, len, <int>n)
+
+
+cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, Py_ssize_t len,
+                           Py_ssize_t n) noexcept nogil:
+    # out has len / n entries for _PkLse, len for the others
+    cdef real t[PB]
+    cdef real e[PB]
+    cdef real c[PB]
+    cdef real rs[PB]
+    cdef real rc[PB]
+    cdef real v, zero = 0, one = 1
+    cdef Py_ssize_t i, r
+    if pk_op is _PkSoftmax:
+        _pk(PK_MAX, a, <const real*>NULL, t, len, n)
+        for i in range(len):
+            out[i] = fexpn(a[i] - t[i])
+        _pk(PK_SCALE, out, <const real*>NULL, out, len, n)
+    elif pk_op is _PkSmBwd:
+        _pk(PK_SMBWD, a, b, out, len, n)
+    elif pk_op is _PkLsmBwd:
+        _pk(PK_SUM, a, <const real*>NULL, t, len, n)
+        for i in range(len):
+            out[i] = a[i] - fexp(b[i]) * t[i]
+    else:
+        _pk(PK_MAX, a, <const real*>NULL, t, len, n)
+        for i in range(len):
+            v = a[i]
+            e[i] = zero if v == t[i] else fexpn(v - t[i])
+            c[i] = one if v == t[i] else zero
+            if pk_op is _PkLsm:
+                out[i] = v - t[i]
+        _pk(PK_ROWSUM, e, <const real*>NULL, rs, len, n)
+        _pk(PK_ROWSUM, c, <const real*>NULL, rc, len, n)
+        if pk_op is _PkLse:
+            _pk(PK_FIRST, t, <const real*>NULL, e, len, n)
+            for r in range(len // n):
+                out[r] = <real>(<acc_t>e[r] + <acc_t>flog1p(rs[r] + (rc[r] - one)))
+        else:
+            for r in range(len // n):
+                rs[r] = flog1p(rs[r] + (rc[r] - one))
+            _pk(PK_SPREAD, rs, <const real*>NULL, e, len, n)
+            for i in range(len):
+                out[i] = out[i] - e[i]
+
+
+cdef inline void _packed_rows(pk_op* op, const real* a, const real* b, real* out, Py_ssize_t rows,
+                       Py_ssize_t n) noexcept nogil:
+    cdef real pa[VWMAX]
+    cdef real pb[VWMAX]
+    cdef Py_ssize_t W = FA_VEC_BYTES // sizeof(real)
+    cdef Py_ssize_t len = rows * n, full = len - len % W, i0, i, per = n if pk_op is _PkLse else 1
+    for i0 from 0 <= i0 < full by PB:
+        _pk_block(op, a + i0, b + i0 if b != NULL else b, out + i0 // per, _imin(PB, full - i0), n)
+    if full < len:
+        for i in range(W):
+            pa[i] = a[full + i] if full + i < len else 0
+            pb[i] = b[full + i] if b != NULL and full + i < len else 0
+        _pk_block(op, pa, pb, pa, W, n)
+        for i in range((len - full) // per):
+            out[full // per + i] = pa[i]
+
+
+# the entry points, each called through fa_outline (see fa_support.h)
+cdef void _pk_softmax(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    _packed_rows(<_PkSoftmax*>NULL, a, b, out, rows, n)
+
+
+cdef void _pk_softmax_bwd(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    _packed_rows(<_PkSmBwd*>NULL, a, b, out, rows, n)
+
+
+cdef void _pk_log_softmax_bwd(const real* a, const real* b, real* out, Py_ssize_t rows,
+                              Py_ssize_t n) noexcept nogil:
+    _packed_rows(<_PkLsmBwd*>NULL, a, b, out, rows, n)
+
+
+cdef void _pk_log_softmax(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    _packed_rows(<_PkLsm*>NULL, a, b, out, rows, n)
+
+
+cdef void _pk_logsumexp(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    _packed_rows(<_PkLse*>NULL, a, b, out, rows, n)
+
+
+cdef inline void _outline(void (*f)(const real*, const real*, real*, Py_ssize_t, Py_ssize_t) noexcept nogil,
+                          const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        fa_outline_f32(f, a, b, out, rows, n)
+    else:
+        fa_outline_f64(f, a, b, out, rows, n)
+
+
 # ---- narrow lanes: several outer blocks side by side -------------------------
 # With a narrow inner axis (st < LMAX / 4) a lane chunk is st wide, and the
 # loops over the lanes run mostly in their scalar epilogues.  When a piece
@@ -1460,7 +1624,9 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT and _rowwise(n, sizeof(real)):
+        if _packed(n, sizeof(real)):
+            _outline(_pk_softmax[real], x, <const real*>NULL, out, outer, n)
+        elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
@@ -1523,7 +1689,9 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT and _rowwise_rest(n, sizeof(real)):
+        if real is float and _packed(n, sizeof(real)):
+            _outline(_pk_log_softmax[real], x, <const real*>NULL, out, outer, n)
+        elif n <= NSHORT and _rowwise_rest(n, sizeof(real)):
             # x - max and the rest sums row by row, log1p across TR rows
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
@@ -1585,7 +1753,9 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 out[o * st + k] = -INFINITY
         return
     if st == 1:
-        if n <= NSHORT and _rowwise_rest(n, sizeof(real)):
+        if real is float and _packed(n, sizeof(real)):
+            _outline(_pk_logsumexp[real], x, <const real*>NULL, out, outer, n)
+        elif n <= NSHORT and _rowwise_rest(n, sizeof(real)):
             # max and rest sum row by row, log1p across TR rows
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
@@ -1654,7 +1824,9 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT and _rowwise(n, sizeof(real)):
+        if _packed(n, sizeof(real)):
+            _outline(_pk_softmax_bwd[real], g, y, out, outer, n)
+        elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
@@ -1724,7 +1896,9 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if n <= NSHORT and _rowwise(n, sizeof(real)):
+        if _packed(n, sizeof(real)):
+            _outline(_pk_log_softmax_bwd[real], g, y, out, outer, n)
+        elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:

@@ -194,7 +194,7 @@ def _check_new_and_in_place(c, ulps, what):
             assert_close(r, ref, ulps, what=f"{what} in place on array {i}")
 
 
-@pytest.mark.parametrize("n", [3, 4, 5, 8, 10, 16, 17, 20, 31, 32])
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 10, 16, 17, 20, 31, 32])
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
 def test_short_rows(backend, dtype, kernel, n):
     """Contiguous short rows, which the Cython kernels compute row by row
@@ -209,6 +209,28 @@ def test_short_rows(backend, dtype, kernel, n):
     with np.errstate(over="ignore"):
         x = np.tile(ft.edge_rows(), (6, -(-n // 4)))[:, :n].astype(dtype)
     _check_edge_rows(backend, kernel, x, -1)
+
+
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
+                                    "log_softmax_backward"])
+def test_packed_rows_with_nan_and_inf_anywhere(backend, dtype, kernel):
+    """Rows of 2, 4 and 8 entries, which the compiled kernels pack several
+    to a SIMD register (a row with a NaN may then get different maxima in
+    its lanes; each row's sums by butterflies over its lanes): NaN, +inf and
+    -inf anywhere (random; for the backward passes in both inputs), 301
+    rows (whole blocks, the last register partial), into a new array and in
+    place."""
+    rng = np.random.default_rng(5)
+    for n in (2, 4, 8):
+        x = rng.uniform(-5, 5, (301, n)).astype(dtype)
+        pick = np.array([np.nan, np.inf, -np.inf, 1.0])
+        special = rng.choice(pick, size=x.shape, p=[0.1, 0.1, 0.2, 0.6])
+        c = ft.case(kernel, x.shape, dtype, -1, x=np.where(special == 1.0, x, special).astype(dtype))
+        if KIND[kernel] == "rows_backward":
+            g = c.arrays[0]
+            special = rng.choice(pick, size=x.shape, p=[0.02, 0.02, 0.02, 0.94])
+            g[...] = np.where(special == 1.0, g, special)
+        _check_new_and_in_place(c, ulps_for(kernel, n), f"{backend} {kernel} rows of {n}")
 
 
 @pytest.mark.parametrize("shape", [(37, 5, 3), (70, 9, 2), (9, 32, 15), (5, 33, 7), (6, 6, 16), (4, 3, 33),

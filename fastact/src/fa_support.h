@@ -392,4 +392,195 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
 }
 #endif
 
+/* Packed short rows: rows of n = 2, 4 or 8 entries (n a power of two, at
+ * most half a register: float32 2-8, float64 2-4 with AVX-512) several to a
+ * register, so that a block of rows is loaded and stored whole instead of
+ * being transposed into a tile.  A row's max and sum are formed in its own
+ * lanes by a butterfly: lane k is combined with lane k^1, then k^2, then k^4
+ * (an in-lane permute within 128 bits, a swap of 128-bit blocks beyond), so
+ * that every lane of a row ends with the same value -- its sum is the same
+ * additions, in the same order, in each lane -- and a row's result never
+ * depends on the rows packed with it (thread splits change no bit).  The max
+ * is maxps(v, swapped), as v > t ? v : t elsewhere: with a NaN in a row the
+ * lanes may disagree on the max, but every x - max of that row is then NaN
+ * or meets a NaN in the row's sum, so the whole row comes out NaN either way.
+ *
+ * fa_pack_f32/f64(op, a, b, out, len, n), len entries (a multiple of the
+ * register's lanes W, n <= W), out may be a or b:
+ *   0 FA_PK_MAX     out = the row's max, in each of its lanes
+ *   1 FA_PK_SCALE   out = a / the row's sum of a
+ *   2 FA_PK_SUM     out = the row's sum of a, in each of its lanes
+ *   3 FA_PK_SMBWD   out = b * (a - the row's sum of a*b)
+ *   4 FA_PK_ROWSUM  out[r] = the sum of row r of a: one entry a row
+ *   5 FA_PK_FIRST   out[r] = a[r*n]: one entry a row
+ *   6 FA_PK_SPREAD  out = a[r] in each lane of row r (a has len / n entries)
+ * FA_PACK says whether the AVX-512 path exists; the plain-C version below it
+ * (the same butterflies) is only there so that the callers compile. */
+#if FA_VEC_BYTES == 64
+#define FA_PACK 1
+static inline __m512 fa_pswap_f32(__m512 v, int s)
+{
+    return s == 1 ? _mm512_permute_ps(v, 0xB1)           /* k ^ 1 */
+         : s == 2 ? _mm512_permute_ps(v, 0x4E)           /* k ^ 2 */
+                  : _mm512_shuffle_f32x4(v, v, 0xB1);    /* k ^ 4 */
+}
+static inline __m512d fa_pswap_f64(__m512d v, int s)
+{
+    return s == 1 ? _mm512_permute_pd(v, 0x55)           /* k ^ 1 */
+         : s == 2 ? _mm512_shuffle_f64x2(v, v, 0xB1)     /* k ^ 2 */
+                  : _mm512_shuffle_f64x2(v, v, 0x4E);    /* k ^ 4 */
+}
+#define FA_PACK_OPS(T, V, SFX, PS, MT, IT)                                      \
+static inline __attribute__((always_inline)) V fa_pmax_v##SFX(V v, int n)      \
+{                                                                               \
+    for (int s = 1; s < n; s *= 2)                                              \
+        v = _mm512_max_##PS(v, fa_pswap_##SFX(v, s));                           \
+    return v;                                                                   \
+}                                                                               \
+static inline __attribute__((always_inline)) V fa_psum_v##SFX(V v, int n)      \
+{                                                                               \
+    for (int s = 1; s < n; s *= 2)                                              \
+        v = _mm512_add_##PS(v, fa_pswap_##SFX(v, s));                           \
+    return v;                                                                   \
+}                                                                               \
+static inline __attribute__((always_inline)) void                              \
+fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    enum { W = 64 / sizeof(T) };                                                \
+    V va, vb, s, v[8];                                                          \
+    IT idx[W];                                                                  \
+    MT m0 = 0, mrow = (MT)((1u << (W / n)) - 1);                                \
+    ptrdiff_t i = 0;                                                            \
+    int j, k;                                                                   \
+    for (k = 0; k < W; k += n)                                                  \
+        m0 |= (MT)1 << k;       /* the first lane of each row */                \
+    if (op == 1) {                                                              \
+        /* one division for n registers: lane k of the divisor is a sum of     \
+         * register k % n (any lane of a row holds the row's sum), and each    \
+         * register's reciprocals are spread back by a permute (a division     \
+         * per register made float64 rows of 2 take 1.3x as long) */           \
+        for (; i + n * W <= len; i += n * W) {                                  \
+            for (j = 0; j < n; j++)                                             \
+                v[j] = _mm512_loadu_##PS(a + i + j * W);                        \
+            s = fa_psum_v##SFX(v[0], n);                                        \
+            for (j = 1; j < n; j++)                                             \
+                s = _mm512_mask_blend_##PS((MT)(m0 << j), s, fa_psum_v##SFX(v[j], n)); \
+            s = _mm512_div_##PS(_mm512_set1_##PS(1), s);                        \
+            for (j = 0; j < n; j++) {                                           \
+                for (k = 0; k < W; k++)                                         \
+                    idx[k] = (IT)((k & ~(n - 1)) + j);                          \
+                vb = _mm512_permutexvar_##PS(_mm512_loadu_si512(idx), s);       \
+                _mm512_storeu_##PS(out + i + j * W, _mm512_mul_##PS(v[j], vb)); \
+            }                                                                   \
+        }                                                                       \
+    }                                                                           \
+    if (op == 6) {                                                              \
+        for (k = 0; k < W; k++)                                                 \
+            idx[k] = (IT)(k / n);                                               \
+        for (; i < len; i += W) {                                               \
+            va = _mm512_maskz_loadu_##PS(mrow, a + i / n);                      \
+            _mm512_storeu_##PS(out + i, _mm512_permutexvar_##PS(_mm512_loadu_si512(idx), va)); \
+        }                                                                       \
+        return;                                                                 \
+    }                                                                           \
+    for (; i < len; i += W) {                                                   \
+        va = _mm512_loadu_##PS(a + i);                                          \
+        if (op == 0) {                                                          \
+            s = fa_pmax_v##SFX(va, n);                                          \
+        } else if (op == 1) {                                                   \
+            s = _mm512_div_##PS(_mm512_set1_##PS(1), fa_psum_v##SFX(va, n));   \
+            s = _mm512_mul_##PS(va, s);                                         \
+        } else if (op == 2 || op == 4) {                                        \
+            s = fa_psum_v##SFX(va, n);                                          \
+        } else if (op == 3) {                                                   \
+            vb = _mm512_loadu_##PS(b + i);                                      \
+            s = fa_psum_v##SFX(_mm512_mul_##PS(va, vb), n);                     \
+            s = _mm512_mul_##PS(vb, _mm512_sub_##PS(va, s));                    \
+        } else {                                                                \
+            s = va;                                                             \
+        }                                                                       \
+        if (op >= 4)                                                            \
+            _mm512_mask_storeu_##PS(out + i / n, mrow, _mm512_maskz_compress_##PS(m0, s)); \
+        else                                                                    \
+            _mm512_storeu_##PS(out + i, s);                                     \
+    }                                                                           \
+}
+FA_PACK_OPS(float, __m512, f32, ps, __mmask16, int32_t)
+FA_PACK_OPS(double, __m512d, f64, pd, __mmask8, int64_t)
+#else
+#define FA_PACK 0
+#define FA_PACK_OPS(T, SFX)                                                     \
+static inline void                                                             \
+fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
+    T v[W], u[W], y[W];                                                         \
+    int s, k;                                                                   \
+    for (ptrdiff_t i = 0; i < len; i += W) {                                    \
+        if (op == 6) {                                                          \
+            for (k = 0; k < W; k++)                                             \
+                out[i + k] = a[(i + k) / n];                                    \
+            continue;                                                           \
+        }                                                                       \
+        for (k = 0; k < W; k++) {                                               \
+            y[k] = op == 3 ? b[i + k] : 0;                                      \
+            v[k] = op == 3 ? a[i + k] * y[k] : a[i + k];                        \
+        }                                                                       \
+        for (s = 1; s < n && op != 5; s *= 2) {                                 \
+            for (k = 0; k < W; k++)                                             \
+                u[k] = v[(k ^ s) & (W - 1)];                                    \
+            for (k = 0; k < W; k++)                                             \
+                v[k] = op == 0 ? (v[k] > u[k] ? v[k] : u[k]) : v[k] + u[k];     \
+        }                                                                       \
+        for (k = 0; k < W; k++) {                                               \
+            if (op >= 4) {                                                      \
+                if (k % n == 0)                                                 \
+                    out[(i + k) / n] = v[k];                                    \
+            } else {                                                            \
+                out[i + k] = op == 1 ? a[i + k] * (1 / v[k])                    \
+                           : op == 3 ? y[k] * (a[i + k] - v[k]) : v[k];         \
+            }                                                                   \
+        }                                                                       \
+    }                                                                           \
+}
+FA_PACK_OPS(float, f32)
+FA_PACK_OPS(double, f64)
+#endif
+/* f(a, b, out, rows, n) from a function of its own, which the compiler
+ * does not inline: keeps the packed rows' code (fastact's _packed_rows) out
+ * of the kernels that call it.  Inlined there, GCC compiled the kernels'
+ * other short-row paths differently (float64 softmax over rows of 8 took
+ * 1.2x as long). */
+#if defined(_MSC_VER)
+#define FA_NOINLINE __declspec(noinline)
+#else
+#define FA_NOINLINE __attribute__((noinline))
+#endif
+typedef void (*fa_rows_f32)(const float *, const float *, float *, ptrdiff_t, ptrdiff_t);
+typedef void (*fa_rows_f64)(const double *, const double *, double *, ptrdiff_t, ptrdiff_t);
+static FA_NOINLINE void fa_outline_f32(fa_rows_f32 f, const float *a, const float *b, float *out,
+                                       ptrdiff_t rows, ptrdiff_t n)
+{
+    f(a, b, out, rows, n);
+}
+static FA_NOINLINE void fa_outline_f64(fa_rows_f64 f, const double *a, const double *b, double *out,
+                                       ptrdiff_t rows, ptrdiff_t n)
+{
+    f(a, b, out, rows, n);
+}
+
+/* each n gets its own copy of the loop, with the butterfly unrolled */
+#define FA_PACK_ENTRY(T, SFX)                                                   \
+static inline void fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) \
+{                                                                               \
+    if (n == 2)                                                                 \
+        fa_pack_n_##SFX(op, a, b, out, len, 2);                                 \
+    else if (n == 4)                                                            \
+        fa_pack_n_##SFX(op, a, b, out, len, 4);                                 \
+    else                                                                        \
+        fa_pack_n_##SFX(op, a, b, out, len, 8);                                 \
+}
+FA_PACK_ENTRY(float, f32)
+FA_PACK_ENTRY(double, f64)
+
 #endif /* FASTACT_FA_SUPPORT_H */
