@@ -1198,7 +1198,7 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
 # log_softmax and logsumexp take the rest sum of _restsum and one log1p a
 # row (not a lane): the rows' sums come out one a row (PK_ROWSUM).  The
 # log1p is in the working precision, as in the Numba rows (in float64,
-# float32 rows of 2 took 1.3x as long); float64 rows stay on the tiles,
+# float32 rows of 2 took 1.2x as long); float64 rows stay on the tiles,
 # which were as fast (0.94-1.19x the packed rows' time: the exps and log1p
 # cost the most there)
 
