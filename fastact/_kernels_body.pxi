@@ -1184,12 +1184,14 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
 
 # ---- packed short rows -------------------------------------------------------
 # Rows of 2, 4 or 8 entries several to a SIMD register (fa_pack_* in
-# fa_support.h: the rows' max and sums by in-register butterflies), for
-# AVX-512 builds.  A block of PB entries is computed in a few whole-array
-# steps: the fa_pack step, then the exps in a plain loop that GCC vectorizes,
-# then another fa_pack step.  The last partial register is computed in a
-# zero-padded copy by the same code, so that each row's result is the same
-# wherever a thread's share of the rows begins.
+# fa_support.h: the rows' max and sums by in-register butterflies), and
+# for the backward passes other rows of up to two registers one at a time
+# (masked loads and stores; see _masked_rows), for AVX-512 builds.  A
+# block of up to PB entries is computed in a few whole-array steps: the
+# fa_pack step, then the exps in a plain loop that GCC vectorizes, then
+# another fa_pack step.  The last partial register of packed rows is
+# computed in a zero-padded copy by the same code, so that each row's
+# result is the same wherever a thread's share of the rows begins.
 #   _PkSoftmax  out = softmax(a)
 #   _PkSmBwd    out = b * (a - sum(a*b))     (a = g, b = y)
 #   _PkLsmBwd   out = a - exp(b) * sum(a)    (a = g, b = y)
@@ -1236,6 +1238,17 @@ cdef inline bint _packed(Py_ssize_t n, size_t itemsize) noexcept nogil:
     # rows of a power-of-two length of at most half a register
     return (FA_PACK and n >= 2 and (n & (n - 1)) == 0
             and 2 * n * <Py_ssize_t>itemsize <= FA_VEC_BYTES)
+
+
+cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) noexcept nogil:
+    # rows of nmin entries up to two registers that neither pack nor fill
+    # whole registers, which fa_pack takes one at a time with masked loads:
+    # for the backward passes (1M entries, rows of 5-31: 0.53-0.82x the
+    # tiles' time; float32 softmax_backward over rows of 5-6 1.06-1.23x, of
+    # 3 3.3x).  The forward kernels lost (softmax 1.4-7.8x the time: its
+    # steps read rows just written by masked stores, and those loads wait)
+    return (FA_PACK and n >= nmin and not _packed(n, itemsize) and not _rowwise(n, itemsize)
+            and n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES)
 
 
 cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t len,
@@ -1295,8 +1308,11 @@ cdef inline void _packed_rows(pk_op* op, const real* a, const real* b, real* out
     cdef real pb[VWMAX]
     cdef Py_ssize_t W = FA_VEC_BYTES // sizeof(real)
     cdef Py_ssize_t len = rows * n, full = len - len % W, i0, i, per = n if pk_op is _PkLse else 1
-    for i0 from 0 <= i0 < full by PB:
-        _pk_block(op, a + i0, b + i0 if b != NULL else b, out + i0 // per, _imin(PB, full - i0), n)
+    cdef Py_ssize_t step = PB - PB % n
+    if not _packed(n, sizeof(real)):
+        full = len      # rows one at a time: no partial register
+    for i0 from 0 <= i0 < full by step:
+        _pk_block(op, a + i0, b + i0 if b != NULL else b, out + i0 // per, _imin(step, full - i0), n)
     if full < len:
         for i in range(W):
             pa[i] = a[full + i] if full + i < len else 0
@@ -1824,7 +1840,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed(n, sizeof(real)):
+        if _packed(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5):
             _outline(_pk_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
@@ -1896,7 +1912,7 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed(n, sizeof(real)):
+        if _packed(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5):
             _outline(_pk_log_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)

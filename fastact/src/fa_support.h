@@ -405,8 +405,9 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  * lanes may disagree on the max, but every x - max of that row is then NaN
  * or meets a NaN in the row's sum, so the whole row comes out NaN either way.
  *
- * fa_pack_f32/f64(op, a, b, out, len, n), len entries (a multiple of the
- * register's lanes W, n <= W), out may be a or b:
+ * fa_pack_f32/f64(op, a, b, out, len, n) over len entries, out may be a or
+ * b; for n = 2, 4, 8 below a register len is a multiple of the register's
+ * lanes W, other n (up to 2W: fa_rows_n below) take len a multiple of n:
  *   0 FA_PK_MAX     out = the row's max, in each of its lanes
  *   1 FA_PK_SCALE   out = a / the row's sum of a
  *   2 FA_PK_SUM     out = the row's sum of a, in each of its lanes
@@ -508,6 +509,64 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_PACK_OPS(float, __m512, f32, ps, __mmask16, int32_t)
 FA_PACK_OPS(double, __m512d, f64, pd, __mmask8, int64_t)
+/* Rows of another length n <= 2W, one at a time: masked loads of the row
+ * into two registers (nothing read past it), its max or sum by the halving
+ * tree of fa_hmax/fa_hsum_v*, masked stores: the same ops, len a multiple
+ * of n.  One scalar per row, so a row's lanes never disagree. */
+#define FA_ROWS_OPS(T, V, SFX, PS, MT)                                          \
+static inline __attribute__((always_inline)) void                              \
+fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    enum { W = 64 / sizeof(T) };                                                \
+    MT m0 = n >= W ? (MT)~0u : (MT)((1u << n) - 1);                             \
+    MT m1 = n > W ? (MT)((1u << (n - W)) - 1) : (MT)0;                          \
+    V lo, hi, bl, bh, s;                                                        \
+    T t;                                                                        \
+    ptrdiff_t i, r;                                                             \
+    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
+        if (op == 5) {                                                          \
+            out[r] = a[i];                                                      \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 6) {                                                          \
+            s = _mm512_set1_##PS(a[r]);                                         \
+            _mm512_mask_storeu_##PS(out + i, m0, s);                            \
+            _mm512_mask_storeu_##PS(out + i + W, m1, s);                        \
+            continue;                                                           \
+        }                                                                       \
+        lo = _mm512_maskz_loadu_##PS(m0, a + i);                                \
+        hi = _mm512_maskz_loadu_##PS(m1, a + i + W);                            \
+        if (op == 0) {                                                          \
+            s = _mm512_set1_##PS(-(T)INFINITY);                                 \
+            t = fa_hmax_v##SFX(_mm512_max_##PS(_mm512_mask_mov_##PS(s, m0, lo), \
+                                               _mm512_mask_mov_##PS(s, m1, hi))); \
+        } else if (op == 3) {                                                   \
+            bl = _mm512_maskz_loadu_##PS(m0, b + i);                            \
+            bh = _mm512_maskz_loadu_##PS(m1, b + i + W);                        \
+            t = fa_hsum_v##SFX(_mm512_add_##PS(_mm512_mul_##PS(lo, bl), _mm512_mul_##PS(hi, bh))); \
+            s = _mm512_set1_##PS(t);                                            \
+            lo = _mm512_mul_##PS(bl, _mm512_sub_##PS(lo, s));                   \
+            hi = _mm512_mul_##PS(bh, _mm512_sub_##PS(hi, s));                   \
+        } else {                                                                \
+            t = fa_hsum_v##SFX(_mm512_add_##PS(lo, hi));                        \
+        }                                                                       \
+        if (op == 4) {                                                          \
+            out[r] = t;                                                         \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 1) {                                                          \
+            s = _mm512_set1_##PS((T)1 / t);                                     \
+            lo = _mm512_mul_##PS(lo, s);                                        \
+            hi = _mm512_mul_##PS(hi, s);                                        \
+        } else if (op != 3) {                                                   \
+            lo = hi = _mm512_set1_##PS(t);                                      \
+        }                                                                       \
+        _mm512_mask_storeu_##PS(out + i, m0, lo);                               \
+        _mm512_mask_storeu_##PS(out + i + W, m1, hi);                           \
+    }                                                                           \
+}
+FA_ROWS_OPS(float, __m512, f32, ps, __mmask16)
+FA_ROWS_OPS(double, __m512d, f64, pd, __mmask8)
 #else
 #define FA_PACK 0
 #define FA_PACK_OPS(T, SFX)                                                     \
@@ -546,6 +605,33 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_PACK_OPS(float, f32)
 FA_PACK_OPS(double, f64)
+#define FA_ROWS_OPS(T, SFX)                                                     \
+static inline void                                                             \
+fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    T t, v;                                                                     \
+    ptrdiff_t i, r;                                                             \
+    int j;                                                                      \
+    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
+        t = op == 0 ? -(T)INFINITY : 0;                                         \
+        for (j = 0; j < n && op != 5 && op != 6; j++) {                         \
+            v = op == 3 ? a[i + j] * b[i + j] : a[i + j];                       \
+            t = op == 0 ? (v > t ? v : t) : t + v;                              \
+        }                                                                       \
+        if (op >= 4) {                                                          \
+            if (op == 6)                                                        \
+                for (j = 0; j < n; j++) out[i + j] = a[r];                      \
+            else                                                                \
+                out[r] = op == 4 ? t : a[i];                                    \
+            continue;                                                           \
+        }                                                                       \
+        for (j = 0; j < n; j++)                                                 \
+            out[i + j] = op == 1 ? a[i + j] * (1 / t)                           \
+                       : op == 3 ? b[i + j] * (a[i + j] - t) : t;               \
+    }                                                                           \
+}
+FA_ROWS_OPS(float, f32)
+FA_ROWS_OPS(double, f64)
 #endif
 /* f(a, b, out, rows, n) from a function of its own, which the compiler
  * does not inline: keeps the packed rows' code (fastact's _packed_rows) out
@@ -570,11 +656,16 @@ static FA_NOINLINE void fa_outline_f64(fa_rows_f64 f, const double *a, const dou
     f(a, b, out, rows, n);
 }
 
-/* each n gets its own copy of the loop, with the butterfly unrolled */
+/* packed for n = 2, 4, 8 (below a register: FA_PACK_MAX_BYTES), row by row
+ * for other n; each packed n gets its own copy of the loop, with the
+ * butterfly unrolled */
+#define FA_PACK_MAX_BYTES (FA_VEC_BYTES / 2)
 #define FA_PACK_ENTRY(T, SFX)                                                   \
 static inline void fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) \
 {                                                                               \
-    if (n == 2)                                                                 \
+    if (n < 2 || (n & (n - 1)) || n * (int)sizeof(T) > FA_PACK_MAX_BYTES)      \
+        fa_rows_n_##SFX(op, a, b, out, len, n);                                 \
+    else if (n == 2)                                                            \
         fa_pack_n_##SFX(op, a, b, out, len, 2);                                 \
     else if (n == 4)                                                            \
         fa_pack_n_##SFX(op, a, b, out, len, 4);                                 \
