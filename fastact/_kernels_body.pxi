@@ -1213,6 +1213,7 @@ cdef enum:
     PK_ROWSUM = 4
     PK_FIRST = 5
     PK_SPREAD = 6
+    PK_SCALE_PADDED = 7
     VWMAX = 16     # entries per register, at most
 
 ctypedef struct _PkSoftmax:
@@ -1242,11 +1243,13 @@ cdef inline bint _packed(Py_ssize_t n, size_t itemsize) noexcept nogil:
 
 cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) noexcept nogil:
     # rows of nmin entries up to two registers that neither pack nor fill
-    # whole registers, which fa_pack takes one at a time with masked loads:
-    # for the backward passes (1M entries, rows of 5-31: 0.53-0.82x the
-    # tiles' time; float32 softmax_backward over rows of 5-6 1.06-1.23x, of
-    # 3 3.3x).  The forward kernels lost (softmax 1.4-7.8x the time: its
-    # steps read rows just written by masked stores, and those loads wait)
+    # whole registers, which fa_pack takes one at a time with masked loads.
+    # 1M entries against the tiles: the backward passes over rows of 5-31
+    # 0.53-0.82x the time (float32 softmax_backward over rows of 5-6
+    # 1.06-1.23x, of 3 3.3x); float64 softmax over rows of 6-15 0.72-0.95x
+    # (5: 1.1x, 3: 2x); float32 softmax (whose tiles transpose in
+    # registers) 1.2x and log_softmax/logsumexp 0.84-2x, which keep their
+    # tiles
     return (FA_PACK and n >= nmin and not _packed(n, itemsize) and not _rowwise(n, itemsize)
             and n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES)
 
@@ -1263,17 +1266,24 @@ cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, P
                            Py_ssize_t n) noexcept nogil:
     # out has len / n entries for _PkLse, len for the others
     cdef real t[PB]
-    cdef real e[PB]
+    cdef real e[PB + 2 * VWMAX]
     cdef real c[PB]
     cdef real rs[PB]
     cdef real rc[PB]
     cdef real v, zero = 0, one = 1
     cdef Py_ssize_t i, r
-    if pk_op is _PkSoftmax:
+    if pk_op is _PkSoftmax and _packed(n, sizeof(real)):
         _pk(PK_MAX, a, <const real*>NULL, t, len, n)
         for i in range(len):
             out[i] = fexpn(a[i] - t[i])
         _pk(PK_SCALE, out, <const real*>NULL, out, len, n)
+    elif pk_op is _PkSoftmax:
+        # the exps into e, not out: the scaling step's row loads then need
+        # no masks (see FA_PK_SCALE_PADDED)
+        _pk(PK_MAX, a, <const real*>NULL, t, len, n)
+        for i in range(len):
+            e[i] = fexpn(a[i] - t[i])
+        _pk(PK_SCALE_PADDED, e, <const real*>NULL, out, len, n)
     elif pk_op is _PkSmBwd:
         _pk(PK_SMBWD, a, b, out, len, n)
     elif pk_op is _PkLsmBwd:
@@ -1640,7 +1650,7 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed(n, sizeof(real)):
+        if _packed(n, sizeof(real)) or (real is double and _masked_rows(n, sizeof(real), 6)):
             _outline(_pk_softmax[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, outer)
