@@ -1213,7 +1213,7 @@ cdef enum:
     PK_ROWSUM = 4
     PK_FIRST = 5
     PK_SPREAD = 6
-    PK_SCALE_PADDED = 7
+    PK_PADDED = 8  # flag: the input readable past its end (see fa_support.h)
     VWMAX = 16     # entries per register, at most
 
 ctypedef struct _PkSoftmax:
@@ -1248,8 +1248,8 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) no
     # 0.53-0.82x the time (float32 softmax_backward over rows of 5-6
     # 1.06-1.23x, of 3 3.3x); float64 softmax over rows of 6-15 0.72-0.95x
     # (5: 1.1x, 3: 2x); float32 softmax (whose tiles transpose in
-    # registers) 1.2x and log_softmax/logsumexp 0.84-2x, which keep their
-    # tiles
+    # registers) 1.2x and log_softmax/logsumexp 0.72-1.6x (with their row
+    # sums' loads unmasked as well), which keep their tiles
     return (FA_PACK and n >= nmin and not _packed(n, itemsize) and not _rowwise(n, itemsize)
             and n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES)
 
@@ -1279,11 +1279,11 @@ cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, P
         _pk(PK_SCALE, out, <const real*>NULL, out, len, n)
     elif pk_op is _PkSoftmax:
         # the exps into e, not out: the scaling step's row loads then need
-        # no masks (see FA_PK_SCALE_PADDED)
+        # no masks (see PK_PADDED)
         _pk(PK_MAX, a, <const real*>NULL, t, len, n)
         for i in range(len):
             e[i] = fexpn(a[i] - t[i])
-        _pk(PK_SCALE_PADDED, e, <const real*>NULL, out, len, n)
+        _pk(PK_SCALE | PK_PADDED, e, <const real*>NULL, out, len, n)
     elif pk_op is _PkSmBwd:
         _pk(PK_SMBWD, a, b, out, len, n)
     elif pk_op is _PkLsmBwd:

@@ -415,10 +415,11 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  *   4 FA_PK_ROWSUM  out[r] = the sum of row r of a: one entry a row
  *   5 FA_PK_FIRST   out[r] = a[r*n]: one entry a row
  *   6 FA_PK_SPREAD  out = a[r] in each lane of row r (a has len / n entries)
- *   7 FA_PK_SCALE   as 1, a readable 2W entries past len (whole-register
- *     _PADDED       loads: a masked load of entries just stored waits for
- *                   the stores to reach the cache -- softmax over float64
- *                   rows of 3 took 8x as long with masked loads there)
+ *   op | 8          the same, a readable 2W entries past len: whole-register
+ *                   loads for the rows one at a time (a masked load of
+ *                   entries just stored waits for the stores to reach the
+ *                   cache: softmax over float64 rows of 3 took 8x as long
+ *                   with masked loads of its exps)
  * FA_PACK says whether the AVX-512 path exists; the plain-C version below it
  * (the same butterflies) is only there so that the callers compile. */
 #if FA_VEC_BYTES == 64
@@ -457,8 +458,7 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
     MT m0 = 0, mrow = (MT)((1u << (W / n)) - 1);                                \
     ptrdiff_t i = 0;                                                            \
     int j, k;                                                                   \
-    if (op == 7)                /* whole registers: padding makes no odds */    \
-        op = 1;                                                                 \
+    op &= 7;                    /* whole registers: padding makes no odds */    \
     for (k = 0; k < W; k += n)                                                  \
         m0 |= (MT)1 << k;       /* the first lane of each row */                \
     if (op == 1) {                                                              \
@@ -529,6 +529,8 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
     V lo, hi, bl, bh, s;                                                        \
     T t;                                                                        \
     ptrdiff_t i, r;                                                             \
+    int pad = op & 8;                                                           \
+    op &= 7;                                                                    \
     for (i = 0, r = 0; i < len; i += n, r++) {                                  \
         if (op == 5) {                                                          \
             out[r] = a[i];                                                      \
@@ -540,7 +542,7 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
             _mm512_mask_storeu_##PS(out + i + W, m1, s);                        \
             continue;                                                           \
         }                                                                       \
-        if (op == 7) {          /* a padded: whole loads, lanes cleared */       \
+        if (pad) {              /* whole loads, the other lanes cleared */      \
             lo = _mm512_maskz_mov_##PS(m0, _mm512_loadu_##PS(a + i));           \
             hi = _mm512_maskz_mov_##PS(m1, _mm512_loadu_##PS(a + i + W));       \
         } else {                                                                \
@@ -565,7 +567,7 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
             out[r] = t;                                                         \
             continue;                                                           \
         }                                                                       \
-        if (op == 1 || op == 7) {                                               \
+        if (op == 1) {                                                          \
             s = _mm512_set1_##PS((T)1 / t);                                     \
             lo = _mm512_mul_##PS(lo, s);                                        \
             hi = _mm512_mul_##PS(hi, s);                                        \
@@ -587,8 +589,7 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
     enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
     T v[W], u[W], y[W];                                                         \
     int s, k;                                                                   \
-    if (op == 7)                                                                \
-        op = 1;                                                                 \
+    op &= 7;                                                                    \
     for (ptrdiff_t i = 0; i < len; i += W) {                                    \
         if (op == 6) {                                                          \
             for (k = 0; k < W; k++)                                             \
@@ -625,8 +626,7 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
     T t, v;                                                                     \
     ptrdiff_t i, r;                                                             \
     int j;                                                                      \
-    if (op == 7)                                                                \
-        op = 1;                                                                 \
+    op &= 7;                                                                    \
     for (i = 0, r = 0; i < len; i += n, r++) {                                  \
         t = op == 0 ? -(T)INFINITY : 0;                                         \
         for (j = 0; j < n && op != 5 && op != 6; j++) {                         \
