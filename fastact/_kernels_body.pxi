@@ -1185,8 +1185,9 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
 # ---- packed short rows -------------------------------------------------------
 # Rows of 2, 4 or 8 entries several to a SIMD register (fa_pack_* in
 # fa_support.h: the rows' max and sums by in-register butterflies), and
-# for the backward passes other rows of up to two registers one at a time
-# (masked loads and stores; see _masked_rows), for AVX-512 builds.  A
+# for the backward passes and float64 softmax other rows of up to two
+# registers one at a time (masked loads and stores; see _masked_rows), for
+# AVX-512 builds (AVX2 and other targets keep the tiles).  A
 # block of up to PB entries is computed in a few whole-array steps: the
 # fa_pack step, then the exps in a plain loop that GCC vectorizes, then
 # another fa_pack step.  The last partial register of packed rows is
