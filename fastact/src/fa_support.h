@@ -516,9 +516,10 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 FA_PACK_OPS(float, __m512, f32, ps, __mmask16, int32_t)
 FA_PACK_OPS(double, __m512d, f64, pd, __mmask8, int64_t)
 /* Rows of another length n <= 2W, one at a time: masked loads of the row
- * into two registers (nothing read past it), its max or sum by the halving
- * tree of fa_hmax/fa_hsum_v*, masked stores: the same ops, len a multiple
- * of n.  One scalar per row, so a row's lanes never disagree. */
+ * into two registers (nothing read past it; with op | 8 whole loads, the
+ * other lanes cleared), its max or sum by the halving tree of
+ * fa_hmax/fa_hsum_v*, masked stores: the same ops, len a multiple of n.
+ * One scalar per row, so a row's lanes never disagree. */
 #define FA_ROWS_OPS(T, V, SFX, PS, MT)                                          \
 static inline __attribute__((always_inline)) void                              \
 fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
