@@ -539,10 +539,12 @@ def _t_max(xf, off, n):
 @njit(**_HLP)
 def _t_rest(xf, off, n, m):
     always_inline()
-    rest = vrow_rest(xf, off, min(n, VL), m, VL)
+    s, cnt = vrow_rest(xf, off, min(n, VL), m, VL)
     for c0 in range(VL, n, VL):
-        rest += vrow_rest(xf, off + c0, min(VL, n - c0), m, VL) + 1.0
-    return rest
+        s2, c2 = vrow_rest(xf, off + c0, min(VL, n - c0), m, VL)
+        s += s2
+        cnt += c2
+    return s + (cnt - 1.0)
 
 
 @njit(**_HLP)

@@ -216,9 +216,13 @@ def vrow_sumexp(typingctx, x, off, n, m, out, VL):
 
 @intrinsic
 def vrow_rest(typingctx, x, off, n, m, VL):
-    """sum over the row of exp(x - m) except one maximum's own term (1):
-    the sum of the other terms plus (count of maxima - 1).  Accumulated in
-    float64.  NaN if the row has a NaN."""
+    """(sum over the row of exp(x - m) except the maxima's own terms,
+    count of maxima), accumulated in float64: the rest sum of a row is
+    sum + (count - 1) over all its pieces.  Kept apart so that pieces
+    without a maximum add their terms to the sum, not (terms - 1) + 1,
+    which lost terms below 2^-53 (logsumexp of [0, -80, ...] over rows
+    of 17-64 took only the first 16 lanes' terms).  The sum is NaN if the
+    row has a NaN."""
     vl = _vl(VL)
     if not _check(x, vl, m):
         return None
@@ -238,9 +242,9 @@ def vrow_rest(typingctx, x, off, n, m, VL):
             llvm_call(b, "ctpop", ir.IntType(vl), b.bitcast(is_max, ir.IntType(vl)), suffix=f"i{vl}"),
             dbl,
         )
-        return b.fadd(s, b.fsub(cnt, ir.Constant(dbl, 1.0)))
+        return context.make_tuple(b, sig.return_type, [s, cnt])
 
-    return types.float64(x, off, n, m, VL), codegen
+    return types.UniTuple(types.float64, 2)(x, off, n, m, VL), codegen
 
 
 @intrinsic
@@ -814,8 +818,8 @@ def _rows_literal(R):
 
 
 def _max_rest(b, rows, vs):
-    """(maxima, x - max vectors, rests) of the rows' vectors vs: rest as in
-    ``vrow_rest`` but in the data type (at most VL - 1 terms below 1, summed
+    """(maxima, x - max vectors, rests) of the rows' vectors vs: rest =
+    sum + (count - 1) of ``vrow_rest``, in the data type (at most VL - 1 terms below 1, summed
     pairwise; meaningless when the max is not finite)."""
     ety, vl = rows.ety, rows.vl
     ms = _reduce_multi(b, vs, "fmax")
