@@ -819,8 +819,9 @@ def _rows_literal(R):
 
 def _max_rest(b, rows, vs):
     """(maxima, x - max vectors, rests) of the rows' vectors vs: rest =
-    sum + (count - 1) of ``vrow_rest``, in the data type (at most VL - 1 terms below 1, summed
-    pairwise; meaningless when the max is not finite)."""
+    sum + (count - 1) as from ``vrow_rest``, in the data type (at most
+    VL - 1 terms below 1, summed pairwise; meaningless when the max is not
+    finite)."""
     ety, vl = rows.ety, rows.vl
     ms = _reduce_multi(b, vs, "fmax")
     ds = [b.fsub(v, rows.splat(m), flags=_EFLAGS) for v, m in zip(vs, ms)]
