@@ -53,7 +53,17 @@ def test_forward_matches_torch(backend, kernel, dtype):
     kw = dict(c.kwargs)
     ours = np.asarray(ft.run(c))
     theirs = TORCH[kernel](*[_t(a) for a in c.args], **kw).numpy()
-    np.testing.assert_allclose(ours, theirs, **TOL[dtype])
+    off = ~np.isclose(ours, theirs, equal_nan=True, **TOL[dtype])
+    if off.any():
+        # PyTorch is not always right: torch.logit in float32 came out
+        # 1.4e-4 off (relative) in some full test runs (not reproducible
+        # alone).  Where the two disagree, fastact must match the result
+        # computed one precision up, and PyTorch must be the one that misses
+        exact = np.asarray(ft.reference(c.map(lambda a: a.astype(np.float64 if dtype == np.float32
+                                                                  else np.longdouble)
+                                                if a.dtype.kind == "f" else a)))
+        np.testing.assert_allclose(ours[off], exact[off].astype(dtype), **TOL[dtype])
+        assert not np.isclose(theirs[off], exact[off].astype(dtype), **TOL[dtype]).any()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
