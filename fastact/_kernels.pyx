@@ -6,8 +6,10 @@ The module is itself the baseline build of the kernels (x86-64 SSE2, or the
 default target of any other architecture).  At import it detects the CPU and,
 when it can, takes its kernel table from ``fastact._kernels_x86_64_v4``
 (AVX-512) or ``fastact._kernels_x86_64_v3`` (AVX2 + FMA), extension modules
-compiled from the same Cython source with wider instruction sets.
-``simd_path()`` says which one runs; the environment variable
+compiled from the same Cython source with wider instruction sets (and
+imported only on a CPU that has them: all their code is compiled for them,
+module initialisation included -- the v4 module's fills its table with
+AVX-512 stores).  ``simd_path()`` says which one runs; the environment variable
 ``FASTACT_SIMD`` (``baseline``, ``x86-64-v3``/``avx2``,
 ``x86-64-v4``/``avx512``) caps it, e.g. to test every path on one machine.
 

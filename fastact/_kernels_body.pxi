@@ -58,6 +58,7 @@ cdef extern from "fa_support.h" nogil:
     int FA_VEC_BYTES
     int FA_TILE_SIMD
     int FA_PACK
+    int FA_MASKED_ROWS
     void fa_pack_f32(int op, const float* a, const float* b, float* out, Py_ssize_t len, int n) noexcept
     void fa_pack_f64(int op, const double* a, const double* b, double* out, Py_ssize_t len,
                      int n) noexcept
@@ -1251,7 +1252,7 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) no
     # (5: 1.1x, 3: 2x); float32 softmax (whose tiles transpose in
     # registers) 1.2x and log_softmax/logsumexp 0.72-1.6x (with their row
     # sums' loads unmasked as well), which keep their tiles
-    return (FA_PACK and n >= nmin and not _packed(n, itemsize) and not _rowwise(n, itemsize)
+    return (FA_MASKED_ROWS and n >= nmin and not _packed(n, itemsize) and not _rowwise(n, itemsize)
             and n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES)
 
 

@@ -7,7 +7,10 @@ the exp constants, about 60 cycles a row.  Here a whole row is one masked
 vector load (``llvm.masked.load``), the work is done on the vector, the
 reductions are pairwise shuffle trees and the result is one masked store;
 ``vrows_*`` do R rows step by step so that their dependency chains overlap
-(~7 cycles a row of 16 float32).  Rows of up to 8 entries take 8 lanes (and
+(~7 cycles a row of 16 float32).  Without AVX-512 the masked stores are
+plain stores of the row's power-of-two pieces and the masked loads plain
+loads where the vector lies in the array (``MASKED_STORES``: AVX2's
+vmaskmovps stores are microcode on AMD Zen 3).  Rows of up to 8 entries take 8 lanes (and
 in float64 rows of up to 4, 4 lanes), chosen at run time (``_by_width``).
 log_softmax and logsumexp keep R rows in registers from load to store,
 their R log1p as one vector (``vrows_log_softmax``, ``vrows_logsumexp``).
@@ -32,9 +35,70 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
+import llvmlite.binding as llvm
+from numba.core import config
 
 from .numba_math import _EFLAGS, const, emit_exp, emit_exp_neg, emit_fkey, emit_from_fkey, emit_log1p, llvm_call
 
+
+
+def _target_has_avx512():
+    """Whether the code Numba generates here may use AVX-512 (the host's
+    features, or NUMBA_CPU_FEATURES: what Numba's own target machine and
+    cache index use)."""
+    feats = config.CPU_FEATURES if config.CPU_FEATURES is not None else llvm.get_host_cpu_features().flatten()
+    return "+avx512f" in feats.split(",")
+
+
+#: whether llvm.masked.store is cheap on the target.  With AVX-512 it is one
+#: store under a mask register; without, LLVM emits vmaskmovps/pd, which AMD
+#: Zen 3 runs in microcode: 8 ns a row of 8 float32 against 1.6 ns for a
+#: plain store (C, AVX2).  Without AVX-512 the stores of row prefixes
+#: (_store_prefix) are plain stores of power-of-two pieces, and masks that
+#: are all set (rows with a finite max, the common case) plain stores.
+MASKED_STORES = _target_has_avx512()
+
+
+def _store_prefix(b, v, ptr, n, align):
+    """Store lanes [0, n) of v at the element pointer ptr (all of them for
+    n >= the lanes of v), nothing past them.  Where masked stores are
+    slow: the whole vector when n covers it, else the pieces of n's binary
+    digits, largest first, each a plain store (n is the same for every row
+    of a call, so the branches are predicted)."""
+    w = v.type.count
+    ety = v.type.element
+    if MASKED_STORES:
+        i32 = ir.IntType(32)
+        iota = ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, i) for i in range(w)])
+        n32 = b.trunc(n, i32) if n.type.width > 32 else n
+        nv = b.insert_element(ir.Constant(ir.VectorType(i32, w), ir.Undefined), n32, ir.Constant(i32, 0))
+        nv = b.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, 0)] * w))
+        _masked_store(b, v, ptr, align, b.icmp_unsigned("<", iota, nv))
+        return
+    i32 = ir.IntType(32)
+    ptr = b.bitcast(ptr, ety.as_pointer())
+    full = b.icmp_unsigned(">=", n, ir.Constant(n.type, w))
+    with b.if_else(full) as (whole, pieces):
+        with whole:
+            b.store(v, b.bitcast(ptr, v.type.as_pointer()), align=align)
+        with pieces:
+            cur, p = v, w // 2
+            while p >= 1:
+                # cur holds the 2p lanes from ptr on; n's bits below 2p remain
+                bit = b.icmp_unsigned("!=", b.and_(n, ir.Constant(n.type, p)), ir.Constant(n.type, 0))
+                if p == 1:
+                    lo = b.extract_element(cur, ir.Constant(i32, 0))
+                    with b.if_then(bit):
+                        b.store(lo, ptr, align=align)
+                    break
+                lo = b.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(i32, p), [ir.Constant(i32, i) for i in range(p)]))
+                hi = b.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(i32, p),
+                                                            [ir.Constant(i32, i + p) for i in range(p)]))
+                with b.if_then(bit):
+                    b.store(lo, b.bitcast(ptr, lo.type.as_pointer()), align=align)
+                cur = b.select(bit, hi, lo)
+                ptr = b.select(bit, b.gep(ptr, [ir.Constant(ir.IntType(64), p)]), ptr)
+                p //= 2
 
 
 def _vl(v):
@@ -62,24 +126,32 @@ class _Row:
         self.vl = vl
         a = context.make_array(arrty)(context, builder, value=arr)
         self.ptr = builder.gep(a.data, [off])
+        self.end = builder.gep(a.data, [a.nitems])
         i32 = ir.IntType(32)
         iota = ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, i) for i in range(vl)])
         n32 = builder.trunc(n, i32)
         nv = builder.insert_element(ir.Constant(ir.VectorType(i32, vl), ir.Undefined), n32, ir.Constant(i32, 0))
         nv = builder.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, 0)] * vl))
         self.mask = builder.icmp_unsigned("<", iota, nv)
+        self.n32 = n32
         self.align = ir.Constant(i32, 4 if isinstance(self.ety, ir.FloatType) else 8)
 
     def load(self, fill):
-        return self.b.call(*_masked_load_args(self.b, self, self.ptr, fill))
+        return _load_row(self.b, self, self.ptr, fill)
 
-    def store(self, v, ptr=None, extra_mask=None):
+    def store(self, v, ptr=None, when=None):
+        """The row's lanes of v to ptr (default: the row), only if the
+        scalar flag when (default: always)."""
         b = self.b
-        mask = self.mask if extra_mask is None else b.and_(self.mask, extra_mask)
-        name = f"llvm.masked.store.v{self.vl}{'f32' if isinstance(self.ety, ir.FloatType) else 'f64'}.p0"
-        fnty = ir.FunctionType(ir.VoidType(), [self.vty, self.ptr.type, ir.IntType(32), mask.type])
-        fn = cgutils.get_or_insert_function(b.module, fnty, name)
-        b.call(fn, [v, self.ptr if ptr is None else ptr, self.align, mask])
+        ptr = self.ptr if ptr is None else ptr
+        if when is None:
+            _store_prefix(b, v, ptr, self.n32, self.align.constant)
+            return
+        if MASKED_STORES:
+            _masked_store(b, v, ptr, self.align.constant, b.and_(self.mask, self.splat(when)))
+            return
+        with b.if_then(when):
+            _store_prefix(b, v, ptr, self.n32, self.align.constant)
 
     def splat(self, s):
         """s (a float or a flag) in every lane."""
@@ -98,13 +170,52 @@ def _masked_load_args(b, row, ptr, fill):
     return fn, [ptr, row.align, row.mask, const(row.vty, fill)]
 
 
+def _load_row(b, row, ptr, fill):
+    """A row's lanes at ptr, the others fill (llvm.masked.load).  Where
+    masked stores are slow, vmaskmovps loads are too (rows of 10 float32,
+    C, Zen 3: 7.1 ns a row against 4.2 with plain loads): a plain load and
+    a select when the whole vector lies in the array (the lanes past the
+    row are never used: a load that races with another thread's store of
+    them gives undefined lanes, which the select drops), else the masked
+    load (the array's last rows)."""
+    fn, args = _masked_load_args(b, row, ptr, fill)
+    if MASKED_STORES:
+        return b.call(fn, args)
+    i64 = ir.IntType(64)
+    room = b.icmp_unsigned("<=", b.ptrtoint(b.gep(ptr, [ir.Constant(i64, row.vl)]), i64),
+                           b.ptrtoint(row.end, i64))
+    with b.if_else(room) as (whole, part):
+        with whole:
+            v_whole = b.load(b.bitcast(ptr, row.vty.as_pointer()), align=row.align.constant)
+            v_whole = b.select(row.mask, v_whole, const(row.vty, fill))
+            at_whole = b.block
+        with part:
+            v_part = b.call(fn, args)
+            at_part = b.block
+    v = b.phi(row.vty)
+    v.add_incoming(v_whole, at_whole)
+    v.add_incoming(v_part, at_part)
+    return v
+
+
 def _masked_store(b, v, ptr, align, mask):
-    """Store the lanes of v where mask is set (llvm.masked.store)."""
+    """Store the lanes of v where mask is set (llvm.masked.store; where
+    that is slow, a plain store when every lane is set)."""
     n = v.type.count
     ptr = b.bitcast(ptr, v.type.element.as_pointer())
     name = f"llvm.masked.store.v{n}{'f32' if isinstance(v.type.element, ir.FloatType) else 'f64'}.p0"
     fnty = ir.FunctionType(ir.VoidType(), [v.type, ptr.type, ir.IntType(32), mask.type])
-    b.call(cgutils.get_or_insert_function(b.module, fnty, name), [v, ptr, ir.Constant(ir.IntType(32), align), mask])
+    fn = cgutils.get_or_insert_function(b.module, fnty, name)
+    if MASKED_STORES:
+        b.call(fn, [v, ptr, ir.Constant(ir.IntType(32), align), mask])
+        return
+    iN = ir.IntType(n)
+    every = b.icmp_unsigned("==", b.bitcast(mask, iN), ir.Constant(iN, (1 << n) - 1))
+    with b.if_else(every) as (whole, some):
+        with whole:
+            b.store(v, b.bitcast(ptr, v.type.as_pointer()), align=align)
+        with some:
+            b.call(fn, [v, ptr, ir.Constant(ir.IntType(32), align), mask])
 
 
 def _out_ptr(context, builder, arrty, arr, off):
@@ -499,7 +610,7 @@ class _Stream:
         i64 = ir.IntType(64)
         self.nvec = builder.udiv(n, ir.Constant(i64, vl))
         self.tail_off = builder.mul(self.nvec, ir.Constant(i64, vl))
-        rem = builder.trunc(builder.sub(n, self.tail_off), ir.IntType(32))
+        rem = self.rem = builder.trunc(builder.sub(n, self.tail_off), ir.IntType(32))
         i32 = ir.IntType(32)
         iota = ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, i) for i in range(vl)])
         self.mask = builder.icmp_unsigned("<", iota, self.splat(rem, ir.VectorType(i32, vl)))
@@ -532,10 +643,7 @@ class _Stream:
         return b.call(fn, [self._vptr(k, self.tail_off), self.align, self.mask, const(self.vty, fill)])
 
     def store_tail(self, k, v):
-        b = self.b
-        fnty = ir.FunctionType(ir.VoidType(), [self.vty, self.ptrs[k].type, ir.IntType(32), self.mask.type])
-        fn = cgutils.get_or_insert_function(b.module, fnty, "llvm.masked.store." + self.suffix)
-        b.call(fn, [v, self._vptr(k, self.tail_off), self.align, self.mask])
+        _store_prefix(self.b, v, self._vptr(k, self.tail_off), self.rem, self.align.constant)
 
     def run(self, body, fills, nacc=0):
         """body(values, accs, store) -> new accs, over full vectors then the
@@ -806,7 +914,7 @@ class _Rows(_Row):
         self.ptrs = [builder.gep(self.ptr, [builder.mul(n, ir.Constant(n.type, k))]) for k in range(R)]
 
     def loads(self, fill):
-        return [self.b.call(*_masked_load_args(self.b, self, p, fill)) for p in self.ptrs]
+        return [_load_row(self.b, self, p, fill) for p in self.ptrs]
 
     def stores(self, vs, out_base):
         for k, v in enumerate(vs):
@@ -1243,7 +1351,7 @@ def vrows_log_softmax(typingctx, x, off, n, out, VL, R):
             lane = ir.Constant(ir.IntType(32), k)
             rows.store(b.fsub(d, rows.splat(b.extract_element(L, lane)), flags=_EFLAGS),
                        b.gep(base, [b.mul(rows.n, ir.Constant(rows.n.type, k))]),
-                       extra_mask=rows.splat(b.extract_element(fin, lane)))
+                       when=b.extract_element(fin, lane))
         return [_nonfinite_bits(b, fin)]
 
     cg = _rows_intrinsic(x, out, VL, R, body)
@@ -1338,7 +1446,7 @@ def _tile_move(src, dst, vl):
             return _Row(context, b, sig.args[a], args[a], args[o], cnt, vl), args[s]
 
         s_row, s_stride = row(src)
-        vs = [b.call(*_masked_load_args(b, s_row, _strided(b, s_row, s_stride, k), 0.0)) for k in range(vl)]
+        vs = [_load_row(b, s_row, _strided(b, s_row, s_stride, k), 0.0) for k in range(vl)]
         d_row, d_stride = row(dst)
         for j, v in enumerate(_transpose(b, vs)):
             d_row.store(v, _strided(b, d_row, d_stride, j))

@@ -420,10 +420,14 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  *                   entries just stored waits for the stores to reach the
  *                   cache: softmax over float64 rows of 3 took 8x as long
  *                   with masked loads of its exps)
- * FA_PACK says whether the AVX-512 path exists; the plain-C version below it
- * (the same butterflies) is only there so that the callers compile. */
+ * FA_PACK says whether a SIMD path exists (AVX-512, or AVX2: rows of 2 and
+ * 4 float32, 2 float64), FA_MASKED_ROWS whether fa_rows_n has one (AVX-512
+ * only: AMD Zen 3 runs AVX2's vmaskmovps stores in microcode); the plain-C
+ * versions below (the same butterflies) are only there so that the callers
+ * compile. */
 #if FA_VEC_BYTES == 64
 #define FA_PACK 1
+#define FA_MASKED_ROWS 1
 static inline __m512 fa_pswap_f32(__m512 v, int s)
 {
     return s == 1 ? _mm512_permute_ps(v, 0xB1)           /* k ^ 1 */
@@ -581,8 +585,124 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_ROWS_OPS(float, __m512, f32, ps, __mmask16)
 FA_ROWS_OPS(double, __m512d, f64, pd, __mmask8)
+#elif FA_VEC_BYTES == 32 && defined(__AVX2__)
+/* AVX2: the butterflies of the AVX-512 path with in-lane permutes (rows of
+ * up to 4 float32 or 2 float64 never cross a 128-bit block), blendv for the
+ * mask blends, permutevar8x32 for permutexvar (float64 lanes as pairs of
+ * 32-bit ones), and plain 8- or 16-byte loads and stores of the W / n
+ * entries that op 4-6 read or write (no compress, no masked stores). */
+#define FA_PACK 1
+#define FA_MASKED_ROWS 0
+static inline __m256 fa_pswap_f32(__m256 v, int s)
+{
+    return s == 1 ? _mm256_permute_ps(v, 0xB1)           /* k ^ 1 */
+                  : _mm256_permute_ps(v, 0x4E);          /* k ^ 2 */
+}
+static inline __m256d fa_pswap_f64(__m256d v, int s)
+{
+    (void)s;
+    return _mm256_permute_pd(v, 0x5);                    /* k ^ 1 */
+}
+/* lane k of the result = lane src[k] of v */
+static inline __m256 fa_perm_f32(__m256 v, const int *src)
+{
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(src[0], src[1], src[2], src[3], src[4], src[5],
+                                                         src[6], src[7]));
+}
+static inline __m256d fa_perm_f64(__m256d v, const int *src)
+{
+    __m256i ix = _mm256_setr_epi32(2 * src[0], 2 * src[0] + 1, 2 * src[1], 2 * src[1] + 1, 2 * src[2],
+                                   2 * src[2] + 1, 2 * src[3], 2 * src[3] + 1);
+    return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), ix));
+}
+#define FA_PACK_OPS(T, V, SFX, PS, IT, SI)                                      \
+static inline __attribute__((always_inline)) V fa_pmax_v##SFX(V v, int n)      \
+{                                                                               \
+    for (int s = 1; s < n; s *= 2)                                              \
+        v = _mm256_max_##PS(v, fa_pswap_##SFX(v, s));                           \
+    return v;                                                                   \
+}                                                                               \
+static inline __attribute__((always_inline)) V fa_psum_v##SFX(V v, int n)      \
+{                                                                               \
+    for (int s = 1; s < n; s *= 2)                                              \
+        v = _mm256_add_##PS(v, fa_pswap_##SFX(v, s));                           \
+    return v;                                                                   \
+}                                                                               \
+static inline __attribute__((always_inline)) void                              \
+fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    enum { W = 32 / sizeof(T) };                                                \
+    V va, vb, s, v[4];                                                          \
+    IT bits[W];                                                                 \
+    int src[W];                                                                 \
+    ptrdiff_t i = 0;                                                            \
+    int j, k, q = W / n;        /* rows a register */                          \
+    op &= 7;                                                                    \
+    if (op == 1) {                                                              \
+        /* one division for n registers, as the AVX-512 path */                \
+        for (; i + n * W <= len; i += n * W) {                                  \
+            for (j = 0; j < n; j++)                                             \
+                v[j] = _mm256_loadu_##PS(a + i + j * W);                        \
+            s = fa_psum_v##SFX(v[0], n);                                        \
+            for (j = 1; j < n; j++) {                                           \
+                for (k = 0; k < W; k++)                                         \
+                    bits[k] = k % n == j ? (IT)-1 : 0;                          \
+                s = _mm256_blendv_##PS(s, fa_psum_v##SFX(v[j], n),              \
+                                       _mm256_castsi256_##PS(_mm256_loadu_si256((const __m256i *)bits))); \
+            }                                                                   \
+            s = _mm256_div_##PS(_mm256_set1_##PS(1), s);                        \
+            for (j = 0; j < n; j++) {                                           \
+                for (k = 0; k < W; k++)                                         \
+                    src[k] = (k & ~(n - 1)) + j;                                \
+                _mm256_storeu_##PS(out + i + j * W, _mm256_mul_##PS(v[j], fa_perm_##SFX(s, src))); \
+            }                                                                   \
+        }                                                                       \
+    }                                                                           \
+    if (op == 6) {                                                              \
+        for (k = 0; k < W; k++)                                                 \
+            src[k] = k / n;                                                     \
+        for (; i < len; i += W) {                                               \
+            SI lo = q * sizeof(T) == 16 ? _mm_loadu_si128((const __m128i *)(a + i / n)) \
+                                        : _mm_loadl_epi64((const __m128i *)(a + i / n)); \
+            va = _mm256_castsi256_##PS(_mm256_castsi128_si256(lo));             \
+            _mm256_storeu_##PS(out + i, fa_perm_##SFX(va, src));                \
+        }                                                                       \
+        return;                                                                 \
+    }                                                                           \
+    for (k = 0; k < W; k++)                                                     \
+        src[k] = k < q ? k * n : 0;     /* the first lane of each row, low */   \
+    for (; i < len; i += W) {                                                   \
+        va = _mm256_loadu_##PS(a + i);                                          \
+        if (op == 0) {                                                          \
+            s = fa_pmax_v##SFX(va, n);                                          \
+        } else if (op == 1) {                                                   \
+            s = _mm256_div_##PS(_mm256_set1_##PS(1), fa_psum_v##SFX(va, n));   \
+            s = _mm256_mul_##PS(va, s);                                         \
+        } else if (op == 2 || op == 4) {                                        \
+            s = fa_psum_v##SFX(va, n);                                          \
+        } else if (op == 3) {                                                   \
+            vb = _mm256_loadu_##PS(b + i);                                      \
+            s = fa_psum_v##SFX(_mm256_mul_##PS(va, vb), n);                     \
+            s = _mm256_mul_##PS(vb, _mm256_sub_##PS(va, s));                    \
+        } else {                                                                \
+            s = va;                                                             \
+        }                                                                       \
+        if (op >= 4) {                                                          \
+            SI lo = _mm256_castsi256_si128(_mm256_cast##PS##_si256(fa_perm_##SFX(s, src))); \
+            if (q * sizeof(T) == 16)                                            \
+                _mm_storeu_si128((__m128i *)(out + i / n), lo);                 \
+            else                                                                \
+                _mm_storel_epi64((__m128i *)(out + i / n), lo);                 \
+        } else {                                                                \
+            _mm256_storeu_##PS(out + i, s);                                     \
+        }                                                                       \
+    }                                                                           \
+}
+FA_PACK_OPS(float, __m256, f32, ps, int32_t, __m128i)
+FA_PACK_OPS(double, __m256d, f64, pd, int64_t, __m128i)
 #else
 #define FA_PACK 0
+#define FA_MASKED_ROWS 0
 #define FA_PACK_OPS(T, SFX)                                                     \
 static inline void                                                             \
 fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
@@ -620,6 +740,8 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_PACK_OPS(float, f32)
 FA_PACK_OPS(double, f64)
+#endif
+#if FA_VEC_BYTES != 64
 #define FA_ROWS_OPS(T, SFX)                                                     \
 static inline void                                                             \
 fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
