@@ -30,13 +30,12 @@ length; lanes past the row are neither read nor written.  The math is
 
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
-import llvmlite.binding as llvm
-from numba.core import config
 
 from .numba_math import _EFLAGS, const, emit_exp, emit_exp_neg, emit_fkey, emit_from_fkey, emit_log1p, llvm_call
 
@@ -59,6 +58,16 @@ def _target_has_avx512():
 MASKED_STORES = _target_has_avx512()
 
 
+def _prefix_mask(b, n, w):
+    """<w x i1>: lane k set for k < n (n an integer, any width)."""
+    i32 = ir.IntType(32)
+    n32 = b.trunc(n, i32) if n.type.width > 32 else n
+    iota = ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, i) for i in range(w)])
+    nv = b.insert_element(ir.Constant(ir.VectorType(i32, w), ir.Undefined), n32, ir.Constant(i32, 0))
+    nv = b.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, 0)] * w))
+    return b.icmp_unsigned("<", iota, nv)
+
+
 def _store_prefix(b, v, ptr, n, align):
     """Store lanes [0, n) of v at the element pointer ptr (all of them for
     n >= the lanes of v), nothing past them.  Where masked stores are
@@ -68,12 +77,7 @@ def _store_prefix(b, v, ptr, n, align):
     w = v.type.count
     ety = v.type.element
     if MASKED_STORES:
-        i32 = ir.IntType(32)
-        iota = ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, i) for i in range(w)])
-        n32 = b.trunc(n, i32) if n.type.width > 32 else n
-        nv = b.insert_element(ir.Constant(ir.VectorType(i32, w), ir.Undefined), n32, ir.Constant(i32, 0))
-        nv = b.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, 0)] * w))
-        _masked_store(b, v, ptr, align, b.icmp_unsigned("<", iota, nv))
+        _masked_store(b, v, ptr, align, _prefix_mask(b, n, w))
         return
     i32 = ir.IntType(32)
     ptr = b.bitcast(ptr, ety.as_pointer())
@@ -128,12 +132,8 @@ class _Row:
         self.ptr = builder.gep(a.data, [off])
         self.end = builder.gep(a.data, [a.nitems])
         i32 = ir.IntType(32)
-        iota = ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, i) for i in range(vl)])
-        n32 = builder.trunc(n, i32)
-        nv = builder.insert_element(ir.Constant(ir.VectorType(i32, vl), ir.Undefined), n32, ir.Constant(i32, 0))
-        nv = builder.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, 0)] * vl))
-        self.mask = builder.icmp_unsigned("<", iota, nv)
-        self.n32 = n32
+        self.n32 = builder.trunc(n, i32)
+        self.mask = _prefix_mask(builder, self.n32, vl)
         self.align = ir.Constant(i32, 4 if isinstance(self.ety, ir.FloatType) else 8)
 
     def load(self, fill):
@@ -608,10 +608,9 @@ class _Stream:
         i64 = ir.IntType(64)
         self.nvec = builder.udiv(n, ir.Constant(i64, vl))
         self.tail_off = builder.mul(self.nvec, ir.Constant(i64, vl))
-        rem = self.rem = builder.trunc(builder.sub(n, self.tail_off), ir.IntType(32))
         i32 = ir.IntType(32)
-        iota = ir.Constant(ir.VectorType(i32, vl), [ir.Constant(i32, i) for i in range(vl)])
-        self.mask = builder.icmp_unsigned("<", iota, self.splat(rem, ir.VectorType(i32, vl)))
+        self.rem = builder.trunc(builder.sub(n, self.tail_off), i32)
+        self.mask = _prefix_mask(builder, self.rem, vl)
         self.align = ir.Constant(i32, 4 if isinstance(self.ety, ir.FloatType) else 8)
         self.suffix = f"v{vl}{'f32' if isinstance(self.ety, ir.FloatType) else 'f64'}.p0"
 
@@ -1219,17 +1218,12 @@ def vpack_softmax(typingctx, x, off, n, out):
 @intrinsic
 def vpack_softmax_bwd(typingctx, g, y, off, n, out):
     """out = y * (g - sum(g * y)) over packed rows (as vpack_softmax; the
-    sums in float64, as vrow_softmax_bwd1).  Returns 0."""
+    sums in the data type, as vrow_softmax_bwd1).  Returns 0."""
     def body(pk, gl, context, sig, args):
         b = pk.b
         outs = []
         for vg, vy in zip(pk.loads(), pk.loads(pk.base(1))):
-            if pk.vty.element == ir.DoubleType():
-                prod = b.fmul(vg, vy, flags=_EFLAGS)
-            else:
-                dv = ir.VectorType(ir.DoubleType(), pk.p)
-                prod = b.fmul(b.fpext(vg, dv), b.fpext(vy, dv), flags=_EFLAGS)
-            dot = pk.wide_sum(prod, gl)
+            dot = _butterfly(b, b.fmul(vg, vy, flags=_EFLAGS), gl, "fadd")
             outs.append(b.fmul(vy, b.fsub(vg, dot, flags=_EFLAGS), flags=_EFLAGS))
         pk.stores(outs, 4)
         return ir.Constant(ir.IntType(64), 0)
