@@ -554,7 +554,7 @@ def vrow_softmax_bwd1(typingctx, g, y, off, n, out, VL):
 @intrinsic
 def vrow_log_softmax_bwd1(typingctx, g, y, off, n, out, VL):
     """out = g - exp(y) * sum(g) over a row of n <= VL elements (the sum in
-    float64)."""
+    the data type, pairwise, as vrow_softmax_bwd1)."""
     vl = _vl(VL)
     if not (_check(g, vl) and _flat(y) and _flat(out) and y.dtype == out.dtype == g.dtype):
         return None
@@ -566,9 +566,7 @@ def vrow_log_softmax_bwd1(typingctx, g, y, off, n, out, VL):
             rg = _Row(context, b, sig.args[0], args[0], args[2], args[3], w)
             ry = _Row(context, b, sig.args[1], args[1], args[2], args[3], w)
             vg, vy = rg.load(0.0), ry.load(0.0)
-            tot = _reduce_fadd(b, vg, ir.DoubleType())
-            if rg.ety != tot.type:
-                tot = b.fptrunc(tot, rg.ety)
+            tot = _reduce_fadd(b, vg)
             v = b.fsub(vg, b.fmul(emit_exp(b, vy), rg.splat(tot), flags=_EFLAGS), flags=_EFLAGS)
             rg.store(v, _out_ptr(context, b, sig.args[4], args[4], args[2]))
             return []
@@ -1104,15 +1102,6 @@ class _Packed:
         for k, v in enumerate(vs):
             self.b.store(v, self.ptr(dst, k), align=self.align)
 
-    def wide_sum(self, v, g):
-        """Butterfly sum over each row's lanes in float64, rounded once to
-        the data type (the row kernels' float64 sums)."""
-        b = self.b
-        if self.vty.element == ir.DoubleType():
-            return _butterfly(b, v, g, "fadd")
-        dv = ir.VectorType(ir.DoubleType(), self.p)
-        return b.fptrunc(_butterfly(b, v if v.type == dv else b.fpext(v, dv), g, "fadd"), self.vty)
-
     def max_rest(self, g):
         """(max, x - max, rest, max finite) of each vector, per lane (see
         _max_rest: the same sums in the same order)."""
@@ -1235,10 +1224,10 @@ def vpack_softmax_bwd(typingctx, g, y, off, n, out):
 @intrinsic
 def vpack_log_softmax_bwd(typingctx, g, y, off, n, out):
     """out = g - exp(y) * sum(g) over packed rows (as vpack_softmax; the
-    sums in float64, as vrow_log_softmax_bwd1).  Returns 0."""
+    sums in the data type, as vrow_log_softmax_bwd1).  Returns 0."""
     def body(pk, gl, context, sig, args):
         b = pk.b
-        outs = [b.fsub(vg, b.fmul(emit_exp(b, vy), pk.wide_sum(vg, gl), flags=_EFLAGS), flags=_EFLAGS)
+        outs = [b.fsub(vg, b.fmul(emit_exp(b, vy), _butterfly(b, vg, gl, "fadd"), flags=_EFLAGS), flags=_EFLAGS)
                 for vg, vy in zip(pk.loads(), pk.loads(pk.base(1)))]
         pk.stores(outs, 4)
         return ir.Constant(ir.IntType(64), 0)
