@@ -58,14 +58,19 @@ def _target_has_avx512():
 MASKED_STORES = _target_has_avx512()
 
 
+def _splat(b, s, w):
+    """The scalar s in each of w lanes."""
+    i32 = ir.IntType(32)
+    v = b.insert_element(ir.Constant(ir.VectorType(s.type, w), ir.Undefined), s, ir.Constant(i32, 0))
+    return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, 0)] * w))
+
+
 def _prefix_mask(b, n, w):
     """<w x i1>: lane k set for k < n (n an integer, any width)."""
     i32 = ir.IntType(32)
     n32 = b.trunc(n, i32) if n.type.width > 32 else n
     iota = ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, i) for i in range(w)])
-    nv = b.insert_element(ir.Constant(ir.VectorType(i32, w), ir.Undefined), n32, ir.Constant(i32, 0))
-    nv = b.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, w), [ir.Constant(i32, 0)] * w))
-    return b.icmp_unsigned("<", iota, nv)
+    return b.icmp_unsigned("<", iota, _splat(b, n32, w))
 
 
 def _store_prefix(b, v, ptr, n, align):
@@ -155,10 +160,7 @@ class _Row:
 
     def splat(self, s):
         """s (a float or a flag) in every lane."""
-        b = self.b
-        i32 = ir.IntType(32)
-        v = b.insert_element(ir.Constant(ir.VectorType(s.type, self.vl), ir.Undefined), s, ir.Constant(i32, 0))
-        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, self.vl), [ir.Constant(i32, 0)] * self.vl))
+        return _splat(self.b, s, self.vl)
 
 
 
@@ -612,12 +614,8 @@ class _Stream:
         self.align = ir.Constant(i32, 4 if isinstance(self.ety, ir.FloatType) else 8)
         self.suffix = f"v{vl}{'f32' if isinstance(self.ety, ir.FloatType) else 'f64'}.p0"
 
-    def splat(self, s, vty=None):
-        b = self.b
-        vty = vty or self.vty
-        i32 = ir.IntType(32)
-        v = b.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
-        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, vty.count), [ir.Constant(i32, 0)] * vty.count))
+    def splat(self, s):
+        return _splat(self.b, s, self.vl)
 
     def _vptr(self, k, elem):
         return self.b.gep(self.ptrs[k], [elem])
