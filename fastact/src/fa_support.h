@@ -425,6 +425,21 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  * only: AMD Zen 3 runs AVX2's vmaskmovps stores in microcode); the plain-C
  * versions below (the same butterflies) are only there so that the callers
  * compile. */
+/* a row's max or sum in each of its lanes: log2 n butterfly steps over
+ * fa_pswap (one per register width below) */
+#define FA_PBUTTERFLY(V, SFX, PS)                                               \
+static inline __attribute__((always_inline)) V fa_pmax_v##SFX(V v, int n)      \
+{                                                                               \
+    for (int s = 1; s < n; s *= 2)                                              \
+        v = FA_OP(max, PS)(v, fa_pswap_##SFX(v, s));                            \
+    return v;                                                                   \
+}                                                                               \
+static inline __attribute__((always_inline)) V fa_psum_v##SFX(V v, int n)      \
+{                                                                               \
+    for (int s = 1; s < n; s *= 2)                                              \
+        v = FA_OP(add, PS)(v, fa_pswap_##SFX(v, s));                            \
+    return v;                                                                   \
+}
 #if FA_VEC_BYTES == 64
 #define FA_PACK 1
 #define FA_MASKED_ROWS 1
@@ -440,19 +455,9 @@ static inline __m512d fa_pswap_f64(__m512d v, int s)
          : s == 2 ? _mm512_shuffle_f64x2(v, v, 0xB1)     /* k ^ 2 */
                   : _mm512_shuffle_f64x2(v, v, 0x4E);    /* k ^ 4 */
 }
+FA_PBUTTERFLY(__m512, f32, ps)
+FA_PBUTTERFLY(__m512d, f64, pd)
 #define FA_PACK_OPS(T, V, SFX, PS, MT, IT)                                      \
-static inline __attribute__((always_inline)) V fa_pmax_v##SFX(V v, int n)      \
-{                                                                               \
-    for (int s = 1; s < n; s *= 2)                                              \
-        v = _mm512_max_##PS(v, fa_pswap_##SFX(v, s));                           \
-    return v;                                                                   \
-}                                                                               \
-static inline __attribute__((always_inline)) V fa_psum_v##SFX(V v, int n)      \
-{                                                                               \
-    for (int s = 1; s < n; s *= 2)                                              \
-        v = _mm512_add_##PS(v, fa_pswap_##SFX(v, s));                           \
-    return v;                                                                   \
-}                                                                               \
 static inline __attribute__((always_inline)) void                              \
 fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
 {                                                                               \
@@ -603,6 +608,8 @@ static inline __m256d fa_pswap_f64(__m256d v, int s)
     (void)s;
     return _mm256_permute_pd(v, 0x5);                    /* k ^ 1 */
 }
+FA_PBUTTERFLY(__m256, f32, ps)
+FA_PBUTTERFLY(__m256d, f64, pd)
 /* lane k of the result = lane src[k] of v */
 static inline __m256 fa_perm_f32(__m256 v, const int *src)
 {
@@ -616,18 +623,6 @@ static inline __m256d fa_perm_f64(__m256d v, const int *src)
     return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), ix));
 }
 #define FA_PACK_OPS(T, V, SFX, PS, IT, SI)                                      \
-static inline __attribute__((always_inline)) V fa_pmax_v##SFX(V v, int n)      \
-{                                                                               \
-    for (int s = 1; s < n; s *= 2)                                              \
-        v = _mm256_max_##PS(v, fa_pswap_##SFX(v, s));                           \
-    return v;                                                                   \
-}                                                                               \
-static inline __attribute__((always_inline)) V fa_psum_v##SFX(V v, int n)      \
-{                                                                               \
-    for (int s = 1; s < n; s *= 2)                                              \
-        v = _mm256_add_##PS(v, fa_pswap_##SFX(v, s));                           \
-    return v;                                                                   \
-}                                                                               \
 static inline __attribute__((always_inline)) void                              \
 fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
 {                                                                               \
