@@ -646,10 +646,12 @@ cdef void k_tanh_backward(const real* g, const real* y, real* out, Py_ssize_t n,
 
 cdef void k_relu_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
     cdef Py_ssize_t i
-    cdef real v, zero = 0
+    cdef real v, gv, zero = 0
     for i in range(n):
         v = x[i]
-        out[i] = g[i] if v > zero else (v if v != v else zero)
+        gv = g[i]  # loaded unconditionally: a conditional load of g became
+                   # vmaskmovps on x86-64-v3 (microcode on AMD Zen 3; 1.4x)
+        out[i] = gv if v > zero else (v if v != v else zero)
 
 
 cdef void k_leaky_relu_backward(const real* g, const real* x, real* out, Py_ssize_t n, double p1, double p2) noexcept nogil:
@@ -833,12 +835,15 @@ cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept n
     return s
 
 
-cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexcept nogil:
+cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint store) noexcept nogil:
     # sum of exp(x - m) over all but one maximum (see numpy_ref._row_parts):
     # the maximum's own term 1 is kept out so that log1p(rest) stays
-    # accurate when the other terms are tiny.  Unless out is NULL, x - m is
-    # also stored there (log_softmax's first half, written while the exps
-    # keep the core busy: a separate pass cost about one more array copy)
+    # accurate when the other terms are tiny.  If store, x - m is also
+    # stored into out (log_softmax's first half, written while the exps
+    # keep the core busy: a separate pass cost about one more array copy).
+    # store is a constant at each (inlined) call: with a run-time NULL test
+    # GCC made the x86-64-v3 store a vmaskmovpd, microcode on AMD Zen 3
+    # ((4096, 1024) float64 log_softmax 12.1 -> 10.1 ms without it)
     cdef real part[NL]
     cdef real cnt[NL]
     cdef acc_t acc[NL]
@@ -858,7 +863,7 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexc
         for i from bb <= i < e by NL:
             for k in range(NL):
                 v = x[i + k]
-                if out != NULL:
+                if store:
                     out[i + k] = v - m
                 part[k] += zero if v == m else fexpn(v - m)
                 cnt[k] += one if v == m else zero
@@ -870,7 +875,7 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out) noexc
     c = _hsum(cacc)
     for i in range(nb, n):
         v = x[i]
-        if out != NULL:
+        if store:
             out[i] = v - m
         if v == m:
             c += 1
@@ -1683,7 +1688,7 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
 
 cdef void _log_softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
     cdef real m = _rowmax(x, n)
-    cdef real L = <real>log1p_f64(_restsum(x, n, m, out))
+    cdef real L = <real>log1p_f64(_restsum(x, n, m, out, True))
     cdef Py_ssize_t i
     for i in range(n):
         out[i] = out[i] - L
@@ -1802,7 +1807,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 if o + 1 < outer:
                     _prefetch_row(x + (o + 1) * n, n)
                 m = _rowmax(x + o * n, n)
-                out[o] = <real>(m + log1p_f64(_restsum(x + o * n, n, m, <real*>NULL)))
+                out[o] = <real>(m + log1p_f64(_restsum(x + o * n, n, m, <real*>NULL, False)))
     elif _narrow(n, ni, st):
         for o from 0 <= o < outer by LMAX // st:
             R = _imin(LMAX // st, outer - o)
@@ -2149,7 +2154,7 @@ cdef void _ce_row(const real* x, npy_intp t, const real* p, real scv, real* loss
                 dx[i] = zero
         return
     m = _rowmax(x, n)
-    rest = _restsum(x, n, m, <real*>NULL)
+    rest = _restsum(x, n, m, <real*>NULL, False)
     inv = <real>(1.0 / (1.0 + rest)) if (m - m == 0) else <real>NAN
     lser = <real>log1p_f64(rest)
     if p == NULL:

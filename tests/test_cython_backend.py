@@ -323,6 +323,29 @@ def test_extension_not_linked_with_fast_math():
         assert "set_fast_math" not in syms, f"{so} contains crtfastmath"
 
 
+def test_avx2_build_has_no_masked_stores_and_masked_loads_only_in_packed_tails():
+    # AVX2 masked moves (vmaskmovps/pd) run in microcode on AMD Zen 3 (a
+    # store ~5x a plain one): GCC emits them for a store or load it cannot
+    # prove unconditional, which slowed (4096, 1024) float64 log_softmax by
+    # 1.2x and relu_backward by 1.4x.  Disassembled, not imported, so this
+    # runs whatever the CPU.
+    spec = importlib.util.find_spec("fastact._kernels_x86_64_v3")
+    if spec is None or shutil.which("objdump") is None:
+        pytest.skip("needs the x86-64-v3 build and objdump")
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", spec.origin],
+                         capture_output=True, text=True, check=True).stdout
+    fn, stores, loads = "?", [], []
+    for ln in asm.splitlines():
+        if ln.endswith(">:"):
+            fn = ln.split("<", 1)[1]
+        elif "vmaskmov" in ln:
+            # AT&T order: vmaskmovps %ymm_data, %ymm_mask, (mem) is a store
+            (stores if ln.rstrip().endswith(")") else loads).append(fn)
+    assert not stores, f"masked stores in {sorted(set(stores))}"
+    # the packed short rows load the last partial block of a call masked
+    assert all("_pk_" in f for f in loads), f"masked loads in {sorted(set(loads))}"
+
+
 # ---------------------------------------------------------------------------
 # a missing or partial extension
 
