@@ -52,6 +52,8 @@ cdef extern from "fa_support.h" nogil:
     double fa_rowmax_f64(const double* a, Py_ssize_t n) noexcept
     float fa_rowsum_f32(const float* a, Py_ssize_t n) noexcept
     double fa_rowsum_f64(const double* a, Py_ssize_t n) noexcept
+    void fa_rowsub_f32(const float* a, float c, float* out, Py_ssize_t n) noexcept
+    void fa_rowsub_f64(const double* a, double c, double* out, Py_ssize_t n) noexcept
     void fa_tile_f32(const float* src, float* dst, Py_ssize_t n, Py_ssize_t R, Py_ssize_t ts,
                      int to_tile) noexcept
     int FA_HAVE_FMA
@@ -965,6 +967,13 @@ cdef inline real _rdot(const real* a, const real* b, Py_ssize_t n) noexcept nogi
         return fa_rowdot_f64(a, b, n)
 
 
+cdef inline void _rsub(const real* a, real c, real* out, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        fa_rowsub_f32(a, c, out, n)
+    else:
+        fa_rowsub_f64(a, c, out, n)
+
+
 cdef inline acc_t _rest_row(const real* x, Py_ssize_t n, real m, real* xm) noexcept nogil:
     # _restsum of one row of whole SIMD registers (n <= NSHORT); x - m into
     # xm unless it is NULL
@@ -1067,9 +1076,8 @@ cdef inline void _short_n(short_op* op, const real* a, const real* b, const real
                 elif short_op is _LsmRow:
                     s[r] = _rest_row(a + r * n, n, _rmax(a + r * n, n), rr)
                 else:
-                    cr = c[r]
-                    for j in range(n):
-                        rr[j] = a[r * n + j] - cr
+                    _rsub(a + r * n, c[r], out + r * n, n)
+                    continue
                 for j in range(n):
                     out[r * n + j] = rr[j]
 
