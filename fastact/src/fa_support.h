@@ -170,9 +170,9 @@ static inline int fa_omp_team_size(void)
  * against 305 us for Numba's per-row registers).  The max ignores NaN (-inf
  * when every entry is NaN): v > t ? v : t, which is what maxps(v, t)
  * computes.  fa_rowsub (out = a - c, out may be a) is here for the same
- * reason: GCC vectorized its plain-C loop over the rows, with a 16-row
- * transpose in and out (x86-64-v3, (65536, 16) float32 log_softmax: 38% of
- * the time). */
+ * reason: GCC vectorized its plain-C loop over the rows, with a transpose
+ * in and out (x86-64-v3, 1M entries: float32 log_softmax rows of 16 1670 ->
+ * 1085 us, float64 rows of 16 3186 -> 1860 us). */
 #if FA_VEC_BYTES >= 32
 #include <immintrin.h>
 static inline float fa_hsum256_f32(__m256 v)
