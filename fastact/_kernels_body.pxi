@@ -60,6 +60,7 @@ cdef extern from "fa_support.h" nogil:
     int FA_VEC_BYTES
     int FA_TILE_SIMD
     int FA_PACK
+    int FA_PACK_MAX_BYTES
     int FA_MASKED_ROWS
     void fa_pack_f32(int op, const float* a, const float* b, float* out, Py_ssize_t len, int n) noexcept
     void fa_pack_f64(int op, const double* a, const double* b, double* out, Py_ssize_t len,
@@ -1059,6 +1060,8 @@ cdef inline void _short_n(short_op* op, const real* a, const real* b, const real
                 cr = _rmax(a + r * n, n)
                 s[r] = _rest_row(a + r * n, n, cr, <real*>NULL)
                 out[r] = cr
+            elif short_op is _SubRow:
+                _rsub(a + r * n, c[r], out + r * n, n)
             else:
                 if short_op is _SmBwdRow:
                     cr = _rdot(a + r * n, b + r * n, n)
@@ -1073,11 +1076,8 @@ cdef inline void _short_n(short_op* op, const real* a, const real* b, const real
                     cr = c[r]
                     for j in range(n):
                         rr[j] = ar * fexp(b[r * n + j] - cr)
-                elif short_op is _LsmRow:
-                    s[r] = _rest_row(a + r * n, n, _rmax(a + r * n, n), rr)
                 else:
-                    _rsub(a + r * n, c[r], out + r * n, n)
-                    continue
+                    s[r] = _rest_row(a + r * n, n, _rmax(a + r * n, n), rr)
                 for j in range(n):
                     out[r * n + j] = rr[j]
 
@@ -1251,9 +1251,22 @@ ctypedef fused pk_op:
 
 
 cdef inline bint _packed(Py_ssize_t n, size_t itemsize) noexcept nogil:
-    # rows of a power-of-two length of at most half a register
+    # rows of a power-of-two length of at most half a register (AVX-512) or
+    # a whole one (AVX2: see fa_support.h)
     return (FA_PACK and n >= 2 and (n & (n - 1)) == 0
-            and 2 * n * <Py_ssize_t>itemsize <= FA_VEC_BYTES)
+            and n * <Py_ssize_t>itemsize <= FA_PACK_MAX_BYTES)
+
+
+cdef inline bint _packed_bwd(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    # the backward passes pack rows below half a register only: AVX2 rows
+    # of a whole one (8 float32, 4 float64), which have no exps before their
+    # one reduction, were as fast or faster row by row (1M entries, Zen 3:
+    # log_softmax_backward float32 rows of 8 ~770 against ~990 us packed,
+    # softmax_backward float64 rows of 4 ~1000 against ~1150), while the
+    # forward ones gained 1.3-1.5x (softmax float32 rows of 8 ~1190 -> ~805
+    # us, float64 rows of 4 ~3000 -> ~2100; log_softmax float32 rows of 8
+    # ~1760 -> ~1230, logsumexp ~1540 -> ~1125)
+    return _packed(n, itemsize) and 2 * n * <Py_ssize_t>itemsize <= FA_VEC_BYTES
 
 
 cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) noexcept nogil:
@@ -1865,7 +1878,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5):
+        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5):
             _outline(_pk_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
@@ -1937,7 +1950,7 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5):
+        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5):
             _outline(_pk_log_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)

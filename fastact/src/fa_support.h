@@ -407,8 +407,8 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
 #endif
 
 /* Packed short rows: rows of n = 2, 4 or 8 entries (n a power of two, at
- * most half a register: float32 2-8, float64 2-4 with AVX-512) several to a
- * register, so that a block of rows is loaded and stored whole instead of
+ * most FA_PACK_MAX_BYTES: float32 2-8, float64 2-4 with AVX-512 and AVX2)
+ * several to a register, so that a block of rows is loaded and stored whole instead of
  * being transposed into a tile.  A row's max and sum are formed in its own
  * lanes by a butterfly: lane k is combined with lane k^1, then k^2, then k^4
  * (an in-lane permute within 128 bits, a swap of 128-bit blocks beyond), so
@@ -420,8 +420,7 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  * or meets a NaN in the row's sum, so the whole row comes out NaN either way.
  *
  * fa_pack_f32/f64(op, a, b, out, len, n) over len entries, out may be a or
- * b; for n = 2, 4, 8 below a register len is a multiple of the register's
- * lanes W, other n (up to 2W: fa_rows_n below) take len a multiple of n:
+ * b; for the packed n len is a multiple of the register's lanes W, other n (up to 2W: fa_rows_n below) take len a multiple of n:
  *   0 FA_PK_MAX     out = the row's max, in each of its lanes
  *   1 FA_PK_SCALE   out = a / the row's sum of a
  *   2 FA_PK_SUM     out = the row's sum of a, in each of its lanes
@@ -434,8 +433,8 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  *                   entries just stored waits for the stores to reach the
  *                   cache: softmax over float64 rows of 3 took 8x as long
  *                   with masked loads of its exps)
- * FA_PACK says whether a SIMD path exists (AVX-512, or AVX2: rows of 2 and
- * 4 float32, 2 float64), FA_MASKED_ROWS whether fa_rows_n has one (AVX-512
+ * FA_PACK says whether a SIMD path exists (AVX-512, or AVX2: rows of 2, 4
+ * and 8 float32, 2 and 4 float64), FA_MASKED_ROWS whether fa_rows_n has one (AVX-512
  * only: AMD Zen 3 runs AVX2's vmaskmovps stores in microcode); the plain-C
  * versions below (the same butterflies) are only there so that the callers
  * compile. */
@@ -456,6 +455,7 @@ static inline __attribute__((always_inline)) V fa_psum_v##SFX(V v, int n)      \
 }
 #if FA_VEC_BYTES == 64
 #define FA_PACK 1
+#define FA_PACK_MAX_BYTES 32      /* up to half a register */
 #define FA_MASKED_ROWS 1
 static inline __m512 fa_pswap_f32(__m512 v, int s)
 {
@@ -605,25 +605,44 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 FA_ROWS_OPS(float, __m512, f32, ps, __mmask16)
 FA_ROWS_OPS(double, __m512d, f64, pd, __mmask8)
 #elif FA_VEC_BYTES == 32 && defined(__AVX2__)
-/* AVX2: the butterflies of the AVX-512 path with in-lane permutes (rows of
- * up to 4 float32 or 2 float64 never cross a 128-bit block), blendv for the
- * mask blends, permutevar8x32 for permutexvar (float64 lanes as pairs of
- * 32-bit ones), and plain 8- or 16-byte loads and stores of the W / n
- * entries that op 4-6 read or write (no compress, no masked stores). */
+/* AVX2: the butterflies of the AVX-512 path (in-lane permutes, a swap of
+ * the 128-bit halves for rows of a whole register), blendv for the mask
+ * blends, permutevar8x32 for permutexvar (float64 lanes as pairs of 32-bit
+ * ones), and plain 4-, 8- or 16-byte loads and stores of the W / n entries
+ * that op 4-6 read or write (no compress, no masked stores).  Rows of a
+ * whole register (8 float32, 4 float64) pack too: one register a row, but
+ * the butterflies leave the row's max and sum in every lane, where the
+ * row-wise path's horizontal reductions ended in a scalar to broadcast back
+ * -- a chain of dependent shuffles per row (with AVX-512, rows of one
+ * register stay row-wise, RG at a time). */
 #define FA_PACK 1
+#define FA_PACK_MAX_BYTES 32      /* up to a whole register */
 #define FA_MASKED_ROWS 0
 static inline __m256 fa_pswap_f32(__m256 v, int s)
 {
     return s == 1 ? _mm256_permute_ps(v, 0xB1)           /* k ^ 1 */
-                  : _mm256_permute_ps(v, 0x4E);          /* k ^ 2 */
+         : s == 2 ? _mm256_permute_ps(v, 0x4E)           /* k ^ 2 */
+                  : _mm256_permute2f128_ps(v, v, 0x01);  /* k ^ 4 */
 }
 static inline __m256d fa_pswap_f64(__m256d v, int s)
 {
-    (void)s;
-    return _mm256_permute_pd(v, 0x5);                    /* k ^ 1 */
+    return s == 1 ? _mm256_permute_pd(v, 0x5)            /* k ^ 1 */
+                  : _mm256_permute2f128_pd(v, v, 0x01);  /* k ^ 2 */
 }
 FA_PBUTTERFLY(__m256, f32, ps)
 FA_PBUTTERFLY(__m256d, f64, pd)
+/* 4-byte loads and stores (_mm_loadu_si32 needs GCC 11) */
+static inline __m128i fa_load4(const void *p)
+{
+    int32_t t;
+    memcpy(&t, p, 4);
+    return _mm_cvtsi32_si128(t);
+}
+static inline void fa_store4(void *p, __m128i v)
+{
+    int32_t t = _mm_cvtsi128_si32(v);
+    memcpy(p, &t, 4);
+}
 /* lane k of the result = lane src[k] of v */
 static inline __m256 fa_perm_f32(__m256 v, const int *src)
 {
@@ -641,7 +660,7 @@ static inline __attribute__((always_inline)) void                              \
 fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
 {                                                                               \
     enum { W = 32 / sizeof(T) };                                                \
-    V va, vb, s, v[4];                                                          \
+    V va, vb, s, v[W];                                                          \
     IT bits[W];                                                                 \
     int src[W];                                                                 \
     ptrdiff_t i = 0;                                                            \
@@ -672,7 +691,8 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
             src[k] = k / n;                                                     \
         for (; i < len; i += W) {                                               \
             SI lo = q * sizeof(T) == 16 ? _mm_loadu_si128((const __m128i *)(a + i / n)) \
-                                        : _mm_loadl_epi64((const __m128i *)(a + i / n)); \
+                  : q * sizeof(T) == 8 ? _mm_loadl_epi64((const __m128i *)(a + i / n))  \
+                                       : fa_load4(a + i / n);                           \
             va = _mm256_castsi256_##PS(_mm256_castsi128_si256(lo));             \
             _mm256_storeu_##PS(out + i, fa_perm_##SFX(va, src));                \
         }                                                                       \
@@ -700,8 +720,10 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
             SI lo = _mm256_castsi256_si128(_mm256_cast##PS##_si256(fa_perm_##SFX(s, src))); \
             if (q * sizeof(T) == 16)                                            \
                 _mm_storeu_si128((__m128i *)(out + i / n), lo);                 \
-            else                                                                \
+            else if (q * sizeof(T) == 8)                                        \
                 _mm_storel_epi64((__m128i *)(out + i / n), lo);                 \
+            else                                                                \
+                fa_store4(out + i / n, lo);                                     \
         } else {                                                                \
             _mm256_storeu_##PS(out + i, s);                                     \
         }                                                                       \
@@ -711,6 +733,7 @@ FA_PACK_OPS(float, __m256, f32, ps, int32_t, __m128i)
 FA_PACK_OPS(double, __m256d, f64, pd, int64_t, __m128i)
 #else
 #define FA_PACK 0
+#define FA_PACK_MAX_BYTES (FA_VEC_BYTES / 2)
 #define FA_MASKED_ROWS 0
 #define FA_PACK_OPS(T, SFX)                                                     \
 static inline void                                                             \
@@ -803,10 +826,9 @@ static FA_NOINLINE void fa_outline_f64(fa_rows_f64 f, const double *a, const dou
     f(a, b, out, rows, n);
 }
 
-/* packed for n = 2, 4, 8 (below a register: FA_PACK_MAX_BYTES), row by row
- * for other n; each packed n gets its own copy of the loop, with the
- * butterfly unrolled */
-#define FA_PACK_MAX_BYTES (FA_VEC_BYTES / 2)
+/* packed for n = 2, 4, 8 up to FA_PACK_MAX_BYTES (defined with FA_PACK),
+ * row by row for other n; each packed n gets its own copy of the loop, with
+ * the butterfly unrolled */
 #define FA_PACK_ENTRY(T, SFX)                                                   \
 static inline void fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) \
 {                                                                               \
