@@ -1176,9 +1176,13 @@ cdef inline void _rows_mul(const real* a, const real* b, real* out, Py_ssize_t m
 
 cdef inline bint _tile_simd(Py_ssize_t n, size_t itemsize) noexcept nogil:
     # the register transposes of fa_support.h: float32 rows of 5 or more
-    # (softmax over 1M entries, rows of 5-20: 0.65-0.91x the time of GCC's
-    # code for a constant n; rows of 3: 1.9x).  In float64 they were
-    # 0.9x for rows of 5-7 and 1.1-1.4x for rows of 10-20
+    # (AVX-512, softmax over 1M entries, rows of 5-20: 0.65-0.91x the time
+    # of GCC's code for a constant n; rows of 3: 1.9x.  AVX2 on Zen 3, 8 x 8
+    # blocks: softmax rows of 7-20 0.80-0.89x, 5-6 0.90-0.94x; log_softmax
+    # 10-20 0.79-0.89x; log_softmax_backward 7-20 0.87-0.92x;
+    # softmax_backward, which transposes only its products, 0.95-1.02x for
+    # rows of 7-20 but 1.1x for 5-6).  In float64 they were 0.9x for rows
+    # of 5-7 and 1.1-1.4x for rows of 10-20
     return FA_TILE_SIMD and itemsize == 4 and n >= 5
 
 

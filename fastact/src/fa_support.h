@@ -325,9 +325,9 @@ FA_ROW_REDUCE(double, f64)
  * registers: masked loads of the row pieces (nothing is read past a row or
  * the last row), an in-register 16 x 16 transpose, whole-register stores
  * into the tile (its lanes >= R are written but never read as results), and
- * masked stores back into the rows.  GCC's own code for these loops, even
- * with a constant n, was one scalar load and store per entry.
- * FA_TILE_SIMD says whether this path exists; without it the callers keep
+ * masked stores back into the rows (AVX2: 8 x 8 blocks, see there).  GCC's
+ * own code for these loops, even with a constant n, was one scalar load and
+ * store per entry.  FA_TILE_SIMD says whether this path exists; without it the callers keep
  * their own loops and the plain-C version below is not used. */
 #if FA_VEC_BYTES == 64
 #define FA_TILE_SIMD 1
@@ -387,6 +387,89 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
                 fa_tr16_f32(v);
                 for (i = 0; i < rows; i++)
                     _mm512_mask_storeu_ps(dst + (r0 + i) * n + c0, m, v[i]);
+            }
+        }
+    }
+}
+#elif FA_VEC_BYTES == 32 && defined(__AVX2__)
+/* AVX2: blocks of 8 rows by 8 columns through an in-register 8 x 8
+ * transpose.  No masked moves (microcode on AMD Zen 3): a row piece is one
+ * plain 8-entry load -- its entries past the piece land in tile rows >= n,
+ * never read -- unless those 8 entries would reach past the R rows, when
+ * the piece is copied into a zeroed buffer first (the block's last row or
+ * two); back into the rows, pieces of 4, 2 and 1 entries are stored. */
+#define FA_TILE_SIMD 1
+static inline void fa_tr8_f32(__m256 *r)
+{
+    __m256 t[8], u[8];
+    int i;
+    for (i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);      /* a0 b0 a1 b1 | a4 b4 a5 b5 */
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);  /* a2 b2 a3 b3 | a6 b6 a7 b7 */
+    }
+    for (i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);      /* column 0 | 4 of 4 rows */
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);  /* 1 | 5 */
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);  /* 2 | 6 */
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);  /* 3 | 7 */
+    }
+    for (i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+    }
+}
+static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts,
+                               int to_tile)
+{
+    __m256 v[8];
+    __m128 h;
+    float buf[8];
+    ptrdiff_t r0, c0, i, rows, cols, at;
+    float *p;
+    for (r0 = 0; r0 < R; r0 += 8) {
+        rows = R - r0 < 8 ? R - r0 : 8;
+        for (c0 = 0; c0 < n; c0 += 8) {
+            cols = n - c0 < 8 ? n - c0 : 8;
+            if (to_tile) {
+                for (i = 0; i < 8; i++) {
+                    at = (r0 + i) * n + c0;
+                    if (i >= rows) {
+                        v[i] = _mm256_setzero_ps();
+                    } else if (at + 8 <= R * n) {
+                        v[i] = _mm256_loadu_ps(src + at);
+                    } else {
+                        memset(buf, 0, sizeof buf);
+                        memcpy(buf, src + at, (size_t)cols * sizeof(float));
+                        v[i] = _mm256_loadu_ps(buf);
+                    }
+                }
+                fa_tr8_f32(v);
+                for (i = 0; i < cols; i++)
+                    _mm256_storeu_ps(dst + (c0 + i) * ts + r0, v[i]);
+            } else {
+                for (i = 0; i < 8; i++)
+                    v[i] = i < cols ? _mm256_loadu_ps(src + (c0 + i) * ts + r0) : _mm256_setzero_ps();
+                fa_tr8_f32(v);
+                for (i = 0; i < rows; i++) {
+                    p = dst + (r0 + i) * n + c0;
+                    if (cols == 8) {
+                        _mm256_storeu_ps(p, v[i]);
+                        continue;
+                    }
+                    h = _mm256_castps256_ps128(v[i]);
+                    if (cols & 4) {
+                        _mm_storeu_ps(p, h);
+                        h = _mm256_extractf128_ps(v[i], 1);
+                        p += 4;
+                    }
+                    if (cols & 2) {
+                        _mm_storel_pi((__m64 *)p, h);
+                        h = _mm_movehl_ps(h, h);
+                        p += 2;
+                    }
+                    if (cols & 1)
+                        _mm_store_ss(p, h);
+                }
             }
         }
     }
