@@ -1180,8 +1180,8 @@ cdef inline bint _tile_simd(Py_ssize_t n, size_t itemsize) noexcept nogil:
     # of GCC's code for a constant n; rows of 3: 1.9x.  AVX2 on Zen 3, 8 x 8
     # blocks: softmax rows of 7-20 0.80-0.89x, 5-6 0.90-0.94x; log_softmax
     # 10-20 0.79-0.89x; log_softmax_backward 7-20 0.87-0.92x;
-    # softmax_backward, which transposes only its products, 0.95-1.02x for
-    # rows of 7-20 but 1.1x for 5-6).  In float64 they were 0.9x for rows
+    # softmax_backward, which transposes only its products, 0.95-1.1x for
+    # rows of 7-20 and 1.1x for 5-6).  In float64 they were 0.9x for rows
     # of 5-7 and 1.1-1.4x for rows of 10-20
     return FA_TILE_SIMD and itemsize == 4 and n >= 5
 
@@ -1204,8 +1204,9 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
 # Rows of 2, 4 or 8 entries several to a SIMD register (fa_pack_* in
 # fa_support.h: the rows' max and sums by in-register butterflies), and
 # for the backward passes and float64 softmax other rows of up to two
-# registers one at a time (masked loads and stores; see _masked_rows), for
-# AVX-512 builds (AVX2 and other targets keep the tiles).  A
+# registers one at a time (masked loads and stores with AVX-512, plain
+# loads and stores in pieces with AVX2; see _masked_rows), for AVX-512
+# and AVX2 builds (other targets keep the tiles).  A
 # block of up to PB entries is computed in a few whole-array steps: the
 # fa_pack step, then the exps in a plain loop that GCC vectorizes, then
 # another fa_pack step.  The last partial register of packed rows is
@@ -1281,7 +1282,11 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) no
     # 1.06-1.23x, of 3 3.3x); float64 softmax over rows of 6-15 0.72-0.95x
     # (5: 1.1x, 3: 2x); float32 softmax (whose tiles transpose in
     # registers) 1.2x and log_softmax/logsumexp 0.72-1.6x (with their row
-    # sums' loads unmasked as well), which keep their tiles
+    # sums' loads unmasked as well), which keep their tiles.  AVX2 (plain
+    # loads and stores in pieces, Zen 3, against its register-transposed
+    # tiles): softmax_backward float32 rows of 7-15 0.65-0.89x, float64 5-7
+    # 0.43-0.60x; log_softmax_backward float32 5-15 0.74-0.83x, float64 5-7
+    # 0.71-0.72x; float64 softmax rows of 6-7 0.96-1.05x
     return (FA_MASKED_ROWS and n >= nmin and not _packed(n, itemsize) and not _rowwise(n, itemsize)
             and n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES)
 
@@ -1295,8 +1300,9 @@ cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t
 
 
 cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, Py_ssize_t len,
-                           Py_ssize_t n) noexcept nogil:
-    # out has len / n entries for _PkLse, len for the others
+                           Py_ssize_t n, int pad) noexcept nogil:
+    # out has len / n entries for _PkLse, len for the others; pad is
+    # PK_PADDED when a and b can be read 2 registers past len
     cdef real t[PB]
     cdef real e[PB + 2 * VWMAX]
     cdef real c[PB]
@@ -1312,14 +1318,14 @@ cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, P
     elif pk_op is _PkSoftmax:
         # the exps into e, not out: the scaling step's row loads then need
         # no masks (see PK_PADDED)
-        _pk(PK_MAX, a, <const real*>NULL, t, len, n)
+        _pk(PK_MAX | pad, a, <const real*>NULL, t, len, n)
         for i in range(len):
             e[i] = fexpn(a[i] - t[i])
         _pk(PK_SCALE | PK_PADDED, e, <const real*>NULL, out, len, n)
     elif pk_op is _PkSmBwd:
-        _pk(PK_SMBWD, a, b, out, len, n)
+        _pk(PK_SMBWD | pad, a, b, out, len, n)
     elif pk_op is _PkLsmBwd:
-        _pk(PK_SUM, a, <const real*>NULL, t, len, n)
+        _pk(PK_SUM | pad, a, <const real*>NULL, t, len, n)
         for i in range(len):
             out[i] = a[i] - fexp(b[i]) * t[i]
     else:
@@ -1351,15 +1357,21 @@ cdef inline void _packed_rows(pk_op* op, const real* a, const real* b, real* out
     cdef Py_ssize_t W = FA_VEC_BYTES // sizeof(real)
     cdef Py_ssize_t len = rows * n, full = len - len % W, i0, i, per = n if pk_op is _PkLse else 1
     cdef Py_ssize_t step = PB - PB % n
+    cdef int pad
     if not _packed(n, sizeof(real)):
         full = len      # rows one at a time: no partial register
     for i0 from 0 <= i0 < full by step:
-        _pk_block(op, a + i0, b + i0 if b != NULL else b, out + i0 // per, _imin(step, full - i0), n)
+        # the rows one at a time read whole registers past a block's end
+        # while the array goes on (AVX2, which has no cheap masked loads:
+        # without this the last rows of every block took a zero-padded
+        # copy; AVX-512 keeps its masked loads)
+        pad = PK_PADDED if FA_VEC_BYTES == 32 and i0 + step + 2 * W <= len else 0
+        _pk_block(op, a + i0, b + i0 if b != NULL else b, out + i0 // per, _imin(step, full - i0), n, pad)
     if full < len:
         for i in range(W):
             pa[i] = a[full + i] if full + i < len else 0
             pb[i] = b[full + i] if b != NULL and full + i < len else 0
-        _pk_block(op, pa, pb, pa, W, n)
+        _pk_block(op, pa, pb, pa, W, n, 0)
         for i in range((len - full) // per):
             out[full // per + i] = pa[i]
 

@@ -399,6 +399,67 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  * the piece is copied into a zeroed buffer first (the block's last row or
  * two); back into the rows, pieces of 4, 2 and 1 entries are stored. */
 #define FA_TILE_SIMD 1
+/* pieces of a row: stores of the first c lanes of a register in pieces of
+ * 4, 2 and 1 entries (2 and 1 for float64), never past them; loads of a
+ * whole register where avail entries can be read (a zero-padded copy
+ * otherwise); a mask of the lanes below c */
+static inline void fa_store_part_f32(float *p, __m256 v, int c)
+{
+    __m128 h = _mm256_castps256_ps128(v);
+    if (c >= 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    if (c & 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (c & 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+    }
+    if (c & 1)
+        _mm_store_ss(p, h);
+}
+static inline void fa_store_part_f64(double *p, __m256d v, int c)
+{
+    __m128d h = _mm256_castpd256_pd128(v);
+    if (c >= 4) {
+        _mm256_storeu_pd(p, v);
+        return;
+    }
+    if (c & 2) {
+        _mm_storeu_pd(p, h);
+        h = _mm256_extractf128_pd(v, 1);
+        p += 2;
+    }
+    if (c & 1)
+        _mm_store_sd(p, h);
+}
+#define FA_PART_OPS(T, V, SFX, PS, W, CMPLANES)                                 \
+static inline V fa_load_part_##SFX(const T *p, ptrdiff_t avail)                 \
+{                                                                               \
+    T buf[W];                                                                   \
+    if (avail >= W)                                                             \
+        return _mm256_loadu_##PS(p);                                            \
+    memset(buf, 0, sizeof buf);                                                 \
+    if (avail > 0)                                                              \
+        memcpy(buf, p, (size_t)avail * sizeof(T));                              \
+    return _mm256_loadu_##PS(buf);                                              \
+}                                                                               \
+/* all bits set in lanes < c */                                                 \
+static inline V fa_lanes_##SFX(int c)                                           \
+{                                                                               \
+    return CMPLANES;                                                            \
+}
+FA_PART_OPS(float, __m256, f32, ps, 8,
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(c),
+                                                   _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))))
+FA_PART_OPS(double, __m256d, f64, pd, 4,
+            _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_set1_epi64x(c),
+                                                   _mm256_setr_epi64x(0, 1, 2, 3))))
 static inline void fa_tr8_f32(__m256 *r)
 {
     __m256 t[8], u[8];
@@ -422,10 +483,7 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
                                int to_tile)
 {
     __m256 v[8];
-    __m128 h;
-    float buf[8];
     ptrdiff_t r0, c0, i, rows, cols, at;
-    float *p;
     for (r0 = 0; r0 < R; r0 += 8) {
         rows = R - r0 < 8 ? R - r0 : 8;
         for (c0 = 0; c0 < n; c0 += 8) {
@@ -433,15 +491,7 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
             if (to_tile) {
                 for (i = 0; i < 8; i++) {
                     at = (r0 + i) * n + c0;
-                    if (i >= rows) {
-                        v[i] = _mm256_setzero_ps();
-                    } else if (at + 8 <= R * n) {
-                        v[i] = _mm256_loadu_ps(src + at);
-                    } else {
-                        memset(buf, 0, sizeof buf);
-                        memcpy(buf, src + at, (size_t)cols * sizeof(float));
-                        v[i] = _mm256_loadu_ps(buf);
-                    }
+                    v[i] = i < rows ? fa_load_part_f32(src + at, R * n - at) : _mm256_setzero_ps();
                 }
                 fa_tr8_f32(v);
                 for (i = 0; i < cols; i++)
@@ -450,26 +500,8 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
                 for (i = 0; i < 8; i++)
                     v[i] = i < cols ? _mm256_loadu_ps(src + (c0 + i) * ts + r0) : _mm256_setzero_ps();
                 fa_tr8_f32(v);
-                for (i = 0; i < rows; i++) {
-                    p = dst + (r0 + i) * n + c0;
-                    if (cols == 8) {
-                        _mm256_storeu_ps(p, v[i]);
-                        continue;
-                    }
-                    h = _mm256_castps256_ps128(v[i]);
-                    if (cols & 4) {
-                        _mm_storeu_ps(p, h);
-                        h = _mm256_extractf128_ps(v[i], 1);
-                        p += 4;
-                    }
-                    if (cols & 2) {
-                        _mm_storel_pi((__m64 *)p, h);
-                        h = _mm_movehl_ps(h, h);
-                        p += 2;
-                    }
-                    if (cols & 1)
-                        _mm_store_ss(p, h);
-                }
+                for (i = 0; i < rows; i++)
+                    fa_store_part_f32(dst + (r0 + i) * n + c0, v[i], (int)cols);
             }
         }
     }
@@ -517,8 +549,9 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  *                   cache: softmax over float64 rows of 3 took 8x as long
  *                   with masked loads of its exps)
  * FA_PACK says whether a SIMD path exists (AVX-512, or AVX2: rows of 2, 4
- * and 8 float32, 2 and 4 float64), FA_MASKED_ROWS whether fa_rows_n has one (AVX-512
- * only: AMD Zen 3 runs AVX2's vmaskmovps stores in microcode); the plain-C
+ * and 8 float32, 2 and 4 float64), FA_MASKED_ROWS whether fa_rows_n has one
+ * (AVX-512 with masked loads and stores; AVX2 with plain loads, lane masks
+ * and stores in pieces: AMD Zen 3 runs vmaskmovps in microcode); the plain-C
  * versions below (the same butterflies) are only there so that the callers
  * compile. */
 /* a row's max or sum in each of its lanes: log2 n butterfly steps over
@@ -700,7 +733,7 @@ FA_ROWS_OPS(double, __m512d, f64, pd, __mmask8)
  * register stay row-wise, RG at a time). */
 #define FA_PACK 1
 #define FA_PACK_MAX_BYTES 32      /* up to a whole register */
-#define FA_MASKED_ROWS 0
+#define FA_MASKED_ROWS 1
 static inline __m256 fa_pswap_f32(__m256 v, int s)
 {
     return s == 1 ? _mm256_permute_ps(v, 0xB1)           /* k ^ 1 */
@@ -814,6 +847,69 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_PACK_OPS(float, __m256, f32, ps, int32_t, __m128i)
 FA_PACK_OPS(double, __m256d, f64, pd, int64_t, __m128i)
+/* Rows one at a time (fa_rows_n) without masked moves: a row's pieces are
+ * whole-register loads where they can be read (op | 8, or inside len; a
+ * zero-padded copy otherwise), the lanes past the row cleared by a lane
+ * mask; stores in pieces never past the row (fa_store_part, above). */
+#define FA_ROWS_OPS(T, V, SFX, PS)                                              \
+static inline __attribute__((always_inline)) void                              \
+fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    enum { W = 32 / sizeof(T) };                                                \
+    int c0 = n >= W ? W : n, c1 = n > W ? n - W : 0;                            \
+    V m0 = fa_lanes_##SFX(c0), m1 = fa_lanes_##SFX(c1);                         \
+    V lo, hi, bl, bh, s, zero = _mm256_setzero_##PS();                          \
+    T t;                                                                        \
+    ptrdiff_t i, r, ra;                                                         \
+    int pad = op & 8;                                                           \
+    op &= 7;                                                                    \
+    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
+        if (op == 5) {                                                          \
+            out[r] = a[i];                                                      \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 6) {                                                          \
+            s = _mm256_set1_##PS(a[r]);                                         \
+            fa_store_part_##SFX(out + i, s, c0);                                \
+            if (c1)                                                             \
+                fa_store_part_##SFX(out + i + W, s, c1);                        \
+            continue;                                                           \
+        }                                                                       \
+        ra = pad ? 2 * W : len - i;     /* entries readable at a + i */         \
+        lo = _mm256_and_##PS(m0, fa_load_part_##SFX(a + i, ra));                \
+        hi = c1 ? _mm256_and_##PS(m1, fa_load_part_##SFX(a + i + W, ra - W)) : zero; \
+        if (op == 0) {                                                          \
+            s = _mm256_set1_##PS(-(T)INFINITY);                                 \
+            t = fa_hmax_v##SFX(_mm256_max_##PS(_mm256_blendv_##PS(s, lo, m0),   \
+                                               _mm256_blendv_##PS(s, hi, m1))); \
+        } else if (op == 3) {                                                   \
+            bl = _mm256_and_##PS(m0, fa_load_part_##SFX(b + i, ra));            \
+            bh = c1 ? _mm256_and_##PS(m1, fa_load_part_##SFX(b + i + W, ra - W)) : zero; \
+            t = fa_hsum_v##SFX(_mm256_add_##PS(_mm256_mul_##PS(lo, bl), _mm256_mul_##PS(hi, bh))); \
+            s = _mm256_set1_##PS(t);                                            \
+            lo = _mm256_mul_##PS(bl, _mm256_sub_##PS(lo, s));                   \
+            hi = _mm256_mul_##PS(bh, _mm256_sub_##PS(hi, s));                   \
+        } else {                                                                \
+            t = fa_hsum_v##SFX(_mm256_add_##PS(lo, hi));                        \
+        }                                                                       \
+        if (op == 4) {                                                          \
+            out[r] = t;                                                         \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 1) {                                                          \
+            s = _mm256_set1_##PS((T)1 / t);                                     \
+            lo = _mm256_mul_##PS(lo, s);                                        \
+            hi = _mm256_mul_##PS(hi, s);                                        \
+        } else if (op != 3) {                                                   \
+            lo = hi = _mm256_set1_##PS(t);                                      \
+        }                                                                       \
+        fa_store_part_##SFX(out + i, lo, c0);                                   \
+        if (c1)                                                                 \
+            fa_store_part_##SFX(out + i + W, hi, c1);                           \
+    }                                                                           \
+}
+FA_ROWS_OPS(float, __m256, f32, ps)
+FA_ROWS_OPS(double, __m256d, f64, pd)
 #else
 #define FA_PACK 0
 #define FA_PACK_MAX_BYTES (FA_VEC_BYTES / 2)
@@ -856,7 +952,7 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 FA_PACK_OPS(float, f32)
 FA_PACK_OPS(double, f64)
 #endif
-#if FA_VEC_BYTES != 64
+#if !FA_MASKED_ROWS
 #define FA_ROWS_OPS(T, SFX)                                                     \
 static inline void                                                             \
 fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
