@@ -168,16 +168,19 @@ def test_row_paths_at_their_boundaries(kernel, dtype):
         close(r, ft.reference(c), kernel, 7)
 
 
-@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward"])
-def test_float32_tiles_every_row_length(kernel):
-    # float32 rows of 5-32 go through transposed tiles (fa_tile_f32: 16 x 16
-    # blocks with AVX-512, 8 x 8 with AVX2) wherever they are not packed or
-    # row-wise: every length, and row counts that leave partial blocks
-    # (the last row's pieces are the ones a whole-register load would read
-    # past the array with)
-    for n in range(5, 33):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
+                                    "log_softmax_backward"])
+def test_short_rows_every_length(kernel, dtype):
+    # rows of 2-33 take packed registers, whole registers, rows one at a
+    # time (fa_rows_n) or transposed tiles (fa_tile_f32: 16 x 16 blocks with
+    # AVX-512, 8 x 8 with AVX2) depending on the length and the target:
+    # every length, and row counts that leave partial blocks and tiles (the
+    # last rows are the ones a whole-register load would read past the
+    # array with; 65 rows span several blocks of fa_rows_n)
+    for n in range(2, 34):
         for rows in (1, 7, 9, 65):
-            c = ft.case(kernel, (rows, n), np.float32, -1, seed=n)
+            c = ft.case(kernel, (rows, n), dtype, -1, seed=n)
             with fastact.use_backend("cython"):
                 r = ft.run(c)
             close(r, ft.reference(c), kernel, n)
