@@ -327,7 +327,8 @@ FA_ROW_REDUCE(double, f64)
  * into the tile (its lanes >= R are written but never read as results), and
  * masked stores back into the rows (AVX2: 8 x 8 blocks, see there).  GCC's
  * own code for these loops, even with a constant n, was one scalar load and
- * store per entry.  FA_TILE_SIMD says whether this path exists; without it the callers keep
+ * store per entry.  FA_TILE_SIMD says whether this path exists; without it
+ * the callers keep
  * their own loops and the plain-C version below is not used. */
 #if FA_VEC_BYTES == 64
 #define FA_TILE_SIMD 1
@@ -523,7 +524,8 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
 
 /* Packed short rows: rows of n = 2, 4 or 8 entries (n a power of two, at
  * most FA_PACK_MAX_BYTES: float32 2-8, float64 2-4 with AVX-512 and AVX2)
- * several to a register, so that a block of rows is loaded and stored whole instead of
+ * several to a register, so that a block of rows is loaded and stored whole
+ * instead of
  * being transposed into a tile.  A row's max and sum are formed in its own
  * lanes by a butterfly: lane k is combined with lane k^1, then k^2, then k^4
  * (an in-lane permute within 128 bits, a swap of 128-bit blocks beyond), so
@@ -535,7 +537,8 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  * or meets a NaN in the row's sum, so the whole row comes out NaN either way.
  *
  * fa_pack_f32/f64(op, a, b, out, len, n) over len entries, out may be a or
- * b; for the packed n len is a multiple of the register's lanes W, other n (up to 2W: fa_rows_n below) take len a multiple of n:
+ * b; for the packed n len is a multiple of the register's lanes W, other n
+ * (up to 2W: fa_rows_n below) take len a multiple of n:
  *   0 FA_PK_MAX     out = the row's max, in each of its lanes
  *   1 FA_PK_SCALE   out = a / the row's sum of a
  *   2 FA_PK_SUM     out = the row's sum of a, in each of its lanes
