@@ -364,6 +364,54 @@ def test_avx2_build_has_no_masked_stores_and_masked_loads_only_in_packed_tails()
     assert all("_pk_" in f for f in loads), f"masked loads in {sorted(set(loads))}"
 
 
+def _reread_vectors(asm, names):
+    """(function, first, second) for each zmm instruction of the functions
+    whose names contain one of `names` that reads a (non-stack) memory
+    operand an earlier one of the same straight-line run already read, with
+    no store or jump between them."""
+    import re
+    hits, fn, seen = [], None, {}
+    for ln in asm.splitlines():
+        if ln.endswith(">:"):
+            name = ln.split("<", 1)[1]
+            fn = name if any(n in name for n in names) else None
+            seen = {}
+            continue
+        ins = ln.split("\t")[-1].strip()
+        op = ins.split(" ", 1)[0]
+        if fn is None or not ins:
+            continue
+        if op.startswith("j") or op in ("call", "ret"):
+            seen = {}
+            continue
+        m = re.search(r"(-?0x[0-9a-f]+)?\(%\w+(,%\w+,\d)?\)", ins)
+        if "zmm" not in ins or m is None or "%rsp" in m.group(0) or "%rbp" in m.group(0):
+            continue
+        if op.startswith("vmov") and ins.endswith(")"):  # a store
+            seen = {}
+            continue
+        if m.group(0) in seen:
+            hits.append((fn, seen[m.group(0)], ins))
+        seen[m.group(0)] = ins
+    return hits
+
+
+def test_avx512_build_reads_each_vector_once_in_memory_bound_kernels():
+    # GCC 12's generic tuning folds a loaded vector into each instruction
+    # that uses it (y of g * y * (1 - y) read by vmulps and vsubps); large
+    # NumPy arrays sit 16 bytes past a cache line, so each zmm read splits
+    # two lines: sigmoid_backward and tanh_backward float32 took 1.3-1.4x
+    # as long on AMD Zen 5 (setup.py's VARIANT_TUNE).
+    spec = importlib.util.find_spec("fastact._kernels_x86_64_v4")
+    if spec is None or shutil.which("objdump") is None:
+        pytest.skip("needs the x86-64-v4 build and objdump")
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", spec.origin],
+                         capture_output=True, text=True, check=True).stdout
+    names = ["k_sigmoid_backward>", "k_tanh_backward>", "k_leaky_relu_backward>", "k_logit_backward>"]
+    assert all(n in asm for n in names)  # the functions are there to check
+    assert not _reread_vectors(asm, names)
+
+
 # ---------------------------------------------------------------------------
 # a missing or partial extension
 
