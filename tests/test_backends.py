@@ -136,15 +136,20 @@ def test_bad_out_writes_nothing(backend, kernel):
 def test_edge_values_elementwise(backend, dtype, kernel):
     k = _registry.KERNELS[kernel]
     vals = np.array(ft.EDGE_VALUES)
+    # and where exp(-|x|), exp(-1.5|x|) (softplus's test beta) are subnormal
+    tails = np.array([-60.0, -65.0, -95.0, -100.0, -480.0, -490.0, -720.0, -740.0])
     with np.errstate(over="ignore"):
-        x = vals.astype(dtype)
+        x = np.concatenate([vals, tails]).astype(dtype)
     if k.domain == (0.0, 1.0):  # logit: also the ends and outside [0, 1]
         x = np.concatenate([x, np.array([0.0, 1.0, 0.25, 0.75, 1 - 1e-7, 1e-7], dtype)])
     kw = dict(k.api_kwargs)
     kw.update(k.params)
     func = getattr(fastact, k.api)
     if k.is_backward:
-        g = np.linspace(-2, 2, x.size).astype(dtype)
+        # every gradient value, the edge ones too, against every input value
+        with np.errstate(over="ignore"):
+            gv = np.concatenate([vals, np.linspace(-2, 2, 9)]).astype(dtype)
+        x, g = (a.ravel() for a in np.meshgrid(x, gv))
         args = (g, x)
     else:
         args = (x,)
@@ -152,6 +157,10 @@ def test_edge_values_elementwise(backend, dtype, kernel):
     with fastact.use_backend("numpy"):
         ref = func(*args, **kw)
     assert_close(r, ref, ulps_for(kernel), what=f"{backend} {kernel} edge")
+    # zeros keep their sign as the reference gives it
+    zero = (ref == 0) & (r == 0)
+    assert (np.signbit(r[zero]) == np.signbit(ref[zero])).all(), \
+        f"{backend} {kernel}: signed zeros at {np.argwhere(zero & (np.signbit(r) != np.signbit(ref)))[:4].tolist()}"
 
 
 def _check_edge_rows(backend, kernel, x, axis):

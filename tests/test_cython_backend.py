@@ -402,14 +402,29 @@ def test_avx512_build_reads_each_vector_once_in_memory_bound_kernels():
     # NumPy arrays sit 16 bytes past a cache line, so each zmm read splits
     # two lines: sigmoid_backward and tanh_backward float32 took 1.3-1.4x
     # as long on AMD Zen 5 (setup.py's VARIANT_TUNE).
-    spec = importlib.util.find_spec("fastact._kernels_x86_64_v4")
-    if spec is None or shutil.which("objdump") is None:
-        pytest.skip("needs the x86-64-v4 build and objdump")
-    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", spec.origin],
-                         capture_output=True, text=True, check=True).stdout
+    asm = _v4_asm()
     names = ["k_sigmoid_backward>", "k_tanh_backward>", "k_leaky_relu_backward>", "k_logit_backward>"]
     assert all(n in asm for n in names)  # the functions are there to check
     assert not _reread_vectors(asm, names)
+
+
+def _v4_asm():
+    spec = importlib.util.find_spec("fastact._kernels_x86_64_v4")
+    if spec is None or shutil.which("objdump") is None:
+        pytest.skip("needs the x86-64-v4 build and objdump")
+    return subprocess.run(["objdump", "-d", "--no-show-raw-insn", spec.origin],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_avx512_relu_backward_loads_the_gradient_unmasked():
+    # a masked load of g (vmovups (mem), %zmm{k}{z}) waits for x's load and
+    # compare: relu_backward took 1.6-1.7x as long (fa_relu_bwd)
+    import re
+    body = re.findall(r"k_relu_backward>:\n(.*?)\n\n", _v4_asm(), re.S)
+    assert len(body) == 2  # float32, float64
+    masked = [ln for b in body for ln in b.splitlines()
+              if re.search(r"\(%\w+[^)]*\),%zmm\d+\{%k", ln) and "%rsp" not in ln]
+    assert not masked, masked
 
 
 # ---------------------------------------------------------------------------

@@ -78,6 +78,7 @@ from .numba_math import (
     log1p,
     log1pexp_neg_abs,
     sigmoid as _sigmoid,
+    sigmoid_sub as _sigmoid_sub,
     tanh as _tanh,
     wide,
 )
@@ -338,7 +339,7 @@ def _b_tanh_x(g, x):
 @njit(**_HLP)
 def _b_log_sigmoid(g, x):
     always_inline()
-    return g * _sigmoid(-x)
+    return g * _sigmoid_sub(-x)
 
 
 @njit(**_HLP)
@@ -351,7 +352,7 @@ def _b_logit(g, p):
 def _b_softplus(g, x, beta, threshold):
     always_inline()
     bx = x * beta
-    return g if bx > threshold else g * _sigmoid(bx)
+    return g if bx > threshold else g * _sigmoid_sub(bx)
 
 
 @njit(**_HLP)

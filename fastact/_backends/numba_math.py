@@ -894,12 +894,28 @@ def tanh(x):
 
 
 @njit(**HELPER)
-def sigmoid(x):
-    """1 / (1 + e**-x) without overflow (the reference's formula)."""
+def _sigmoid_e(x, e):
+    """1 / (1 + e**-x) from e = e**-|x|, without overflow (the reference's
+    formula)."""
     always_inline()
-    e = exp_neg(-fabs(x))
     num = K(x, 1.0) if x >= K(x, 0.0) else e
     return num / (K(x, 1.0) + e)
+
+
+@njit(**HELPER)
+def sigmoid(x):
+    """sigmoid(x); results below the smallest normal number flushed to 0."""
+    always_inline()
+    return _sigmoid_e(x, exp_neg(-fabs(x)))
+
+
+@njit(**HELPER)
+def sigmoid_sub(x):
+    """sigmoid(x) with subnormal results kept, for callers that multiply it
+    by a gradient: inf * a subnormal is inf, as in the reference, where a
+    flushed 0 would give NaN."""
+    always_inline()
+    return _sigmoid_e(x, exp_neg_sub(-fabs(x)))
 
 
 @njit(**HELPER)
