@@ -687,72 +687,39 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_PACK_OPS(float, __m512, f32, ps, __mmask16, int32_t)
 FA_PACK_OPS(double, __m512d, f64, pd, __mmask8, int64_t)
-/* Rows of another length n <= 2W, one at a time: masked loads of the row
- * into two registers (nothing read past it; with op | 8 whole loads, the
- * other lanes cleared), its max or sum by the halving tree of
- * fa_hmax/fa_hsum_v*, masked stores: the same ops, len a multiple of n.
- * One scalar per row, so a row's lanes never disagree. */
-#define FA_ROWS_OPS(T, V, SFX, PS, MT)                                          \
-static inline __attribute__((always_inline)) void                              \
-fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+/* pieces of a row for fa_rows_n (below), a piece being the first c lanes
+ * of a register (fa_piece_of(c), made once per call): loaded with the other
+ * lanes cleared (whole where avail entries can be read, masked otherwise),
+ * stored by a masked store, filled past c with f by fa_rfill.  Only the
+ * padded rows (op | 8) are loaded whole: a masked load of a piece's few
+ * entries touches one cache line where a whole register, unaligned, splits
+ * two (softmax_backward float32 rows of 20 took 1.5x as long, rows of 10-12
+ * 1.13-1.19x, on AMD Zen 5). */
+#define FA_RLOAD_INSIDE 0
+#define FA_PIECE_OPS(T, V, SFX, PS, MT, W)                                      \
+typedef struct { MT m; } fa_piece_##SFX;        /* the lanes below c */        \
+static inline fa_piece_##SFX fa_piece_of_##SFX(int c)                           \
 {                                                                               \
-    enum { W = 64 / sizeof(T) };                                                \
-    MT m0 = n >= W ? (MT)~0u : (MT)((1u << n) - 1);                             \
-    MT m1 = n > W ? (MT)((1u << (n - W)) - 1) : (MT)0;                          \
-    V lo, hi, bl, bh, s;                                                        \
-    T t;                                                                        \
-    ptrdiff_t i, r;                                                             \
-    int pad = op & 8;                                                           \
-    op &= 7;                                                                    \
-    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
-        if (op == 5) {                                                          \
-            out[r] = a[i];                                                      \
-            continue;                                                           \
-        }                                                                       \
-        if (op == 6) {                                                          \
-            s = _mm512_set1_##PS(a[r]);                                         \
-            _mm512_mask_storeu_##PS(out + i, m0, s);                            \
-            _mm512_mask_storeu_##PS(out + i + W, m1, s);                        \
-            continue;                                                           \
-        }                                                                       \
-        if (pad) {              /* whole loads, the other lanes cleared */      \
-            lo = _mm512_maskz_mov_##PS(m0, _mm512_loadu_##PS(a + i));           \
-            hi = _mm512_maskz_mov_##PS(m1, _mm512_loadu_##PS(a + i + W));       \
-        } else {                                                                \
-            lo = _mm512_maskz_loadu_##PS(m0, a + i);                            \
-            hi = _mm512_maskz_loadu_##PS(m1, a + i + W);                        \
-        }                                                                       \
-        if (op == 0) {                                                          \
-            s = _mm512_set1_##PS(-(T)INFINITY);                                 \
-            t = fa_hmax_v##SFX(_mm512_max_##PS(_mm512_mask_mov_##PS(s, m0, lo), \
-                                               _mm512_mask_mov_##PS(s, m1, hi))); \
-        } else if (op == 3) {                                                   \
-            bl = _mm512_maskz_loadu_##PS(m0, b + i);                            \
-            bh = _mm512_maskz_loadu_##PS(m1, b + i + W);                        \
-            t = fa_hsum_v##SFX(_mm512_add_##PS(_mm512_mul_##PS(lo, bl), _mm512_mul_##PS(hi, bh))); \
-            s = _mm512_set1_##PS(t);                                            \
-            lo = _mm512_mul_##PS(bl, _mm512_sub_##PS(lo, s));                   \
-            hi = _mm512_mul_##PS(bh, _mm512_sub_##PS(hi, s));                   \
-        } else {                                                                \
-            t = fa_hsum_v##SFX(_mm512_add_##PS(lo, hi));                        \
-        }                                                                       \
-        if (op == 4) {                                                          \
-            out[r] = t;                                                         \
-            continue;                                                           \
-        }                                                                       \
-        if (op == 1) {                                                          \
-            s = _mm512_set1_##PS((T)1 / t);                                     \
-            lo = _mm512_mul_##PS(lo, s);                                        \
-            hi = _mm512_mul_##PS(hi, s);                                        \
-        } else if (op != 3) {                                                   \
-            lo = hi = _mm512_set1_##PS(t);                                      \
-        }                                                                       \
-        _mm512_mask_storeu_##PS(out + i, m0, lo);                               \
-        _mm512_mask_storeu_##PS(out + i + W, m1, hi);                           \
-    }                                                                           \
+    fa_piece_##SFX q;                                                           \
+    q.m = c >= W ? (MT)~0u : (MT)((1u << c) - 1);                               \
+    return q;                                                                   \
+}                                                                               \
+static inline V fa_rload_##SFX(const T *p, fa_piece_##SFX q, ptrdiff_t avail)  \
+{                                                                               \
+    if (avail >= W)                                                             \
+        return _mm512_maskz_mov_##PS(q.m, _mm512_loadu_##PS(p));                \
+    return _mm512_maskz_loadu_##PS(q.m, p);                                     \
+}                                                                               \
+static inline void fa_rstore_##SFX(T *p, V v, fa_piece_##SFX q)                 \
+{                                                                               \
+    _mm512_mask_storeu_##PS(p, q.m, v);                                         \
+}                                                                               \
+static inline V fa_rfill_##SFX(V v, fa_piece_##SFX q, T f)                      \
+{                                                                               \
+    return _mm512_mask_mov_##PS(_mm512_set1_##PS(f), q.m, v);                   \
 }
-FA_ROWS_OPS(float, __m512, f32, ps, __mmask16)
-FA_ROWS_OPS(double, __m512d, f64, pd, __mmask8)
+FA_PIECE_OPS(float, __m512, f32, ps, __mmask16, 16)
+FA_PIECE_OPS(double, __m512d, f64, pd, __mmask8, 8)
 #elif FA_VEC_BYTES == 32 && defined(__AVX2__)
 /* AVX2: the butterflies of the AVX-512 path (in-lane permutes, a swap of
  * the 128-bit halves for rows of a whole register), blendv for the mask
@@ -880,69 +847,35 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_PACK_OPS(float, __m256, f32, ps, int32_t, __m128i)
 FA_PACK_OPS(double, __m256d, f64, pd, int64_t, __m128i)
-/* Rows one at a time (fa_rows_n) without masked moves: a row's pieces are
- * whole-register loads where they can be read (op | 8, or inside len; a
- * zero-padded copy otherwise), the lanes past the row cleared by a lane
- * mask; stores in pieces never past the row (fa_store_part, above). */
-#define FA_ROWS_OPS(T, V, SFX, PS)                                              \
-static inline __attribute__((always_inline)) void                              \
-fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+/* pieces of a row for fa_rows_n (below) without masked moves (the ops of
+ * the AVX-512 ones): whole-register loads where avail entries can be read
+ * (a zero-padded copy otherwise), the lanes past c cleared by a lane mask;
+ * stores in pieces never past c (fa_store_part, above); filled past c with
+ * f by a blend */
+#define FA_RLOAD_INSIDE 1
+#define FA_PIECE_OPS(T, V, SFX, PS)                                             \
+typedef struct { V m; int c; } fa_piece_##SFX;  /* the lanes below c */        \
+static inline fa_piece_##SFX fa_piece_of_##SFX(int c)                           \
 {                                                                               \
-    enum { W = 32 / sizeof(T) };                                                \
-    int c0 = n >= W ? W : n, c1 = n > W ? n - W : 0;                            \
-    V m0 = fa_lanes_##SFX(c0), m1 = fa_lanes_##SFX(c1);                         \
-    V lo, hi, bl, bh, s, zero = _mm256_setzero_##PS();                          \
-    T t;                                                                        \
-    ptrdiff_t i, r, ra;                                                         \
-    int pad = op & 8;                                                           \
-    op &= 7;                                                                    \
-    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
-        if (op == 5) {                                                          \
-            out[r] = a[i];                                                      \
-            continue;                                                           \
-        }                                                                       \
-        if (op == 6) {                                                          \
-            s = _mm256_set1_##PS(a[r]);                                         \
-            fa_store_part_##SFX(out + i, s, c0);                                \
-            if (c1)                                                             \
-                fa_store_part_##SFX(out + i + W, s, c1);                        \
-            continue;                                                           \
-        }                                                                       \
-        ra = pad ? 2 * W : len - i;     /* entries readable at a + i */         \
-        lo = _mm256_and_##PS(m0, fa_load_part_##SFX(a + i, ra));                \
-        hi = c1 ? _mm256_and_##PS(m1, fa_load_part_##SFX(a + i + W, ra - W)) : zero; \
-        if (op == 0) {                                                          \
-            s = _mm256_set1_##PS(-(T)INFINITY);                                 \
-            t = fa_hmax_v##SFX(_mm256_max_##PS(_mm256_blendv_##PS(s, lo, m0),   \
-                                               _mm256_blendv_##PS(s, hi, m1))); \
-        } else if (op == 3) {                                                   \
-            bl = _mm256_and_##PS(m0, fa_load_part_##SFX(b + i, ra));            \
-            bh = c1 ? _mm256_and_##PS(m1, fa_load_part_##SFX(b + i + W, ra - W)) : zero; \
-            t = fa_hsum_v##SFX(_mm256_add_##PS(_mm256_mul_##PS(lo, bl), _mm256_mul_##PS(hi, bh))); \
-            s = _mm256_set1_##PS(t);                                            \
-            lo = _mm256_mul_##PS(bl, _mm256_sub_##PS(lo, s));                   \
-            hi = _mm256_mul_##PS(bh, _mm256_sub_##PS(hi, s));                   \
-        } else {                                                                \
-            t = fa_hsum_v##SFX(_mm256_add_##PS(lo, hi));                        \
-        }                                                                       \
-        if (op == 4) {                                                          \
-            out[r] = t;                                                         \
-            continue;                                                           \
-        }                                                                       \
-        if (op == 1) {                                                          \
-            s = _mm256_set1_##PS((T)1 / t);                                     \
-            lo = _mm256_mul_##PS(lo, s);                                        \
-            hi = _mm256_mul_##PS(hi, s);                                        \
-        } else if (op != 3) {                                                   \
-            lo = hi = _mm256_set1_##PS(t);                                      \
-        }                                                                       \
-        fa_store_part_##SFX(out + i, lo, c0);                                   \
-        if (c1)                                                                 \
-            fa_store_part_##SFX(out + i + W, hi, c1);                           \
-    }                                                                           \
+    fa_piece_##SFX q;                                                           \
+    q.m = fa_lanes_##SFX(c);                                                    \
+    q.c = c;                                                                    \
+    return q;                                                                   \
+}                                                                               \
+static inline V fa_rload_##SFX(const T *p, fa_piece_##SFX q, ptrdiff_t avail)  \
+{                                                                               \
+    return _mm256_and_##PS(q.m, fa_load_part_##SFX(p, avail));                  \
+}                                                                               \
+static inline void fa_rstore_##SFX(T *p, V v, fa_piece_##SFX q)                 \
+{                                                                               \
+    fa_store_part_##SFX(p, v, q.c);                                             \
+}                                                                               \
+static inline V fa_rfill_##SFX(V v, fa_piece_##SFX q, T f)                      \
+{                                                                               \
+    return _mm256_blendv_##PS(_mm256_set1_##PS(f), v, q.m);                     \
 }
-FA_ROWS_OPS(float, __m256, f32, ps)
-FA_ROWS_OPS(double, __m256d, f64, pd)
+FA_PIECE_OPS(float, __m256, f32, ps)
+FA_PIECE_OPS(double, __m256d, f64, pd)
 #else
 #define FA_PACK 0
 #define FA_PACK_MAX_BYTES (FA_VEC_BYTES / 2)
@@ -985,7 +918,74 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 FA_PACK_OPS(float, f32)
 FA_PACK_OPS(double, f64)
 #endif
-#if !FA_MASKED_ROWS
+#if FA_MASKED_ROWS
+/* Rows of another length n <= 2W, one at a time: the row's two pieces
+ * (fa_rload: nothing read past the row unless it can be read, the other
+ * lanes cleared -- op | 8: readable 2W past every row; FA_RLOAD_INSIDE:
+ * whether the rest of the input counts as readable), its max or sum by
+ * the halving tree of fa_hmax/fa_hsum_v*, stores of the pieces (fa_rstore,
+ * never past the row): the ops of fa_pack_n, len a multiple of n.  One
+ * scalar per row, so a row's lanes never disagree. */
+#define FA_ROWS_OPS(T, V, SFX, PS)                                              \
+static inline __attribute__((always_inline)) void                              \
+fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
+    int c1 = n > W ? n - W : 0;                                                 \
+    fa_piece_##SFX q0 = fa_piece_of_##SFX(n >= W ? W : n), q1 = fa_piece_of_##SFX(c1); \
+    V lo, hi, bl, bh, s, zero = FA_OP(setzero, PS)();                           \
+    T t;                                                                        \
+    ptrdiff_t i, r, ra;                                                         \
+    int pad = op & 8;                                                           \
+    op &= 7;                                                                    \
+    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
+        if (op == 5) {                                                          \
+            out[r] = a[i];                                                      \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 6) {                                                          \
+            s = FA_OP(set1, PS)(a[r]);                                          \
+            fa_rstore_##SFX(out + i, s, q0);                                    \
+            if (c1)                                                             \
+                fa_rstore_##SFX(out + i + W, s, q1);                            \
+            continue;                                                           \
+        }                                                                       \
+        /* entries to take as readable at a + i */                              \
+        ra = pad ? 2 * W : FA_RLOAD_INSIDE ? len - i : 0;                       \
+        lo = fa_rload_##SFX(a + i, q0, ra);                                     \
+        hi = c1 ? fa_rload_##SFX(a + i + W, q1, ra - W) : zero;                 \
+        if (op == 0) {                                                          \
+            t = fa_hmax_v##SFX(FA_OP(max, PS)(fa_rfill_##SFX(lo, q0, -(T)INFINITY), \
+                                              fa_rfill_##SFX(hi, q1, -(T)INFINITY))); \
+        } else if (op == 3) {                                                   \
+            bl = fa_rload_##SFX(b + i, q0, ra);                                 \
+            bh = c1 ? fa_rload_##SFX(b + i + W, q1, ra - W) : zero;             \
+            t = fa_hsum_v##SFX(FA_OP(add, PS)(FA_OP(mul, PS)(lo, bl), FA_OP(mul, PS)(hi, bh))); \
+            s = FA_OP(set1, PS)(t);                                             \
+            lo = FA_OP(mul, PS)(bl, FA_OP(sub, PS)(lo, s));                     \
+            hi = FA_OP(mul, PS)(bh, FA_OP(sub, PS)(hi, s));                     \
+        } else {                                                                \
+            t = fa_hsum_v##SFX(FA_OP(add, PS)(lo, hi));                         \
+        }                                                                       \
+        if (op == 4) {                                                          \
+            out[r] = t;                                                         \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 1) {                                                          \
+            s = FA_OP(set1, PS)((T)1 / t);                                      \
+            lo = FA_OP(mul, PS)(lo, s);                                         \
+            hi = FA_OP(mul, PS)(hi, s);                                         \
+        } else if (op != 3) {                                                   \
+            lo = hi = FA_OP(set1, PS)(t);                                       \
+        }                                                                       \
+        fa_rstore_##SFX(out + i, lo, q0);                                       \
+        if (c1)                                                                 \
+            fa_rstore_##SFX(out + i + W, hi, q1);                               \
+    }                                                                           \
+}
+FA_ROWS_OPS(float, FA_VF32, f32, ps)
+FA_ROWS_OPS(double, FA_VF64, f64, pd)
+#else
 #define FA_ROWS_OPS(T, SFX)                                                     \
 static inline void                                                             \
 fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
@@ -1040,9 +1040,14 @@ static FA_NOINLINE void fa_outline_f64(fa_rows_f64 f, const double *a, const dou
 
 /* packed for n = 2, 4, 8 up to FA_PACK_MAX_BYTES (defined with FA_PACK),
  * row by row for other n; each packed n gets its own copy of the loop, with
- * the butterfly unrolled */
+ * the butterfly unrolled.  Inlined into each call, whose op is a constant
+ * there: one loop per op without the tests of op in every row (as a
+ * function of its own it ran them; softmax_backward float32 rows of 10-12
+ * took 1.3-1.6x as long on AMD Zen 5, float64 rows of 6 1.1-1.3x, with
+ * AVX-512 and AVX2 alike). */
 #define FA_PACK_ENTRY(T, SFX)                                                   \
-static inline void fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) \
+static inline __attribute__((always_inline)) void                              \
+fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)     \
 {                                                                               \
     if (n < 2 || (n & (n - 1)) || n * (int)sizeof(T) > FA_PACK_MAX_BYTES)      \
         fa_rows_n_##SFX(op, a, b, out, len, n);                                 \
