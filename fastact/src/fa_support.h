@@ -355,11 +355,12 @@ FA_ROW_REDUCE(double, f64)
  * registers: masked loads of the row pieces (nothing is read past a row or
  * the last row), an in-register 16 x 16 transpose, whole-register stores
  * into the tile (its lanes >= R are written but never read as results), and
- * masked stores back into the rows (AVX2: 8 x 8 blocks, see there).  GCC's
+ * masked stores back into the rows (AVX2: 8 x 8 blocks, see there; one
+ * fa_tile_f32 below for both, over the row-piece ops defined here).  GCC's
  * own code for these loops, even with a constant n, was one scalar load and
  * store per entry.  FA_TILE_SIMD says whether this path exists; without it
- * the callers keep
- * their own loops and the plain-C version below is not used. */
+ * the callers keep their own loops and the plain-C version below is not
+ * used. */
 #if FA_VEC_BYTES == 64
 #define FA_TILE_SIMD 1
 static inline void fa_tr16_f32(__m512 *r)
@@ -395,40 +396,47 @@ static inline void fa_tr16_f32(__m512 *r)
     for (i = 0; i < 16; i++)
         r[i] = t[i];
 }
-static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts,
-                               int to_tile)
-{
-    __m512 v[16];
-    ptrdiff_t r0, c0, i, rows, cols;
-    __mmask16 m;
-    for (r0 = 0; r0 < R; r0 += 16) {
-        rows = R - r0 < 16 ? R - r0 : 16;
-        for (c0 = 0; c0 < n; c0 += 16) {
-            cols = n - c0 < 16 ? n - c0 : 16;
-            m = (__mmask16)(((uint32_t)1 << cols) - 1);
-            if (to_tile) {
-                for (i = 0; i < 16; i++)
-                    v[i] = _mm512_maskz_loadu_ps(i < rows ? m : (__mmask16)0, src + (r0 + i) * n + c0);
-                fa_tr16_f32(v);
-                for (i = 0; i < cols; i++)
-                    _mm512_storeu_ps(dst + (c0 + i) * ts + r0, v[i]);
-            } else {
-                for (i = 0; i < 16; i++)
-                    v[i] = i < cols ? _mm512_loadu_ps(src + (c0 + i) * ts + r0) : _mm512_setzero_ps();
-                fa_tr16_f32(v);
-                for (i = 0; i < rows; i++)
-                    _mm512_mask_storeu_ps(dst + (r0 + i) * n + c0, m, v[i]);
-            }
-        }
-    }
+#define fa_tr_f32 fa_tr16_f32
+/* pieces of a row for fa_rows_n (below), a piece being the first c lanes
+ * of a register (fa_piece_of(c), made once per call): loaded with the other
+ * lanes cleared (whole where avail entries can be read, masked otherwise),
+ * stored by a masked store, filled past c with f by fa_rfill.  Only the
+ * padded rows (op | 8) are loaded whole: a masked load of a piece's few
+ * entries touches one cache line where a whole register, unaligned, splits
+ * two (softmax_backward float32 rows of 20 took 1.5x as long, rows of 10-12
+ * 1.13-1.19x, on AMD Zen 5). */
+#define FA_RLOAD_INSIDE 0
+#define FA_PIECE_OPS(T, V, SFX, PS, MT, W)                                      \
+typedef struct { MT m; } fa_piece_##SFX;        /* the lanes below c */        \
+static inline fa_piece_##SFX fa_piece_of_##SFX(int c)                           \
+{                                                                               \
+    fa_piece_##SFX q;                                                           \
+    q.m = c >= W ? (MT)~0u : (MT)((1u << c) - 1);                               \
+    return q;                                                                   \
+}                                                                               \
+static inline V fa_rload_##SFX(const T *p, fa_piece_##SFX q, ptrdiff_t avail)  \
+{                                                                               \
+    if (avail >= W)                                                             \
+        return _mm512_maskz_mov_##PS(q.m, _mm512_loadu_##PS(p));                \
+    return _mm512_maskz_loadu_##PS(q.m, p);                                     \
+}                                                                               \
+static inline void fa_rstore_##SFX(T *p, V v, fa_piece_##SFX q)                 \
+{                                                                               \
+    _mm512_mask_storeu_##PS(p, q.m, v);                                         \
+}                                                                               \
+static inline V fa_rfill_##SFX(V v, fa_piece_##SFX q, T f)                      \
+{                                                                               \
+    return _mm512_mask_mov_##PS(_mm512_set1_##PS(f), q.m, v);                   \
 }
+FA_PIECE_OPS(float, __m512, f32, ps, __mmask16, 16)
+FA_PIECE_OPS(double, __m512d, f64, pd, __mmask8, 8)
 #elif FA_VEC_BYTES == 32 && defined(__AVX2__)
 /* AVX2: blocks of 8 rows by 8 columns through an in-register 8 x 8
  * transpose.  No masked moves (microcode on AMD Zen 3): a row piece is one
- * plain 8-entry load -- its entries past the piece land in tile rows >= n,
- * never read -- unless those 8 entries would reach past the R rows, when
- * the piece is copied into a zeroed buffer first (the block's last row or
- * two); back into the rows, pieces of 4, 2 and 1 entries are stored. */
+ * plain 8-entry load, its lanes past the piece cleared, unless those 8
+ * entries would reach past the R rows, when the piece is copied into a
+ * zeroed buffer first (the block's last row or two); back into the rows,
+ * pieces of 4, 2 and 1 entries are stored. */
 #define FA_TILE_SIMD 1
 /* pieces of a row: stores of the first c lanes of a register in pieces of
  * 4, 2 and 1 entries (2 and 1 for float64), never past them; loads of a
@@ -510,33 +518,36 @@ static inline void fa_tr8_f32(__m256 *r)
         r[i + 4] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
     }
 }
-static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts,
-                               int to_tile)
-{
-    __m256 v[8];
-    ptrdiff_t r0, c0, i, rows, cols, at;
-    for (r0 = 0; r0 < R; r0 += 8) {
-        rows = R - r0 < 8 ? R - r0 : 8;
-        for (c0 = 0; c0 < n; c0 += 8) {
-            cols = n - c0 < 8 ? n - c0 : 8;
-            if (to_tile) {
-                for (i = 0; i < 8; i++) {
-                    at = (r0 + i) * n + c0;
-                    v[i] = i < rows ? fa_load_part_f32(src + at, R * n - at) : _mm256_setzero_ps();
-                }
-                fa_tr8_f32(v);
-                for (i = 0; i < cols; i++)
-                    _mm256_storeu_ps(dst + (c0 + i) * ts + r0, v[i]);
-            } else {
-                for (i = 0; i < 8; i++)
-                    v[i] = i < cols ? _mm256_loadu_ps(src + (c0 + i) * ts + r0) : _mm256_setzero_ps();
-                fa_tr8_f32(v);
-                for (i = 0; i < rows; i++)
-                    fa_store_part_f32(dst + (r0 + i) * n + c0, v[i], (int)cols);
-            }
-        }
-    }
+#define fa_tr_f32 fa_tr8_f32
+/* pieces of a row for fa_rows_n (below) without masked moves (the ops of
+ * the AVX-512 ones): whole-register loads where avail entries can be read
+ * (a zero-padded copy otherwise), the lanes past c cleared by a lane mask;
+ * stores in pieces never past c (fa_store_part, above); filled past c with
+ * f by a blend */
+#define FA_RLOAD_INSIDE 1
+#define FA_PIECE_OPS(T, V, SFX, PS)                                             \
+typedef struct { V m; int c; } fa_piece_##SFX;  /* the lanes below c */        \
+static inline fa_piece_##SFX fa_piece_of_##SFX(int c)                           \
+{                                                                               \
+    fa_piece_##SFX q;                                                           \
+    q.m = fa_lanes_##SFX(c);                                                    \
+    q.c = c;                                                                    \
+    return q;                                                                   \
+}                                                                               \
+static inline V fa_rload_##SFX(const T *p, fa_piece_##SFX q, ptrdiff_t avail)  \
+{                                                                               \
+    return _mm256_and_##PS(q.m, fa_load_part_##SFX(p, avail));                  \
+}                                                                               \
+static inline void fa_rstore_##SFX(T *p, V v, fa_piece_##SFX q)                 \
+{                                                                               \
+    fa_store_part_##SFX(p, v, q.c);                                             \
+}                                                                               \
+static inline V fa_rfill_##SFX(V v, fa_piece_##SFX q, T f)                      \
+{                                                                               \
+    return _mm256_blendv_##PS(_mm256_set1_##PS(f), v, q.m);                     \
 }
+FA_PIECE_OPS(float, __m256, f32, ps)
+FA_PIECE_OPS(double, __m256d, f64, pd)
 #else
 #define FA_TILE_SIMD 0
 static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts,
@@ -549,6 +560,43 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
             else
                 dst[r * n + j] = src[j * ts + r];
         }
+}
+#endif
+#if FA_TILE_SIMD
+/* blocks of W rows by W columns: the rows' pieces (fa_rload, cleared past
+ * the block's columns; nothing read past the last row), a transpose in
+ * registers, whole-register stores into the tile; back: whole loads from
+ * the tile, the transpose, stores of the pieces (fa_rstore) */
+static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdiff_t R, ptrdiff_t ts,
+                               int to_tile)
+{
+    enum { W = FA_VEC_BYTES / sizeof(float) };
+    FA_VF32 v[W];
+    fa_piece_f32 q;
+    ptrdiff_t r0, c0, i, rows, cols, at;
+    for (r0 = 0; r0 < R; r0 += W) {
+        rows = R - r0 < W ? R - r0 : W;
+        for (c0 = 0; c0 < n; c0 += W) {
+            cols = n - c0 < W ? n - c0 : W;
+            q = fa_piece_of_f32((int)cols);
+            if (to_tile) {
+                for (i = 0; i < W; i++) {
+                    at = (r0 + i) * n + c0;
+                    v[i] = i < rows ? fa_rload_f32(src + at, q, FA_RLOAD_INSIDE ? R * n - at : 0)
+                                    : FA_OP(setzero, ps)();
+                }
+                fa_tr_f32(v);
+                for (i = 0; i < cols; i++)
+                    FA_OP(storeu, ps)(dst + (c0 + i) * ts + r0, v[i]);
+            } else {
+                for (i = 0; i < W; i++)
+                    v[i] = i < cols ? FA_OP(loadu, ps)(src + (c0 + i) * ts + r0) : FA_OP(setzero, ps)();
+                fa_tr_f32(v);
+                for (i = 0; i < rows; i++)
+                    fa_rstore_f32(dst + (r0 + i) * n + c0, v[i], q);
+            }
+        }
+    }
 }
 #endif
 
@@ -620,112 +668,41 @@ static inline __m512d fa_pswap_f64(__m512d v, int s)
 }
 FA_PBUTTERFLY(__m512, f32, ps)
 FA_PBUTTERFLY(__m512d, f64, pd)
-#define FA_PACK_OPS(T, V, SFX, PS, MT, IT)                                      \
-static inline __attribute__((always_inline)) void                              \
-fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
-{                                                                               \
-    enum { W = 64 / sizeof(T) };                                                \
-    V va, vb, s, v[8];                                                          \
-    IT idx[W];                                                                  \
-    MT m0 = 0, mrow = (MT)((1u << (W / n)) - 1);                                \
-    ptrdiff_t i = 0;                                                            \
-    int j, k;                                                                   \
-    op &= 7;                    /* whole registers: padding makes no odds */    \
-    for (k = 0; k < W; k += n)                                                  \
-        m0 |= (MT)1 << k;       /* the first lane of each row */                \
-    if (op == 1) {                                                              \
-        /* one division for n registers: lane k of the divisor is a sum of     \
-         * register k % n (any lane of a row holds the row's sum), and each    \
-         * register's reciprocals are spread back by a permute (a division     \
-         * per register: softmax over rows of 2 took 1.55x (float32) and      \
-         * 1.26x (float64) as long) */                                        \
-        for (; i + n * W <= len; i += n * W) {                                  \
-            for (j = 0; j < n; j++)                                             \
-                v[j] = _mm512_loadu_##PS(a + i + j * W);                        \
-            s = fa_psum_v##SFX(v[0], n);                                        \
-            for (j = 1; j < n; j++)                                             \
-                s = _mm512_mask_blend_##PS((MT)(m0 << j), s, fa_psum_v##SFX(v[j], n)); \
-            s = _mm512_div_##PS(_mm512_set1_##PS(1), s);                        \
-            for (j = 0; j < n; j++) {                                           \
-                for (k = 0; k < W; k++)                                         \
-                    idx[k] = (IT)((k & ~(n - 1)) + j);                          \
-                vb = _mm512_permutexvar_##PS(_mm512_loadu_si512(idx), s);       \
-                _mm512_storeu_##PS(out + i + j * W, _mm512_mul_##PS(v[j], vb)); \
-            }                                                                   \
-        }                                                                       \
-    }                                                                           \
-    if (op == 6) {                                                              \
-        for (k = 0; k < W; k++)                                                 \
-            idx[k] = (IT)(k / n);                                               \
-        for (; i < len; i += W) {                                               \
-            va = _mm512_maskz_loadu_##PS(mrow, a + i / n);                      \
-            _mm512_storeu_##PS(out + i, _mm512_permutexvar_##PS(_mm512_loadu_si512(idx), va)); \
-        }                                                                       \
-        return;                                                                 \
-    }                                                                           \
-    for (; i < len; i += W) {                                                   \
-        va = _mm512_loadu_##PS(a + i);                                          \
-        if (op == 0) {                                                          \
-            s = fa_pmax_v##SFX(va, n);                                          \
-        } else if (op == 1) {                                                   \
-            s = _mm512_div_##PS(_mm512_set1_##PS(1), fa_psum_v##SFX(va, n));   \
-            s = _mm512_mul_##PS(va, s);                                         \
-        } else if (op == 2 || op == 4) {                                        \
-            s = fa_psum_v##SFX(va, n);                                          \
-        } else if (op == 3) {                                                   \
-            vb = _mm512_loadu_##PS(b + i);                                      \
-            s = fa_psum_v##SFX(_mm512_mul_##PS(va, vb), n);                     \
-            s = _mm512_mul_##PS(vb, _mm512_sub_##PS(va, s));                    \
-        } else {                                                                \
-            s = va;                                                             \
-        }                                                                       \
-        if (op >= 4)                                                            \
-            _mm512_mask_storeu_##PS(out + i / n, mrow, _mm512_maskz_compress_##PS(m0, s)); \
-        else                                                                    \
-            _mm512_storeu_##PS(out + i, s);                                     \
-    }                                                                           \
+/* lane k of the result = lane src[k] of v */
+static inline __m512 fa_perm_f32(__m512 v, const int *src)
+{
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(src[0], src[1], src[2], src[3], src[4], src[5], src[6],
+                                                   src[7], src[8], src[9], src[10], src[11], src[12],
+                                                   src[13], src[14], src[15]), v);
 }
-FA_PACK_OPS(float, __m512, f32, ps, __mmask16, int32_t)
-FA_PACK_OPS(double, __m512d, f64, pd, __mmask8, int64_t)
-/* pieces of a row for fa_rows_n (below), a piece being the first c lanes
- * of a register (fa_piece_of(c), made once per call): loaded with the other
- * lanes cleared (whole where avail entries can be read, masked otherwise),
- * stored by a masked store, filled past c with f by fa_rfill.  Only the
- * padded rows (op | 8) are loaded whole: a masked load of a piece's few
- * entries touches one cache line where a whole register, unaligned, splits
- * two (softmax_backward float32 rows of 20 took 1.5x as long, rows of 10-12
- * 1.13-1.19x, on AMD Zen 5). */
-#define FA_RLOAD_INSIDE 0
-#define FA_PIECE_OPS(T, V, SFX, PS, MT, W)                                      \
-typedef struct { MT m; } fa_piece_##SFX;        /* the lanes below c */        \
-static inline fa_piece_##SFX fa_piece_of_##SFX(int c)                           \
-{                                                                               \
-    fa_piece_##SFX q;                                                           \
-    q.m = c >= W ? (MT)~0u : (MT)((1u << c) - 1);                               \
-    return q;                                                                   \
-}                                                                               \
-static inline V fa_rload_##SFX(const T *p, fa_piece_##SFX q, ptrdiff_t avail)  \
-{                                                                               \
-    if (avail >= W)                                                             \
-        return _mm512_maskz_mov_##PS(q.m, _mm512_loadu_##PS(p));                \
-    return _mm512_maskz_loadu_##PS(q.m, p);                                     \
-}                                                                               \
-static inline void fa_rstore_##SFX(T *p, V v, fa_piece_##SFX q)                 \
-{                                                                               \
-    _mm512_mask_storeu_##PS(p, q.m, v);                                         \
-}                                                                               \
-static inline V fa_rfill_##SFX(V v, fa_piece_##SFX q, T f)                      \
-{                                                                               \
-    return _mm512_mask_mov_##PS(_mm512_set1_##PS(f), q.m, v);                   \
+static inline __m512d fa_perm_f64(__m512d v, const int *src)
+{
+    return _mm512_permutexvar_pd(_mm512_setr_epi64(src[0], src[1], src[2], src[3], src[4], src[5], src[6],
+                                                   src[7]), v);
 }
-FA_PIECE_OPS(float, __m512, f32, ps, __mmask16, 16)
-FA_PIECE_OPS(double, __m512d, f64, pd, __mmask8, 8)
+/* for fa_pack_n (below): s with the lanes k % n == j taken from x; the
+ * first q entries at p in the low lanes, the others cleared */
+#define FA_PACKED_LANE_OPS(T, V, SFX, PS, MT, W)                                \
+static inline V fa_blend_rowlane_##SFX(V s, V x, int j, int n)                  \
+{                                                                               \
+    MT m = 0;                                                                   \
+    for (int k = j; k < W; k += n)                                              \
+        m |= (MT)1 << k;                                                        \
+    return _mm512_mask_blend_##PS(m, s, x);                                     \
+}                                                                               \
+static inline V fa_load_low_##SFX(const T *p, int q)                            \
+{                                                                               \
+    return _mm512_maskz_loadu_##PS((MT)((1u << q) - 1), p);                     \
+}
+FA_PACKED_LANE_OPS(float, __m512, f32, ps, __mmask16, 16)
+FA_PACKED_LANE_OPS(double, __m512d, f64, pd, __mmask8, 8)
 #elif FA_VEC_BYTES == 32 && defined(__AVX2__)
 /* AVX2: the butterflies of the AVX-512 path (in-lane permutes, a swap of
- * the 128-bit halves for rows of a whole register), blendv for the mask
- * blends, permutevar8x32 for permutexvar (float64 lanes as pairs of 32-bit
- * ones), and plain 4-, 8- or 16-byte loads and stores of the W / n entries
- * that op 4-6 read or write (no compress, no masked stores).  Rows of a
+ * the 128-bit halves for rows of a whole register), blendv for the
+ * row-lane blends, permutevar8x32 for the permutes (float64 lanes as pairs
+ * of 32-bit ones), plain 4-, 8- or 16-byte loads of the W / n entries that
+ * op 6 reads and stores in pieces of those ops 4-5 write (no masked
+ * moves: microcode on AMD Zen 3).  Rows of a
  * whole register (8 float32, 4 float64) pack too: one register a row, but
  * the butterflies leave the row's max and sum in every lane, where the
  * row-wise path's horizontal reductions ended in a scalar to broadcast back
@@ -747,17 +724,12 @@ static inline __m256d fa_pswap_f64(__m256d v, int s)
 }
 FA_PBUTTERFLY(__m256, f32, ps)
 FA_PBUTTERFLY(__m256d, f64, pd)
-/* 4-byte loads and stores (_mm_loadu_si32 needs GCC 11) */
+/* a 4-byte load (_mm_loadu_si32 needs GCC 11) */
 static inline __m128i fa_load4(const void *p)
 {
     int32_t t;
     memcpy(&t, p, 4);
     return _mm_cvtsi32_si128(t);
-}
-static inline void fa_store4(void *p, __m128i v)
-{
-    int32_t t = _mm_cvtsi128_si32(v);
-    memcpy(p, &t, 4);
 }
 /* lane k of the result = lane src[k] of v */
 static inline __m256 fa_perm_f32(__m256 v, const int *src)
@@ -771,111 +743,23 @@ static inline __m256d fa_perm_f64(__m256d v, const int *src)
                                    2 * src[2] + 1, 2 * src[3], 2 * src[3] + 1);
     return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), ix));
 }
-#define FA_PACK_OPS(T, V, SFX, PS, IT, SI)                                      \
-static inline __attribute__((always_inline)) void                              \
-fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+#define FA_PACKED_LANE_OPS(T, V, SFX, PS, IT, W)                                \
+static inline V fa_blend_rowlane_##SFX(V s, V x, int j, int n)                  \
 {                                                                               \
-    enum { W = 32 / sizeof(T) };                                                \
-    V va, vb, s, v[W];                                                          \
     IT bits[W];                                                                 \
-    int src[W];                                                                 \
-    ptrdiff_t i = 0;                                                            \
-    int j, k, q = W / n;        /* rows a register */                          \
-    op &= 7;                                                                    \
-    if (op == 1) {                                                              \
-        /* one division for n registers, as the AVX-512 path */                \
-        for (; i + n * W <= len; i += n * W) {                                  \
-            for (j = 0; j < n; j++)                                             \
-                v[j] = _mm256_loadu_##PS(a + i + j * W);                        \
-            s = fa_psum_v##SFX(v[0], n);                                        \
-            for (j = 1; j < n; j++) {                                           \
-                for (k = 0; k < W; k++)                                         \
-                    bits[k] = k % n == j ? (IT)-1 : 0;                          \
-                s = _mm256_blendv_##PS(s, fa_psum_v##SFX(v[j], n),              \
-                                       _mm256_castsi256_##PS(_mm256_loadu_si256((const __m256i *)bits))); \
-            }                                                                   \
-            s = _mm256_div_##PS(_mm256_set1_##PS(1), s);                        \
-            for (j = 0; j < n; j++) {                                           \
-                for (k = 0; k < W; k++)                                         \
-                    src[k] = (k & ~(n - 1)) + j;                                \
-                _mm256_storeu_##PS(out + i + j * W, _mm256_mul_##PS(v[j], fa_perm_##SFX(s, src))); \
-            }                                                                   \
-        }                                                                       \
-    }                                                                           \
-    if (op == 6) {                                                              \
-        for (k = 0; k < W; k++)                                                 \
-            src[k] = k / n;                                                     \
-        for (; i < len; i += W) {                                               \
-            SI lo = q * sizeof(T) == 16 ? _mm_loadu_si128((const __m128i *)(a + i / n)) \
-                  : q * sizeof(T) == 8 ? _mm_loadl_epi64((const __m128i *)(a + i / n))  \
-                                       : fa_load4(a + i / n);                           \
-            va = _mm256_castsi256_##PS(_mm256_castsi128_si256(lo));             \
-            _mm256_storeu_##PS(out + i, fa_perm_##SFX(va, src));                \
-        }                                                                       \
-        return;                                                                 \
-    }                                                                           \
-    for (k = 0; k < W; k++)                                                     \
-        src[k] = k < q ? k * n : 0;     /* the first lane of each row, low */   \
-    for (; i < len; i += W) {                                                   \
-        va = _mm256_loadu_##PS(a + i);                                          \
-        if (op == 0) {                                                          \
-            s = fa_pmax_v##SFX(va, n);                                          \
-        } else if (op == 1) {                                                   \
-            s = _mm256_div_##PS(_mm256_set1_##PS(1), fa_psum_v##SFX(va, n));   \
-            s = _mm256_mul_##PS(va, s);                                         \
-        } else if (op == 2 || op == 4) {                                        \
-            s = fa_psum_v##SFX(va, n);                                          \
-        } else if (op == 3) {                                                   \
-            vb = _mm256_loadu_##PS(b + i);                                      \
-            s = fa_psum_v##SFX(_mm256_mul_##PS(va, vb), n);                     \
-            s = _mm256_mul_##PS(vb, _mm256_sub_##PS(va, s));                    \
-        } else {                                                                \
-            s = va;                                                             \
-        }                                                                       \
-        if (op >= 4) {                                                          \
-            SI lo = _mm256_castsi256_si128(_mm256_cast##PS##_si256(fa_perm_##SFX(s, src))); \
-            if (q * sizeof(T) == 16)                                            \
-                _mm_storeu_si128((__m128i *)(out + i / n), lo);                 \
-            else if (q * sizeof(T) == 8)                                        \
-                _mm_storel_epi64((__m128i *)(out + i / n), lo);                 \
-            else                                                                \
-                fa_store4(out + i / n, lo);                                     \
-        } else {                                                                \
-            _mm256_storeu_##PS(out + i, s);                                     \
-        }                                                                       \
-    }                                                                           \
+    for (int k = 0; k < W; k++)                                                 \
+        bits[k] = k % n == j ? (IT)-1 : 0;                                      \
+    return _mm256_blendv_##PS(s, x, _mm256_castsi256_##PS(_mm256_loadu_si256((const __m256i *)bits))); \
+}                                                                               \
+static inline V fa_load_low_##SFX(const T *p, int q)                            \
+{                                                                               \
+    __m128i lo = q * sizeof(T) == 16 ? _mm_loadu_si128((const __m128i *)p)      \
+               : q * sizeof(T) == 8 ? _mm_loadl_epi64((const __m128i *)p)       \
+                                    : fa_load4(p);                              \
+    return _mm256_castsi256_##PS(_mm256_castsi128_si256(lo));                   \
 }
-FA_PACK_OPS(float, __m256, f32, ps, int32_t, __m128i)
-FA_PACK_OPS(double, __m256d, f64, pd, int64_t, __m128i)
-/* pieces of a row for fa_rows_n (below) without masked moves (the ops of
- * the AVX-512 ones): whole-register loads where avail entries can be read
- * (a zero-padded copy otherwise), the lanes past c cleared by a lane mask;
- * stores in pieces never past c (fa_store_part, above); filled past c with
- * f by a blend */
-#define FA_RLOAD_INSIDE 1
-#define FA_PIECE_OPS(T, V, SFX, PS)                                             \
-typedef struct { V m; int c; } fa_piece_##SFX;  /* the lanes below c */        \
-static inline fa_piece_##SFX fa_piece_of_##SFX(int c)                           \
-{                                                                               \
-    fa_piece_##SFX q;                                                           \
-    q.m = fa_lanes_##SFX(c);                                                    \
-    q.c = c;                                                                    \
-    return q;                                                                   \
-}                                                                               \
-static inline V fa_rload_##SFX(const T *p, fa_piece_##SFX q, ptrdiff_t avail)  \
-{                                                                               \
-    return _mm256_and_##PS(q.m, fa_load_part_##SFX(p, avail));                  \
-}                                                                               \
-static inline void fa_rstore_##SFX(T *p, V v, fa_piece_##SFX q)                 \
-{                                                                               \
-    fa_store_part_##SFX(p, v, q.c);                                             \
-}                                                                               \
-static inline V fa_rfill_##SFX(V v, fa_piece_##SFX q, T f)                      \
-{                                                                               \
-    return _mm256_blendv_##PS(_mm256_set1_##PS(f), v, q.m);                     \
-}
-FA_PIECE_OPS(float, __m256, f32, ps)
-FA_PIECE_OPS(double, __m256d, f64, pd)
+FA_PACKED_LANE_OPS(float, __m256, f32, ps, int32_t, 8)
+FA_PACKED_LANE_OPS(double, __m256d, f64, pd, int64_t, 4)
 #else
 #define FA_PACK 0
 #define FA_PACK_MAX_BYTES (FA_VEC_BYTES / 2)
@@ -917,6 +801,75 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_PACK_OPS(float, f32)
 FA_PACK_OPS(double, f64)
+#endif
+#if FA_PACK
+/* op (see above) over rows packed W / n to a register: the butterflies
+ * leave each row's max or sum in all of its lanes; ops 4-6 read or write
+ * one entry a row, gathered to (spread from) the low lanes by a permute */
+#define FA_PACK_OPS(T, V, SFX, PS)                                              \
+static inline __attribute__((always_inline)) void                              \
+fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
+    V va, vb, s, v[8];                                                          \
+    int src[W];                                                                 \
+    ptrdiff_t i = 0;                                                            \
+    int j, k, q = W / n;        /* rows a register */                          \
+    fa_piece_##SFX low = fa_piece_of_##SFX(q);                                  \
+    op &= 7;                    /* whole registers: padding makes no odds */    \
+    if (op == 1) {                                                              \
+        /* one division for n registers: lane k of the divisor is a sum of     \
+         * register k % n (any lane of a row holds the row's sum), and each    \
+         * register's reciprocals are spread back by a permute (a division     \
+         * per register: softmax over rows of 2 took 1.55x (float32) and      \
+         * 1.26x (float64) as long with AVX-512) */                           \
+        for (; i + n * W <= len; i += n * W) {                                  \
+            for (j = 0; j < n; j++)                                             \
+                v[j] = FA_OP(loadu, PS)(a + i + j * W);                         \
+            s = fa_psum_v##SFX(v[0], n);                                        \
+            for (j = 1; j < n; j++)                                             \
+                s = fa_blend_rowlane_##SFX(s, fa_psum_v##SFX(v[j], n), j, n);   \
+            s = FA_OP(div, PS)(FA_OP(set1, PS)(1), s);                          \
+            for (j = 0; j < n; j++) {                                           \
+                for (k = 0; k < W; k++)                                         \
+                    src[k] = (k & ~(n - 1)) + j;                                \
+                FA_OP(storeu, PS)(out + i + j * W, FA_OP(mul, PS)(v[j], fa_perm_##SFX(s, src))); \
+            }                                                                   \
+        }                                                                       \
+    }                                                                           \
+    if (op == 6) {                                                              \
+        for (k = 0; k < W; k++)                                                 \
+            src[k] = k / n;                                                     \
+        for (; i < len; i += W)                                                 \
+            FA_OP(storeu, PS)(out + i, fa_perm_##SFX(fa_load_low_##SFX(a + i / n, q), src)); \
+        return;                                                                 \
+    }                                                                           \
+    for (k = 0; k < W; k++)                                                     \
+        src[k] = k < q ? k * n : 0;     /* the first lane of each row, low */   \
+    for (; i < len; i += W) {                                                   \
+        va = FA_OP(loadu, PS)(a + i);                                           \
+        if (op == 0) {                                                          \
+            s = fa_pmax_v##SFX(va, n);                                          \
+        } else if (op == 1) {                                                   \
+            s = FA_OP(div, PS)(FA_OP(set1, PS)(1), fa_psum_v##SFX(va, n));      \
+            s = FA_OP(mul, PS)(va, s);                                          \
+        } else if (op == 2 || op == 4) {                                        \
+            s = fa_psum_v##SFX(va, n);                                          \
+        } else if (op == 3) {                                                   \
+            vb = FA_OP(loadu, PS)(b + i);                                       \
+            s = fa_psum_v##SFX(FA_OP(mul, PS)(va, vb), n);                      \
+            s = FA_OP(mul, PS)(vb, FA_OP(sub, PS)(va, s));                      \
+        } else {                                                                \
+            s = va;                                                             \
+        }                                                                       \
+        if (op >= 4)                                                            \
+            fa_rstore_##SFX(out + i / n, fa_perm_##SFX(s, src), low);           \
+        else                                                                    \
+            FA_OP(storeu, PS)(out + i, s);                                      \
+    }                                                                           \
+}
+FA_PACK_OPS(float, FA_VF32, f32, ps)
+FA_PACK_OPS(double, FA_VF64, f64, pd)
 #endif
 #if FA_MASKED_ROWS
 /* Rows of another length n <= 2W, one at a time: the row's two pieces
