@@ -1258,10 +1258,19 @@ ctypedef fused pk_op:
 
 
 cdef inline bint _packed(Py_ssize_t n, size_t itemsize) noexcept nogil:
-    # rows of a power-of-two length of at most half a register (AVX-512) or
-    # a whole one (AVX2: see fa_support.h)
+    # rows of a power-of-two length of at most a register (see
+    # fa_support.h); the kernels other than softmax take fewer
+    # (_packed_rest, _packed_bwd)
     return (FA_PACK and n >= 2 and (n & (n - 1)) == 0
             and n * <Py_ssize_t>itemsize <= FA_PACK_MAX_BYTES)
+
+
+cdef inline bint _packed_rest(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    # log_softmax and logsumexp (float32) pack rows of a whole register with
+    # AVX2 (1.4x faster, Zen 3) but not with AVX-512, where rows of 16
+    # float32 took 1.10-1.12x as long packed as through their tiles (AMD Zen
+    # 5; softmax there: 0.71x)
+    return _packed(n, itemsize) and (FA_VEC_BYTES < 64 or 2 * n * <Py_ssize_t>itemsize <= FA_VEC_BYTES)
 
 
 cdef inline bint _packed_bwd(Py_ssize_t n, size_t itemsize) noexcept nogil:
@@ -1761,7 +1770,7 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if real is float and _packed(n, sizeof(real)):
+        if real is float and _packed_rest(n, sizeof(real)):
             _outline(_pk_log_softmax[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise_rest(n, sizeof(real)):
             # x - max and the rest sums row by row, log1p across TR rows
@@ -1825,7 +1834,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 out[o * st + k] = -INFINITY
         return
     if st == 1:
-        if real is float and _packed(n, sizeof(real)):
+        if real is float and _packed_rest(n, sizeof(real)):
             _outline(_pk_logsumexp[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise_rest(n, sizeof(real)):
             # max and rest sum row by row, log1p across TR rows

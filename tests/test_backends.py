@@ -223,15 +223,15 @@ def test_short_rows(backend, dtype, kernel, n):
 @pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
                                     "log_softmax_backward"])
 def test_packed_rows_with_nan_and_inf_anywhere(backend, dtype, kernel):
-    """Rows of 2, 4 and 8 entries, which the compiled kernels pack several
-    to a SIMD register (a row with a NaN may then get different maxima in
-    its lanes; each row's sums by butterflies over its lanes), and rows of
-    7 and 20, which the Cython backward passes take one at a time with
-    masked loads: NaN, +inf and -inf anywhere (random; for the backward
-    passes in both inputs), 301 rows (whole blocks, the last register
-    partial), into a new array and in place."""
+    """Rows of 2, 4, 8 and 16 entries, which the compiled kernels pack
+    several (or one) to a SIMD register (a row with a NaN may then get
+    different maxima in its lanes; each row's sums by butterflies over its
+    lanes), and rows of 7 and 20, which the Cython backward passes take one
+    at a time with masked loads: NaN, +inf and -inf anywhere (random; for
+    the backward passes in both inputs), 301 rows (whole blocks, the last
+    register partial), into a new array and in place."""
     rng = np.random.default_rng(5)
-    for n in (2, 4, 7, 8, 20):
+    for n in (2, 4, 7, 8, 16, 20):
         x = rng.uniform(-5, 5, (301, n)).astype(dtype)
         pick = np.array([np.nan, np.inf, -np.inf, 1.0])
         special = rng.choice(pick, size=x.shape, p=[0.1, 0.1, 0.2, 0.6])

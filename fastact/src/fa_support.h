@@ -600,13 +600,14 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
 }
 #endif
 
-/* Packed short rows: rows of n = 2, 4 or 8 entries (n a power of two, at
- * most FA_PACK_MAX_BYTES: float32 2-8, float64 2-4 with AVX-512 and AVX2)
- * several to a register, so that a block of rows is loaded and stored whole
- * instead of
+/* Packed short rows: rows of n = 2-16 entries (n a power of two, at most
+ * FA_PACK_MAX_BYTES, a whole register: float32 2-16, float64 2-8 with
+ * AVX-512; 2-8 and 2-4 with AVX2) several to a register (or one, filling
+ * it), so that a block of rows is loaded and stored whole instead of
  * being transposed into a tile.  A row's max and sum are formed in its own
- * lanes by a butterfly: lane k is combined with lane k^1, then k^2, then k^4
- * (an in-lane permute within 128 bits, a swap of 128-bit blocks beyond), so
+ * lanes by a butterfly: lane k is combined with lane k^1, then k^2, k^4 and
+ * k^8 (an in-lane permute within 128 bits, swaps of 128- or 256-bit blocks
+ * beyond), so
  * that every lane of a row ends with the same value -- its sum is the same
  * additions, in the same order, in each lane -- and a row's result never
  * depends on the rows packed with it (thread splits change no bit).  The max
@@ -652,13 +653,14 @@ static inline __attribute__((always_inline)) V fa_psum_v##SFX(V v, int n)      \
 }
 #if FA_VEC_BYTES == 64
 #define FA_PACK 1
-#define FA_PACK_MAX_BYTES 32      /* up to half a register */
+#define FA_PACK_MAX_BYTES 64      /* up to a whole register */
 #define FA_MASKED_ROWS 1
 static inline __m512 fa_pswap_f32(__m512 v, int s)
 {
     return s == 1 ? _mm512_permute_ps(v, 0xB1)           /* k ^ 1 */
          : s == 2 ? _mm512_permute_ps(v, 0x4E)           /* k ^ 2 */
-                  : _mm512_shuffle_f32x4(v, v, 0xB1);    /* k ^ 4 */
+         : s == 4 ? _mm512_shuffle_f32x4(v, v, 0xB1)     /* k ^ 4 */
+                  : _mm512_shuffle_f32x4(v, v, 0x4E);    /* k ^ 8 */
 }
 static inline __m512d fa_pswap_f64(__m512d v, int s)
 {
@@ -706,8 +708,8 @@ FA_PACKED_LANE_OPS(double, __m512d, f64, pd, __mmask8, 8)
  * whole register (8 float32, 4 float64) pack too: one register a row, but
  * the butterflies leave the row's max and sum in every lane, where the
  * row-wise path's horizontal reductions ended in a scalar to broadcast back
- * -- a chain of dependent shuffles per row (with AVX-512, rows of one
- * register stay row-wise, RG at a time). */
+ * -- a chain of dependent shuffles per row (as with AVX-512, for softmax:
+ * float32 rows of 16 0.72x the time, float64 rows of 8 0.76x, Zen 5). */
 #define FA_PACK 1
 #define FA_PACK_MAX_BYTES 32      /* up to a whole register */
 #define FA_MASKED_ROWS 1
@@ -811,7 +813,7 @@ static inline __attribute__((always_inline)) void                              \
 fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
 {                                                                               \
     enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
-    V va, vb, s, v[8];                                                          \
+    V va, vb, s, v[16];                                                         \
     int src[W];                                                                 \
     ptrdiff_t i = 0;                                                            \
     int j, k, q = W / n;        /* rows a register */                          \
@@ -991,7 +993,7 @@ static FA_NOINLINE void fa_outline_f64(fa_rows_f64 f, const double *a, const dou
     f(a, b, out, rows, n);
 }
 
-/* packed for n = 2, 4, 8 up to FA_PACK_MAX_BYTES (defined with FA_PACK),
+/* packed for n = 2, 4, 8, 16 up to FA_PACK_MAX_BYTES (defined with FA_PACK),
  * row by row for other n; each packed n gets its own copy of the loop, with
  * the butterfly unrolled.  Inlined into each call, whose op is a constant
  * there: one loop per op without the tests of op in every row (as a
@@ -1008,8 +1010,10 @@ fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)     
         fa_pack_n_##SFX(op, a, b, out, len, 2);                                 \
     else if (n == 4)                                                            \
         fa_pack_n_##SFX(op, a, b, out, len, 4);                                 \
-    else                                                                        \
+    else if (n == 8)                                                            \
         fa_pack_n_##SFX(op, a, b, out, len, 8);                                 \
+    else                                                                        \
+        fa_pack_n_##SFX(op, a, b, out, len, 16);                                \
 }
 FA_PACK_ENTRY(float, f32)
 FA_PACK_ENTRY(double, f64)
