@@ -397,8 +397,9 @@ static inline void fa_tr16_f32(__m512 *r)
         r[i] = t[i];
 }
 #define fa_tr_f32 fa_tr16_f32
-/* pieces of a row for fa_rows_n (below), a piece being the first c lanes
- * of a register (fa_piece_of(c), made once per call): loaded with the other
+/* pieces of a row (for fa_tile_f32, fa_rows_n and fa_pack_n below), a
+ * piece being the first c lanes of a register (fa_piece_of(c), made once
+ * per call or block): loaded with the other
  * lanes cleared (whole where avail entries can be read, masked otherwise),
  * stored by a masked store, filled past c with f by fa_rfill.  Only the
  * padded rows (op | 8) are loaded whole: a masked load of a piece's few
@@ -519,8 +520,9 @@ static inline void fa_tr8_f32(__m256 *r)
     }
 }
 #define fa_tr_f32 fa_tr8_f32
-/* pieces of a row for fa_rows_n (below) without masked moves (the ops of
- * the AVX-512 ones): whole-register loads where avail entries can be read
+/* pieces of a row (for fa_tile_f32, fa_rows_n and fa_pack_n below)
+ * without masked moves (the ops of the AVX-512 ones): whole-register loads
+ * where avail entries can be read
  * (a zero-padded copy otherwise), the lanes past c cleared by a lane mask;
  * stores in pieces never past c (fa_store_part, above); filled past c with
  * f by a blend */
@@ -977,8 +979,10 @@ FA_ROWS_OPS(double, f64)
  * 1.2x as long). */
 #if defined(_MSC_VER)
 #define FA_NOINLINE __declspec(noinline)
+#define FA_ALWAYS_INLINE __forceinline
 #else
 #define FA_NOINLINE __attribute__((noinline))
+#define FA_ALWAYS_INLINE inline __attribute__((always_inline))
 #endif
 typedef void (*fa_rows_f32)(const float *, const float *, float *, ptrdiff_t, ptrdiff_t);
 typedef void (*fa_rows_f64)(const double *, const double *, double *, ptrdiff_t, ptrdiff_t);
@@ -1001,7 +1005,7 @@ static FA_NOINLINE void fa_outline_f64(fa_rows_f64 f, const double *a, const dou
  * took 1.3-1.6x as long on AMD Zen 5, float64 rows of 6 1.1-1.3x, with
  * AVX-512 and AVX2 alike). */
 #define FA_PACK_ENTRY(T, SFX)                                                   \
-static inline __attribute__((always_inline)) void                              \
+static FA_ALWAYS_INLINE void                                                   \
 fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)     \
 {                                                                               \
     if (n < 2 || (n & (n - 1)) || n * (int)sizeof(T) > FA_PACK_MAX_BYTES)      \
