@@ -77,6 +77,7 @@ from .numba_math import (
     log,
     log1p,
     log1pexp_neg_abs,
+    minnum,
     sigmoid as _sigmoid,
     sigmoid_sub as _sigmoid_sub,
     tanh as _tanh,
@@ -364,9 +365,12 @@ def _b_tanh(g, y):
 @njit(**_HLP)
 def _b_relu(g, x):
     always_inline()
-    if x > K(x, 0.0):
-        return g
-    return x if x != x else K(x, 0.0)
+    # min(|g|, 0) is +0 for every g (NaN too): a zero that uses g, so that
+    # LLVM does not fold the load of g into a masked load, which waits for
+    # x's load and compare (relu_backward (4096, 1024) float32 took 1.35x
+    # as long that way, AVX-512 and AVX2 alike)
+    z = x if x != x else minnum(fabs(g), K(x, 0.0))
+    return g if x > K(x, 0.0) else z
 
 
 @njit(**_HLP)

@@ -578,6 +578,7 @@ def _binary_llvm(base):
 
 fabs = _unary_llvm("fabs")
 copysign = _binary_llvm("copysign")
+minnum = _binary_llvm("minnum")  # the non-NaN one of two, else NaN
 
 
 @intrinsic
