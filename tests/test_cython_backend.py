@@ -9,6 +9,7 @@ process, the C API that Cython users cimport, the contract checks, a missing
 extension, and thread safety.
 """
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -341,17 +342,31 @@ def test_extension_not_linked_with_fast_math():
         assert "set_fast_math" not in syms, f"{so} contains crtfastmath"
 
 
+@functools.lru_cache(maxsize=None)
+def _disassembly(variant):
+    """objdump of the SIMD variant module fastact._kernels_<variant>, or
+    None when it is not built or objdump is missing.  Disassembled, not
+    imported, so the tests on it run whatever the CPU."""
+    spec = importlib.util.find_spec(f"fastact._kernels_{variant}")
+    if spec is None or shutil.which("objdump") is None:
+        return None
+    return subprocess.run(["objdump", "-d", "--no-show-raw-insn", spec.origin],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def _variant_asm(variant):
+    asm = _disassembly(variant)
+    if asm is None:
+        pytest.skip(f"needs the {variant} build and objdump")
+    return asm
+
+
 def test_avx2_build_has_no_masked_stores_and_masked_loads_only_in_packed_tails():
     # AVX2 masked moves (vmaskmovps/pd) run in microcode on AMD Zen 3 (a
     # store ~5x a plain one): GCC emits them for a store or load it cannot
     # prove unconditional, which slowed (4096, 1024) float64 log_softmax by
-    # 1.2x and relu_backward by 1.4x.  Disassembled, not imported, so this
-    # runs whatever the CPU.
-    spec = importlib.util.find_spec("fastact._kernels_x86_64_v3")
-    if spec is None or shutil.which("objdump") is None:
-        pytest.skip("needs the x86-64-v3 build and objdump")
-    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", spec.origin],
-                         capture_output=True, text=True, check=True).stdout
+    # 1.2x and relu_backward by 1.4x.
+    asm = _variant_asm("x86_64_v3")
     fn, stores, loads = "?", [], []
     for ln in asm.splitlines():
         if ln.endswith(">:"):
@@ -402,25 +417,17 @@ def test_avx512_build_reads_each_vector_once_in_memory_bound_kernels():
     # NumPy arrays sit 16 bytes past a cache line, so each zmm read splits
     # two lines: sigmoid_backward and tanh_backward float32 took 1.3-1.4x
     # as long on AMD Zen 5 (setup.py's VARIANT_TUNE).
-    asm = _v4_asm()
+    asm = _variant_asm("x86_64_v4")
     names = ["k_sigmoid_backward>", "k_tanh_backward>", "k_leaky_relu_backward>", "k_logit_backward>"]
     assert all(n in asm for n in names)  # the functions are there to check
     assert not _reread_vectors(asm, names)
-
-
-def _v4_asm():
-    spec = importlib.util.find_spec("fastact._kernels_x86_64_v4")
-    if spec is None or shutil.which("objdump") is None:
-        pytest.skip("needs the x86-64-v4 build and objdump")
-    return subprocess.run(["objdump", "-d", "--no-show-raw-insn", spec.origin],
-                          capture_output=True, text=True, check=True).stdout
 
 
 def test_avx512_relu_backward_loads_the_gradient_unmasked():
     # a masked load of g (vmovups (mem), %zmm{k}{z}) waits for x's load and
     # compare: relu_backward took 1.6-1.7x as long (fa_relu_bwd)
     import re
-    body = re.findall(r"k_relu_backward>:\n(.*?)\n\n", _v4_asm(), re.S)
+    body = re.findall(r"k_relu_backward>:\n(.*?)\n\n", _variant_asm("x86_64_v4"), re.S)
     assert len(body) == 2  # float32, float64
     masked = [ln for b in body for ln in b.splitlines()
               if re.search(r"\(%\w+[^)]*\),%zmm\d+\{%k", ln) and "%rsp" not in ln]
