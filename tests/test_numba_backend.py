@@ -248,13 +248,28 @@ def _ulps(got, exact, dtype):
     return max(errs)
 
 
+#: both ways exp scales by 2**n: vscalef (AVX-512 hosts) and integer
+#: exponent bits (every host; the only way without AVX-512)
+SCALEF = [pytest.param(True, id="scalef", marks=pytest.mark.skipif(not nm.SCALEF, reason="no AVX-512")),
+          pytest.param(False, id="intscale")]
+
+
+@pytest.mark.parametrize("scalef", SCALEF)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("helper", list(HELPER_ULPS))
-def test_helper_accuracy(helper, dtype):
+def test_helper_accuracy(helper, dtype, scalef, monkeypatch):
+    monkeypatch.setattr(nm, "SCALEF", scalef)  # read when _map's function compiles
     rng = np.random.default_rng(7)
     k = _map(helper)
     worst = 0.0
-    for lo, hi in DOMAINS[helper]:
+    domains = DOMAINS[helper]
+    flushed = helper in FLUSHED
+    if scalef and helper in ("exp_neg", "sigmoid", "log1pexp_neg_abs"):
+        # vscalef keeps the subnormal results that the integer form flushes
+        flushed = False
+        if helper == "exp_neg":
+            domains = domains + DOMAINS["exp_neg_sub"][:2]
+    for lo, hi in domains:
         N = 1500 if helper == "erfc" else 20000
         x = (np.exp(rng.uniform(np.log(lo), np.log(hi), N)) if lo > 0 and hi / lo > 1e3
              else rng.uniform(lo, hi, N)).astype(dtype)
@@ -268,7 +283,7 @@ def test_helper_accuracy(helper, dtype):
             fin = np.isfinite(exact) & (np.abs(exact) <= t.max)  # else the result is +-inf / NaN
             with np.errstate(over="ignore"):
                 assert np.array_equal(out[~fin], exact[~fin].astype(dtype), equal_nan=True)
-            if helper in FLUSHED:  # subnormal results may be 0: absolute error < tiny
+            if flushed:  # subnormal results may be 0: absolute error < tiny
                 sub = fin & (np.abs(exact) < t.tiny)
                 assert np.all(np.abs(out[sub] - exact[sub]) < t.tiny)
                 fin &= ~sub
@@ -280,8 +295,10 @@ def test_helper_accuracy(helper, dtype):
     assert worst <= bound, f"{helper} {np.dtype(dtype).name}: {worst:.2f} ULP > documented {bound}"
 
 
+@pytest.mark.parametrize("scalef", SCALEF)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_helper_special_values(dtype):
+def test_helper_special_values(dtype, scalef, monkeypatch):
+    monkeypatch.setattr(nm, "SCALEF", scalef)
     sp = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, 1.0], dtype)
     expect = {
         "exp": [1, 1, np.inf, 0, np.nan, np.exp(-1.0), np.e],
@@ -360,13 +377,15 @@ def test_relu_backward_loads_the_gradient_unmasked(dtype):
     assert not loads, f"masked loads in relu_backward: {loads[:3]}"
 
 
-def _store_probe(masked, monkeypatch):
+def _store_probe(masked, scalef, monkeypatch):
     """njit functions around the row intrinsics, compiled here (no cache)
-    with numba_rows.MASKED_STORES = masked: whichever the CPU, both ways of
-    storing a row prefix are exercised."""
+    with numba_rows.MASKED_STORES = masked and numba_math.SCALEF = scalef:
+    whichever the CPU, both ways of storing a row prefix are exercised, and
+    on AVX-512 hosts both ways of scaling exp's result."""
     from fastact._backends import numba_rows as nr
 
     monkeypatch.setattr(nr, "MASKED_STORES", masked)
+    monkeypatch.setattr(nm, "SCALEF", scalef)
     jit = numba.njit(**dict(nm.JIT, cache=False))
 
     @jit
@@ -389,17 +408,22 @@ def _store_probe(masked, monkeypatch):
     def rows_lse(x, n, out):
         return nr.vrows_logsumexp(x, 0, n, out, 1, 16, 4)
 
-    return scale, tile_out, stream_scale, rows_lsm, rows_lse
+    @jit
+    def sum_exp(x, off, n, m, out):
+        return nr.vsum_exp(x, off, n, m, out)
+
+    return scale, tile_out, stream_scale, rows_lsm, rows_lse, sum_exp
 
 
+@pytest.mark.parametrize("scalef", SCALEF)
 @pytest.mark.parametrize("masked", [True, False], ids=["masked", "plain"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_row_stores_write_the_row_and_nothing_else(dtype, masked, monkeypatch):
+def test_row_stores_write_the_row_and_nothing_else(dtype, masked, scalef, monkeypatch):
     """Each way of storing part of a vector (masked stores; pieces of plain
     stores where those are slow) writes exactly the row's entries -- counts
     of 0 to past a vector, rows at the array's end (masked loads there),
     rows skipped for a non-finite max -- and reads nothing past the array."""
-    scale, tile_out, stream_scale, rows_lsm, rows_lse = _store_probe(masked, monkeypatch)
+    scale, tile_out, stream_scale, rows_lsm, rows_lse, sum_exp = _store_probe(masked, scalef, monkeypatch)
     x = np.arange(1, 41, dtype=dtype)
     c = dtype(2)
     for n in range(17):
@@ -444,6 +468,25 @@ def test_row_stores_write_the_row_and_nothing_else(dtype, masked, monkeypatch):
             assert out[0] == -7 and out[5] == -7 and (fin or out[2] == -7)
             want = ref("logsumexp", xs[keep].astype(np.float64), axis=-1).astype(dtype)
             close(out[1:5][keep], want, "logsumexp", n, f"vrows n={n} finite={fin}")
+    # the long rows' exp stream, down to results that underflow to 0: each
+    # within 1 ULP of the float64 / long double exp (subnormals as 0 or
+    # within a subnormal ULP), the sum within the sum's rounding
+    lo = -104.0 if dtype == np.float32 else -746.0
+    for n in (0, 5, 16, 100, 1000):
+        x = np.concatenate([[0.0], np.linspace(lo, 0, max(n - 1, 0))])[:n].astype(dtype)
+        out = np.full(n + 10, -7, dtype)
+        s = sum_exp(np.concatenate([np.zeros(5, dtype), x, np.zeros(5, dtype)]), 5, n, dtype(0), out)
+        assert (out[:5] == -7).all() and (out[5 + n:] == -7).all()
+        exact = np.exp(x.astype(np.float64 if dtype == np.float32 else np.longdouble))
+        t = np.finfo(dtype)
+        err = np.abs(out[5:5 + n] - exact) / np.maximum(np.spacing(exact.astype(dtype)), t.smallest_subnormal)
+        normal = exact >= t.tiny
+        assert np.all(err[normal] <= 1.0), f"sum_exp n={n}: {err[normal].max()} ULP"
+        sub = out[5:5 + n][~normal]
+        assert np.all((sub == 0) | (err[~normal] <= 1.0))
+        if scalef:  # vscalef keeps them
+            assert np.all(err[~normal] <= 1.0)
+        assert abs(s - exact.sum()) <= 4 * n * t.eps * max(exact.sum(), 1), f"sum_exp n={n}"
 
 
 # ---------------------------------------------------------------------------

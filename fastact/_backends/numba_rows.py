@@ -30,23 +30,14 @@ length; lanes past the row are neither read nor written.  The math is
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
-from .numba_math import _EFLAGS, const, emit_exp, emit_exp_neg, emit_fkey, emit_from_fkey, emit_log1p, llvm_call
-
-
-
-def _target_has_avx512():
-    """Whether the code Numba generates here may use AVX-512 (the host's
-    features, or NUMBA_CPU_FEATURES: what Numba's own target machine and
-    cache index use)."""
-    feats = config.CPU_FEATURES if config.CPU_FEATURES is not None else llvm.get_host_cpu_features().flatten()
-    return "+avx512f" in feats.split(",")
+from .numba_math import (_EFLAGS, const, emit_exp, emit_exp_neg, emit_fkey, emit_from_fkey, emit_log1p, llvm_call,
+                          target_features)
 
 
 #: whether llvm.masked.store is cheap on the target.  With AVX-512 it is one
@@ -55,7 +46,7 @@ def _target_has_avx512():
 #: plain store (C, AVX2).  Without AVX-512 the stores of row prefixes
 #: (_store_prefix) are plain stores of power-of-two pieces, and masks that
 #: are all set (rows with a finite max, the common case) plain stores.
-MASKED_STORES = _target_has_avx512()
+MASKED_STORES = "+avx512f" in target_features()
 
 
 def _splat(b, s, w):
