@@ -767,6 +767,16 @@ cdef inline void _prefetch_row(const real* p, Py_ssize_t n) noexcept nogil:
         fa_prefetch_range(p, 8192)
 
 
+cdef inline void _prefetch_whole_row(const real* p, Py_ssize_t n) noexcept nogil:
+    # softmax's next row, whole up to 8 KiB: unlike the kernels above its
+    # four passes over a row of 4-8 KiB (max; exp; sum; scale) left the
+    # hardware prefetcher behind.  AMD Zen 5, out= given: (4096, 1024)
+    # float32 1338 -> 1026 us, float64 2873 -> 2403 us (AVX2 path 0.89x,
+    # 0.91x).  Only for rows of 4 KiB or more in arrays past the L2 size:
+    # rows of 100-300 float32 were 4-6% slower with it
+    fa_prefetch_range(p, _imin(n * <Py_ssize_t>sizeof(real), 8192))
+
+
 cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
     # pairwise sum of the NL partial sums
     cdef Py_ssize_t w, k
@@ -1701,6 +1711,7 @@ cdef void _softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, 
 cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                     Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0
+    cdef bint big
     cdef real tile[TS * NSHORT]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
@@ -1716,9 +1727,10 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 _softmax_lanes(tile, tile, n, TS, R)
                 _from_tile(tile, out + r0 * n, n, R)
         else:
+            big = n * <Py_ssize_t>sizeof(real) >= 4096 and outer * n * <Py_ssize_t>sizeof(real) > (1 << 20)
             for o in range(outer):
-                if o + 1 < outer:
-                    _prefetch_row(x + (o + 1) * n, n)
+                if big and o + 1 < outer:
+                    _prefetch_whole_row(x + (o + 1) * n, n)
                 _softmax_row(x + o * n, out + o * n, n)
     elif _narrow(n, ni, st):
         for o from 0 <= o < outer by LMAX // st:
