@@ -158,13 +158,19 @@ cdef inline double exp_f64(double x) noexcept nogil:
 # constant 2^-64, which still rounds once into the subnormal range.
 
 cdef inline float expn_f32(float x) noexcept nogil:
+    return expn_big_f32(x) * <float>5.421010862427522e-20     # 2^-64
+
+
+cdef inline float expn_big_f32(float x) noexcept nogil:
+    # exp(x) * 2^64, a normal number for every x <= 0: expn_f32 without its
+    # last factor
     cdef float lo = -104.0
     cdef float log2e = 1.44269504088896341, magic = 12582912.0
     cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
     cdef float c0 = 0.499999934517084335897, c1 = 0.166665206898330188061
     cdef float c2 = 0.0416683873612611455482, c3 = 0.00836870982417119432296
     cdef float c4 = 0.00138146132607797708093
-    cdef float one = 1.0, tiny = 5.421010862427522e-20      # 2^-64
+    cdef float one = 1.0
     cdef float t, kf, r, p
     x = lo if x < lo else x
     t = x * log2e + magic
@@ -176,10 +182,15 @@ cdef inline float expn_f32(float x) noexcept nogil:
     p = c1 + r * p
     p = c0 + r * p
     p = one + (r + r * r * p)
-    return (p * fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 191U)) << 23)) * tiny
+    return p * fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 191U)) << 23)
 
 
 cdef inline double expn_f64(double x) noexcept nogil:
+    return expn_big_f64(x) * 2.409919865102884e-181     # 2^-600
+
+
+cdef inline double expn_big_f64(double x) noexcept nogil:
+    # exp(x) * 2^600, normal for every x <= 0
     cdef double lo = -760.0
     cdef double log2e = 1.4426950408889634, magic = 6755399441055744.0
     cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
@@ -188,7 +199,7 @@ cdef inline double expn_f64(double x) noexcept nogil:
     cdef double c4 = 0.00138888889435976896333, c5 = 0.000198412695067796630235
     cdef double c6 = 0.0000248014931361972530688, c7 = 0.00000275575862664084875914
     cdef double c8 = 2.76302339149586352775e-7, c9 = 2.50000722921512436658e-8
-    cdef double one = 1.0, tiny = 2.409919865102884e-181    # 2^-600
+    cdef double one = 1.0
     cdef double t, kf, r, p, r2
     x = lo if x < lo else x
     t = x * log2e + magic
@@ -199,7 +210,7 @@ cdef inline double expn_f64(double x) noexcept nogil:
     p = ((c0 + r * c1) + r2 * (c2 + r * c3)) + (r2 * r2) * (
         ((c4 + r * c5) + r2 * (c6 + r * c7)) + (r2 * r2) * (c8 + r * c9))
     p = one + (r + r2 * p)
-    return (p * fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1623ULL)) << 52)) * tiny
+    return p * fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1623ULL)) << 52)
 
 
 # ---- expm1 for x <= 0 (tanh) ------------------------------------------------
@@ -425,6 +436,14 @@ cdef inline real fexpn(real x) noexcept nogil:
         return expn_f32(x)
     else:
         return expn_f64(x)
+
+
+cdef inline real fexpn_big(real x) noexcept nogil:
+    # exp(x) * 2^64 (float) / 2^600 (double) for x <= 0 or NaN
+    if real is float:
+        return expn_big_f32(x)
+    else:
+        return expn_big_f64(x)
 
 
 cdef inline real fexpm1n(real x) noexcept nogil:
@@ -740,6 +759,7 @@ cdef void k_bce_backward(const real* x, const real* t, real* out, Py_ssize_t n, 
 
 cdef enum:
     NL = 64        # partial results of a contiguous-row reduction
+    NT = 16        # most entries of one SIMD register (see _rpiece)
     BLK = 1024     # elements per block of working-precision partial sums
     LMAX = 64      # lanes (inner columns) per chunk in the strided kernels
     JB = 16        # rows of a lane chunk summed in working precision
@@ -777,10 +797,53 @@ cdef inline void _prefetch_whole_row(const real* p, Py_ssize_t n) noexcept nogil
     fa_prefetch_range(p, _imin(n * <Py_ssize_t>sizeof(real), 8192))
 
 
-cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
-    # pairwise sum of the NL partial sums
-    cdef Py_ssize_t w, k
-    w = NL // 2
+cdef inline Py_ssize_t _nt(size_t itemsize) noexcept nogil:
+    # entries of a piece of _rpiece: one SIMD register, but 8 or more
+    # (pieces of one AVX2 register of float64, 4 entries, were not
+    # vectorized in _restsum: log_softmax over rows of 33-100 took 1.4-1.9x
+    # as long as one by one; float32 pieces of two AVX2 registers were
+    # 1.1-1.6x as slow as of one)
+    cdef Py_ssize_t nt = FA_VEC_BYTES // <Py_ssize_t>itemsize
+    return nt if nt >= 8 else 8
+
+
+cdef inline Py_ssize_t _nblocks(Py_ssize_t n) noexcept nogil:
+    # entries of a row taken in blocks of NL lanes (four or more registers
+    # side by side, their partials summed by a tree at the end); rows under
+    # 2 NL go through one register's pieces alone (_rpiece), whose chain of
+    # adds costs less than those trees there (float32 rows of 64-100
+    # 0.76-0.95x), but more from 2 NL up (rows of 128-200 1.2-1.9x)
+    return n - n % NL if n >= 2 * NL else 0
+
+
+cdef inline Py_ssize_t _pieces_end(Py_ssize_t n, Py_ssize_t nb, Py_ssize_t nt) noexcept nogil:
+    # end of the register pieces after nb: the whole row when it has no
+    # blocks (its last piece padded), else the whole pieces only, and the
+    # last n % nt entries one by one (a padded piece there made float32
+    # log_softmax over rows of 200 1.15x as long)
+    return n if nb == 0 else n - (n - nb) % nt
+
+
+cdef inline const real* _rpiece(const real* x, Py_ssize_t w, Py_ssize_t nt, real pad,
+                                real* buf) noexcept nogil:
+    # the nt entries from x (_nt), x's own when the piece is
+    # whole (w == nt), else its first w copied into buf and padded with pad.
+    # Row entries past the blocks of NL lanes went through the reductions
+    # one by one: float32 rows of 48 took 3257 us per 1M entries in
+    # log_softmax, against 390 for rows of 32
+    cdef int k, wi = <int>w   # int lanes: 64-bit index compares took two per register
+    if w == nt:
+        return x
+    for k in range(nt):
+        buf[k] = x[k] if k < wi else pad
+    return buf
+
+
+cdef inline acc_t _hsum(acc_t* a, Py_ssize_t w) noexcept nogil:
+    # pairwise sum of the w partial sums (w a power of 2, a constant: see
+    # _hmax)
+    cdef Py_ssize_t k
+    w = w // 2
     while w > 0:
         for k in range(w):
             a[k] = a[k] + a[k + w]
@@ -788,31 +851,46 @@ cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
     return a[0]
 
 
+cdef inline real _hmax(real* m, Py_ssize_t w) noexcept nogil:
+    # maximum of the w partial maxima (w a power of 2) by a halving tree, as
+    # in _hsum: GCC vectorizes each level, while a running maximum stayed a
+    # chain of dependent scalar max instructions (about 8% of a (4096,
+    # 1024) float32 softmax on Intel).  Called with w a constant: with a
+    # run-time w the levels were not vectorized (softmax_backward over rows
+    # of 1024 1.17x as long)
+    cdef Py_ssize_t k
+    w = w // 2
+    while w > 0:
+        for k in range(w):
+            m[k] = m[k + w] if m[k + w] > m[k] else m[k]
+        w = w // 2
+    return m[0]
+
+
 cdef inline real _rowmax(const real* x, Py_ssize_t n) noexcept nogil:
     # maximum ignoring NaN (-inf for an empty or all-NaN row); a NaN in the
     # row still makes the row's result NaN through the sums that follow
     cdef real m[NL]
-    cdef real v, r
-    cdef Py_ssize_t i, k, w, nb = n - n % NL
+    cdef real buf[NT]
+    cdef const real* p
+    cdef real v
+    cdef Py_ssize_t i, k, w, nb = _nblocks(n), nt = _nt(sizeof(real))
+    cdef Py_ssize_t ne = _pieces_end(n, nb, nt)
     for k in range(NL):
         m[k] = -INFINITY
     for i from 0 <= i < nb by NL:
         for k in range(NL):
             v = x[i + k]
             m[k] = v if v > m[k] else m[k]
-    # halving tree, as in _hsum: GCC vectorizes each level, while a running
-    # maximum over the NL partials stayed a chain of NL dependent scalar
-    # max instructions (about 8% of a (4096, 1024) float32 softmax on Intel)
-    w = NL // 2
-    while w > 0:
-        for k in range(w):
-            m[k] = m[k + w] if m[k + w] > m[k] else m[k]
-        w = w // 2
-    r = m[0]
-    for i in range(nb, n):
-        v = x[i]
-        r = v if v > r else r
-    return r
+    for i from nb <= i < ne by nt:
+        p = _rpiece(x + i, _imin(nt, n - i), nt, -INFINITY, buf)
+        for k in range(nt):
+            v = p[k]
+            m[k] = v if v > m[k] else m[k]
+    v = _hmax(m, NL) if nb > 0 else _hmax(m, nt)
+    for i in range(ne, n):
+        v = x[i] if x[i] > v else v
+    return v
 
 
 cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept nogil:
@@ -820,8 +898,13 @@ cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept n
     # as the reference forms them (b may be NULL)
     cdef real part[NL]
     cdef acc_t acc[NL]
-    cdef acc_t s
-    cdef Py_ssize_t i, k, bb, e, nb = n - n % NL
+    cdef real bufa[NT]
+    cdef real bufb[NT]
+    cdef const real* pa
+    cdef const real* pb
+    cdef acc_t t
+    cdef Py_ssize_t i, k, w, bb, e, nb = _nblocks(n), nt = _nt(sizeof(real))
+    cdef Py_ssize_t ne = _pieces_end(n, nb, nt)
     for k in range(NL):
         acc[k] = 0
     bb = 0
@@ -840,14 +923,25 @@ cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept n
         for k in range(NL):
             acc[k] += part[k]
         bb = e
-    s = _hsum(acc)
-    if b != NULL:
-        for i in range(nb, n):
-            s += <real>(a[i] * b[i])
-    else:
-        for i in range(nb, n):
-            s += a[i]
-    return s
+    if ne > nb:
+        for k in range(nt):
+            part[k] = 0
+        for i from nb <= i < ne by nt:
+            w = _imin(nt, n - i)
+            pa = _rpiece(a + i, w, nt, 0, bufa)
+            if b != NULL:
+                pb = _rpiece(b + i, w, nt, 0, bufb)
+                for k in range(nt):
+                    part[k] += pa[k] * pb[k]
+            else:
+                for k in range(nt):
+                    part[k] += pa[k]
+        for k in range(nt):
+            acc[k] += part[k]
+    t = _hsum(acc, NL) if nb > 0 else _hsum(acc, nt)
+    for i in range(ne, n):
+        t += <real>(a[i] * b[i]) if b != NULL else a[i]
+    return t
 
 
 cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint store) noexcept nogil:
@@ -863,9 +957,13 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
     cdef real cnt[NL]
     cdef acc_t acc[NL]
     cdef acc_t cacc[NL]
-    cdef acc_t s, c
+    cdef real buf[NT]
+    cdef real d[NT]
+    cdef const real* p
     cdef real v, zero = 0, one = 1
-    cdef Py_ssize_t i, k, bb, e, nb = n - n % NL
+    cdef acc_t s, t
+    cdef Py_ssize_t i, k, w, bb, e, pads, nb = _nblocks(n), nt = _nt(sizeof(real))
+    cdef Py_ssize_t ne = _pieces_end(n, nb, nt)
     for k in range(NL):
         acc[k] = 0
         cacc[k] = 0
@@ -886,17 +984,47 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
             acc[k] += part[k]
             cacc[k] += cnt[k]
         bb = e
-    s = _hsum(acc)
-    c = _hsum(cacc)
-    for i in range(nb, n):
+    for k in range(nt):
+        part[k] = 0
+        cnt[k] = 0
+    for i from nb <= i < ne by nt:
+        # pads of -inf: exp(-inf - m) = 0, and a maximum only if m is -inf
+        # (taken out of the count below; a lane-index test here made GCC
+        # split the float64 loop into half-width registers)
+        w = _imin(nt, n - i)
+        p = _rpiece(x + i, w, nt, -INFINITY, buf)
+        for k in range(nt):
+            v = p[k]
+            d[k] = v - m
+            part[k] += zero if v == m else fexpn(v - m)
+            cnt[k] += one if v == m else zero
+        if store:  # a constant count where it can be: else GCC calls memcpy
+            if w == nt:
+                for k in range(nt):
+                    out[i + k] = d[k]
+            else:
+                for k in range(w):
+                    out[i + k] = d[k]
+    for k in range(nt):
+        acc[k] += part[k]
+        cacc[k] += cnt[k]
+    w = (ne - nb) % nt
+    pads = nt - w if w > 0 and m == -INFINITY else 0
+    if nb > 0:
+        t = _hsum(cacc, NL) - (1 + pads)
+        s = _hsum(acc, NL)
+    else:
+        t = _hsum(cacc, nt) - (1 + pads)
+        s = _hsum(acc, nt)
+    for i in range(ne, n):
         v = x[i]
         if store:
             out[i] = v - m
         if v == m:
-            c += 1
+            t += 1
         else:
-            s += fexpn(v - m)
-    return s + (c - 1)
+            t += fexpn(v - m)
+    return s + t
 
 
 # ---- short rows: row length as a compile-time constant ---------------------
@@ -1015,7 +1143,7 @@ cdef inline void _softmax_rows(const real* a, real* out, Py_ssize_t n, Py_ssize_
         mg[g] = _rmax(a + g * n, n)
     for g in range(G):
         for j in range(n):
-            buf[g * n + j] = fexpn(a[g * n + j] - mg[g])
+            buf[g * n + j] = fexpn_big(a[g * n + j] - mg[g])
     for g in range(G):
         mg[g] = 1 / _rsum(buf + g * n, n)
     for g in range(G):
@@ -1334,14 +1462,14 @@ cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, P
     if pk_op is _PkSoftmax and _packed(n, sizeof(real)):
         _pk(PK_MAX, a, <const real*>NULL, t, len, n)
         for i in range(len):
-            out[i] = fexpn(a[i] - t[i])
+            out[i] = fexpn_big(a[i] - t[i])
         _pk(PK_SCALE, out, <const real*>NULL, out, len, n)
     elif pk_op is _PkSoftmax:
         # the exps into e, not out: the scaling step's row loads then need
         # no masks (see PK_PADDED)
         _pk(PK_MAX | pad, a, <const real*>NULL, t, len, n)
         for i in range(len):
-            e[i] = fexpn(a[i] - t[i])
+            e[i] = fexpn_big(a[i] - t[i])
         _pk(PK_SCALE | PK_PADDED, e, <const real*>NULL, out, len, n)
     elif pk_op is _PkSmBwd:
         _pk(PK_SMBWD | pad, a, b, out, len, n)
@@ -1642,8 +1770,11 @@ cdef void _softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
     cdef real m = _rowmax(x, n)
     cdef Py_ssize_t i
     cdef real inv
+    # the exps scaled by 2^64 / 2^600 (one multiplication less each), which
+    # 1 / their sum takes out again: the outputs rounded once, subnormal
+    # ones included
     for i in range(n):
-        out[i] = fexpn(x[i] - m)
+        out[i] = fexpn_big(x[i] - m)
     inv = <real>(1.0 / _rowsum(out, <const real*>NULL, n))
     for i in range(n):
         out[i] = out[i] * inv
@@ -1684,7 +1815,7 @@ cdef inline void _lanes_expsum_w(const real* x, const real* m, real* out, acc_t*
             xr = x + j * st
             orow = out + j * st
             for k in range(L):
-                t = fexpn(xr[k] - m[k])
+                t = fexpn_big(xr[k] - m[k])
                 orow[k] = t
                 part[k] += t
         for k in range(L):
@@ -2195,7 +2326,7 @@ cdef inline acc_t _qlpsum(const real* x, const real* p, Py_ssize_t a, Py_ssize_t
         else:
             qc = (qa * p[i] + qb) if smooth else p[i]
         acc[0] += zero if qc == zero else qc * lp
-    return _hsum(acc)
+    return _hsum(acc, NL)
 
 
 cdef void _ce_row(const real* x, npy_intp t, const real* p, real scv, real* loss, real* dx,

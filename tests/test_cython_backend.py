@@ -154,8 +154,12 @@ ROW_KERNELS = [k for k, v in _registry.KERNELS.items()
 @pytest.mark.parametrize("kernel", ROW_KERNELS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_row_paths_at_their_boundaries(kernel, dtype):
+    # rows of 33-127 in register pieces, the last one padded (33, 63, 75,
+    # 127); from 128 blocks of 64, whole pieces, and the last n % (entries a
+    # register) one by one (200, 203, 1031)
     shapes = [(1, 1), (3, 1), (65, 2), (64, 10), (63, 16), (129, 31), (70, 32), (5, 33),
-              (2, 63), (2, 64), (2, 65), (1, 1000), (2, 1031)]
+              (2, 63), (2, 64), (2, 65), (3, 75), (2, 127), (2, 128), (2, 129), (3, 200), (3, 203),
+              (1, 1000), (2, 1031)]
     for shape in shapes:
         c = ft.case(kernel, shape, dtype, -1, seed=1)
         with fastact.use_backend("cython"):
@@ -194,11 +198,14 @@ def test_row_edge_values_in_tiles_and_lanes(kernel):
     """NaN/inf rows in the tile path (n <= 32), the row path and the lanes path."""
     k = _registry.KERNELS[kernel]
     base = ft.edge_rows()  # 14 rows of 4
-    for x in (np.tile(base, (5, 1)), np.tile(base, (1, 20)), np.ascontiguousarray(np.tile(base, (1, 20)).T)):
+    wide = np.tile(base, (1, 51))
+    # tiles; rows of 80 in whole register pieces, of 75 with a padded last
+    # piece, of 203 in blocks and a tail one by one; lanes
+    for x, axis in ((np.tile(base, (5, 1)), -1), (wide[:, :80], -1), (wide[:, :75], -1), (wide[:, :203], -1),
+                    (np.ascontiguousarray(wide[:, :80].T), 0)):
         for dt in (np.float32, np.float64):
             with np.errstate(over="ignore"):
-                xx = x.astype(dt)
-            axis = -1 if x.shape[0] == 70 or x.shape[1] == 80 else 0
+                xx = np.ascontiguousarray(x).astype(dt)
             if k.kind.startswith("loss"):
                 c = ft.case(kernel, xx.shape, dt, axis, x=xx)
             else:
