@@ -613,11 +613,16 @@ def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
     driver = (nj._rows2 if k.kind == "rows_backward" else nj._rows1)(kernel, 1.0)
     for rows, dtype, want in ((nj.TWR - 1, np.float32, "_rt_"), (nj.TWR, np.float32, "_rtt_"),
                               (5 * nj.TWR, np.float32, "_rtt_"), (nj.TWR, np.float64, "_rt_")):
-        for n in (3, 10, nj.TINY):
+        # the backward kernels' short-row path ends at _RT2_BYTES a row
+        longest = nj.TINY if k.kind != "rows_backward" else nj._RT2_BYTES // np.dtype(dtype).itemsize
+        for n in (3, 10, longest):
             x = np.ones((rows, n), dtype)
             out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
             driver(*((x, x, out) if k.kind == "rows_backward" else (x, out)))
             assert calls.pop() == want, (rows, dtype, n)
+        if k.kind == "rows_backward":  # longer rows: the long-row path, neither of these
+            x = np.ones((rows, longest + 1), dtype)
+            driver(x, x, np.empty_like(x))
     assert calls == []
 
 

@@ -1726,6 +1726,14 @@ def _rows1(name, cost):
     return kernel
 
 
+#: longest rows (bytes) the backward row kernels take through the short-row
+#: path: past it their long-row path, one pass for the row's sum and one
+#: for the output, was faster (1M entries, Zen 5: softmax_backward float32
+#: rows of 33-64 0.80-0.83x, float64 rows of 17-48 0.73-0.81x;
+#: log_softmax_backward 0.66-0.75x)
+_RT2_BYTES = 128
+
+
 def _rows2(name, cost):
     """Row kernel k(g, y, out), all (outer, n) or (outer, n, inner)."""
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
@@ -1740,7 +1748,7 @@ def _rows2(name, cost):
                     lanes(g, y, out)
                 return
             g, y, out = _drop_inner((g, y, out))
-        if y.shape[1] <= TINY:
+        if y.shape[1] <= TINY and y.shape[1] * y.itemsize <= _RT2_BYTES:
             run, par = (rtt if y.shape[0] >= TWR and y.itemsize == 4 else rt), prt
         else:
             run, par = rl, prl
