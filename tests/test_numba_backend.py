@@ -614,15 +614,16 @@ def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
     for rows, dtype, want in ((nj.TWR - 1, np.float32, "_rt_"), (nj.TWR, np.float32, "_rtt_"),
                               (5 * nj.TWR, np.float32, "_rtt_"), (nj.TWR, np.float64, "_rt_")):
         # the backward kernels' short-row path ends at _RT2_BYTES a row
-        longest = nj.TINY if k.kind != "rows_backward" else nj._RT2_BYTES // np.dtype(dtype).itemsize
+        longest = (min(nj.TINY, nj._RT2_BYTES // np.dtype(dtype).itemsize) if k.kind == "rows_backward"
+                   else nj._RT1_ENTRIES.get((kernel, np.dtype(dtype).itemsize), nj.TINY))
         for n in (3, 10, longest):
             x = np.ones((rows, n), dtype)
             out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
             driver(*((x, x, out) if k.kind == "rows_backward" else (x, out)))
             assert calls.pop() == want, (rows, dtype, n)
-        if k.kind == "rows_backward":  # longer rows: the long-row path, neither of these
-            x = np.ones((rows, longest + 1), dtype)
-            driver(x, x, np.empty_like(x))
+        x = np.ones((rows, longest + 1), dtype)  # longer rows: the long-row path, neither of these
+        out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
+        driver(*((x, x, out) if k.kind == "rows_backward" else (x, out)))
     assert calls == []
 
 

@@ -1702,10 +1702,19 @@ def _paths(name):
 # compiled for one array rank; rows of <= TINY elements and longer ones are
 # separate compiled functions, so a first call compiles only the one it uses.
 
+#: longest rows (entries) the forward row kernels take through the short-row
+#: path, by (kernel, itemsize): TINY, but 32 for float32 softmax, whose
+#: long-row path was faster past it (rows of 33-64 0.76-0.89x; float64
+#: went both ways, rows of 33 0.76x, of 48 1.13x); log_softmax and
+#: logsumexp were 1.1-1.4x as slow on theirs
+_RT1_ENTRIES = {("softmax", 4): 32}
+
+
 def _rows1(name, cost):
     """Row kernel k(x, out), x (outer, n) or (outer, n, inner)."""
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
+    short = {4: _RT1_ENTRIES.get((name, 4), TINY), 8: _RT1_ENTRIES.get((name, 8), TINY)}
 
     def kernel(x, out):
         if not x.flags.writeable:
@@ -1716,7 +1725,7 @@ def _rows1(name, cost):
                     lanes(x, out)
                 return
             x, out = _drop_inner((x, out))
-        if x.shape[1] <= TINY:
+        if x.shape[1] <= short[x.itemsize]:
             run, par = (rtt if x.shape[0] >= TWR and x.itemsize == 4 else rt), prt
         else:
             run, par = rl, prl
