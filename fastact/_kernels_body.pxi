@@ -760,6 +760,7 @@ cdef void k_bce_backward(const real* x, const real* t, real* out, Py_ssize_t n, 
 cdef enum:
     NL = 64        # partial results of a contiguous-row reduction
     NT = 16        # most entries of one SIMD register (see _rpiece)
+    RB = 16        # rows a block of _rows_rest
     BLK = 1024     # elements per block of working-precision partial sums
     LMAX = 64      # lanes (inner columns) per chunk in the strided kernels
     JB = 16        # rows of a lane chunk summed in working precision
@@ -1877,12 +1878,40 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
 
 # ---- log_softmax -----------------------------------------------------------------
 
-cdef void _log_softmax_row(const real* x, real* out, Py_ssize_t n) noexcept nogil:
-    cdef real m = _rowmax(x, n)
-    cdef real L = <real>log1p_f64(_restsum(x, n, m, out, True))
-    cdef Py_ssize_t i
-    for i in range(n):
-        out[i] = out[i] - L
+cdef inline void _rows_rest(const real* x, real* out, Py_ssize_t n, Py_ssize_t R, Py_ssize_t left,
+                            acc_t* mx, acc_t* L, bint store) noexcept nogil:
+    # for R <= RB rows of x: their maxima into mx and log1p of their rest
+    # sums into L (x - max into out if store).  The log1p runs once over
+    # the block, vectorized, instead of once a row in scalar double code
+    # (~40% of log_softmax over float32 rows of 48).  left: rows from x
+    # to the array's end (for the prefetch)
+    cdef Py_ssize_t r
+    cdef real m
+    for r in range(RB):
+        L[r] = 0
+    for r in range(R):
+        if r + 1 < left:
+            _prefetch_row(x + (r + 1) * n, n)
+        m = _rowmax(x + r * n, n)
+        mx[r] = m
+        L[r] = _restsum(x + r * n, n, m, out + r * n if store else out, store)
+    for r in range(RB):
+        L[r] = log1p_f64(L[r])
+
+
+cdef void _log_softmax_rows(const real* x, real* out, Py_ssize_t n, Py_ssize_t R,
+                            Py_ssize_t left) noexcept nogil:
+    cdef acc_t mx[RB]
+    cdef acc_t L[RB]
+    cdef Py_ssize_t r, i
+    cdef real lr
+    cdef real* orow
+    _rows_rest(x, out, n, R, left, mx, L, True)
+    for r in range(R):
+        lr = <real>L[r]
+        orow = out + r * n
+        for i in range(n):
+            orow[i] = orow[i] - lr
 
 
 cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st, Py_ssize_t L) noexcept nogil:
@@ -1933,10 +1962,8 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
                 _log_softmax_lanes(tile, tile, n, TS, R)
                 _from_tile(tile, out + r0 * n, n, R)
         else:
-            for o in range(outer):
-                if o + 1 < outer:
-                    _prefetch_row(x + (o + 1) * n, n)
-                _log_softmax_row(x + o * n, out + o * n, n)
+            for o from 0 <= o < outer by RB:
+                _log_softmax_rows(x + o * n, out + o * n, n, _imin(RB, outer - o), outer - o)
     elif _narrow(n, ni, st):
         for o from 0 <= o < outer by LMAX // st:
             R = _imin(LMAX // st, outer - o)
@@ -1964,9 +1991,11 @@ cdef void _logsumexp_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st
 
 cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                       Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
-    cdef Py_ssize_t o, r0, R, k0, k
+    cdef Py_ssize_t o, r0, R, k0, k, r
     cdef real tile[TS * NSHORT]
     cdef real m
+    cdef acc_t mx[RB]
+    cdef acc_t L[RB]
     cdef acc_t rs[TR]
     cdef real mr[TR]
     if outer <= 0 or ni <= 0:
@@ -1994,11 +2023,11 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 _to_tile(x + r0 * n, tile, n, R)
                 _logsumexp_lanes(tile, out + r0, n, TS, R)
         else:
-            for o in range(outer):
-                if o + 1 < outer:
-                    _prefetch_row(x + (o + 1) * n, n)
-                m = _rowmax(x + o * n, n)
-                out[o] = <real>(m + log1p_f64(_restsum(x + o * n, n, m, <real*>NULL, False)))
+            for o from 0 <= o < outer by RB:
+                R = _imin(RB, outer - o)
+                _rows_rest(x + o * n, <real*>NULL, n, R, outer - o, mx, L, False)
+                for r in range(R):
+                    out[o + r] = <real>(mx[r] + L[r])
     elif _narrow(n, ni, st):
         for o from 0 <= o < outer by LMAX // st:
             R = _imin(LMAX // st, outer - o)
