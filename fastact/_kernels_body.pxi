@@ -792,8 +792,8 @@ cdef inline void _prefetch_whole_row(const real* p, Py_ssize_t n) noexcept nogil
     # softmax's next row, whole up to 8 KiB: unlike the kernels above its
     # four passes over a row of 4-8 KiB (max; exp; sum; scale) left the
     # hardware prefetcher behind.  AMD Zen 5, out= given: (4096, 1024)
-    # float32 1338 -> 1026 us, float64 2873 -> 2403 us (AVX2 path 0.89x,
-    # 0.91x).  Only for rows of 4 KiB or more in arrays past the L2 size:
+    # float32 1345 -> 1052 us, float64 2940 -> 2336 us (AVX2 path 0.80x,
+    # 0.92x).  Only for rows of 4 KiB or more in arrays past the L2 size:
     # rows of 100-300 float32 were 4-6% slower with it
     fa_prefetch_range(p, _imin(n * <Py_ssize_t>sizeof(real), 8192))
 
