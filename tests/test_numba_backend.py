@@ -613,9 +613,7 @@ def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
     driver = (nj._rows2 if k.kind == "rows_backward" else nj._rows1)(kernel, 1.0)
     for rows, dtype, want in ((nj.TWR - 1, np.float32, "_rt_"), (nj.TWR, np.float32, "_rtt_"),
                               (5 * nj.TWR, np.float32, "_rtt_"), (nj.TWR, np.float64, "_rt_")):
-        # the backward kernels' short-row path ends at _RT2_BYTES a row
-        longest = (min(nj.TINY, nj._RT2_BYTES // np.dtype(dtype).itemsize) if k.kind == "rows_backward"
-                   else nj._RT1_ENTRIES.get((kernel, np.dtype(dtype).itemsize), nj.TINY))
+        longest = nj._short_rows(kernel)[np.dtype(dtype).itemsize]
         for n in (3, 10, longest):
             x = np.ones((rows, n), dtype)
             out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)

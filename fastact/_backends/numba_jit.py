@@ -1702,19 +1702,29 @@ def _paths(name):
 # compiled for one array rank; rows of <= TINY elements and longer ones are
 # separate compiled functions, so a first call compiles only the one it uses.
 
-#: longest rows (entries) the forward row kernels take through the short-row
-#: path, by (kernel, itemsize): TINY, but 32 for float32 softmax, whose
-#: long-row path was faster past it (rows of 33-64 0.76-0.89x; float64
-#: went both ways, rows of 33 0.76x, of 48 1.13x); log_softmax and
-#: logsumexp were 1.1-1.4x as slow on theirs
-_RT1_ENTRIES = {("softmax", 4): 32}
+#: longest rows (entries) a row kernel takes through its short-row path, by
+#: (kernel, itemsize); TINY unless listed.  Past these the long-row path
+#: was faster (1M entries, Zen 5): float32 softmax over rows of 33-64
+#: 0.76-0.89x (float64 went both ways, rows of 33 0.76x, of 48 1.13x);
+#: softmax_backward and log_softmax_backward past 128 bytes a row -- one
+#: pass for the row's sum and one for the output, against a horizontal sum
+#: per 16 lanes -- float32 rows of 33-64 0.66-0.85x, float64 rows of 17-64
+#: 0.63-0.95x.  log_softmax and logsumexp were 1.1-1.4x as slow on theirs.
+_SHORT_ROWS = {("softmax", 4): 32,
+               ("softmax_backward", 4): 32, ("softmax_backward", 8): 16,
+               ("log_softmax_backward", 4): 32, ("log_softmax_backward", 8): 16}
+
+
+def _short_rows(name):
+    """{itemsize: the longest rows of name's short-row path}."""
+    return {size: _SHORT_ROWS.get((name, size), TINY) for size in (4, 8)}
 
 
 def _rows1(name, cost):
     """Row kernel k(x, out), x (outer, n) or (outer, n, inner)."""
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
-    short = {4: _RT1_ENTRIES.get((name, 4), TINY), 8: _RT1_ENTRIES.get((name, 8), TINY)}
+    short = _short_rows(name)
 
     def kernel(x, out):
         if not x.flags.writeable:
@@ -1735,18 +1745,11 @@ def _rows1(name, cost):
     return kernel
 
 
-#: longest rows (bytes) the backward row kernels take through the short-row
-#: path: past it their long-row path, one pass for the row's sum and one
-#: for the output, was faster (1M entries, Zen 5: softmax_backward float32
-#: rows of 33-64 0.80-0.83x, float64 rows of 17-48 0.73-0.81x;
-#: log_softmax_backward 0.66-0.75x)
-_RT2_BYTES = 128
-
-
 def _rows2(name, cost):
     """Row kernel k(g, y, out), all (outer, n) or (outer, n, inner)."""
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
+    short = _short_rows(name)
 
     def kernel(g, y, out):
         if not (g.flags.writeable and y.flags.writeable):
@@ -1757,7 +1760,7 @@ def _rows2(name, cost):
                     lanes(g, y, out)
                 return
             g, y, out = _drop_inner((g, y, out))
-        if y.shape[1] <= TINY and y.shape[1] * y.itemsize <= _RT2_BYTES:
+        if y.shape[1] <= short[y.itemsize]:
             run, par = (rtt if y.shape[0] >= TWR and y.itemsize == 4 else rt), prt
         else:
             run, par = rl, prl
