@@ -768,7 +768,11 @@ cdef enum:
     TS = TR + 16   # elements between the tile rows: not a power of two (with
                    # 64, f32 rows of 32 ran at 0.94 or at 1.35 ns/element
                    # from one build to the next, same transpose code)
-    NSHORT = 32    # contiguous rows with n <= NSHORT go through tiles
+    NSHORT = 32    # contiguous rows with n <= NSHORT go through tiles,
+                   # their steps compiled for each n (_short)
+    NTILE = 256    # and longer ones, up to NTILE float32 entries, where the
+                   # kernel's limit in _tiled says so
+    TBUF = TS * NTILE // 2   # doubles in a tile buffer
     RG = 4         # short rows computed side by side in the row-wise path
 
 
@@ -1297,6 +1301,35 @@ cdef inline bint _rowwise(Py_ssize_t n, size_t itemsize) noexcept nogil:
     # whether rows of n elements are written row by row (whole SIMD
     # registers) rather than through a transposed tile
     return (n * <Py_ssize_t>itemsize) % FA_VEC_BYTES == 0
+
+
+cdef inline bint _tiled(Py_ssize_t n, size_t itemsize, Py_ssize_t lim32, Py_ssize_t lim64) noexcept nogil:
+    # whether contiguous rows of n entries go through transposed tiles of TR
+    # rows: always up to NSHORT, and up to a kernel's own limit (float32,
+    # float64 entries) where the targets have SIMD transposes (AVX2,
+    # AVX-512).  One row at a time a row of 33-256 entries is too short for
+    # the pipelines: its reductions are chains of a few dependent registers
+    # and horizontal trees, while 64 rows side by side are independent
+    # lanes.  1M entries, AMD Zen 5, AVX-512, row path -> tiles, us:
+    #   float32  rows of      33          64          128         256
+    #   softmax            1149 -> 293  657 -> 257  479 -> 257  320 -> 293
+    #   log_softmax        2031 -> 357  852 -> 310  593 -> 301  409 -> 328
+    #   logsumexp          1880 -> 327  827 -> 238  532 -> 220  349 -> 243
+    #   softmax_backward    697 -> 300  407 -> 228  316 -> 272  (160: 286 -> 289)
+    #   log_softmax_bwd     715 -> 388  393 -> 332  (100: 336 -> 345)
+    #   cross_entropy grad 2568 -> 742 1236 -> 649  802 -> 635  553 -> 670
+    # float64 (tiles transposed by scalar code): log_softmax 1575 -> 851
+    # (33), 1074 -> 950 (100), 939 -> 970 (128); logsumexp 1275 -> 662,
+    # 881 -> 676 (128); softmax 1082 -> 781 (33), 867 -> 803 (48), 750 ->
+    # 804 (64); cross_entropy 2846 -> 1388, 1521 -> 1348 (100), 1362 ->
+    # 1497 (128); both backward kernels 1.3-2.8x slower from 33 up, and
+    # logsumexp_backward (one exp an entry, no reduction) 1.3-2.0x slower
+    # in both types: it keeps NSHORT.  The
+    # tile buffers (TBUF doubles) hold NTILE float32 or NTILE / 2 float64
+    # entries a tile row
+    if n <= NSHORT:
+        return True
+    return FA_TILE_SIMD and n <= (lim32 if itemsize == 4 else lim64)
 
 
 cdef inline bint _rowwise_rest(Py_ssize_t n, size_t itemsize) noexcept nogil:
@@ -1844,7 +1877,8 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                     Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0
     cdef bint big
-    cdef real tile[TS * NSHORT]
+    cdef double tileb[TBUF]
+    cdef real* tile = <real*>tileb
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
@@ -1852,7 +1886,7 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
             _outline(_pk_softmax[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, outer)
-        elif n <= NSHORT:
+        elif _tiled(n, sizeof(real), 256, 48):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
@@ -1936,7 +1970,8 @@ cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t 
 cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                         Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, k
-    cdef real tile[TS * NSHORT]
+    cdef double tileb[TBUF]
+    cdef real* tile = <real*>tileb
     cdef acc_t rs[TR]
     cdef real lr[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
@@ -1955,7 +1990,7 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
                     lr[k] = <real>rs[k]
                 _short(<_SubRow*>NULL, out + r0 * n, <const real*>NULL, lr, out + r0 * n,
                        <acc_t*>NULL, n, R)
-        elif n <= NSHORT:
+        elif _tiled(n, sizeof(real), 256, 100):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
@@ -1992,7 +2027,8 @@ cdef void _logsumexp_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t st
 cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                       Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, k, r
-    cdef real tile[TS * NSHORT]
+    cdef double tileb[TBUF]
+    cdef real* tile = <real*>tileb
     cdef real m
     cdef acc_t mx[RB]
     cdef acc_t L[RB]
@@ -2017,7 +2053,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                 _lanes_log1p(rs, R)
                 for k in range(R):
                     out[r0 + k] = <real>(mr[k] + rs[k])
-        elif n <= NSHORT:
+        elif _tiled(n, sizeof(real), 256, 128):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tile, n, R)
@@ -2070,8 +2106,10 @@ cdef void _softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t
 cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                              Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef real tg[TS * NSHORT]
-    cdef real ty[TS * NSHORT]
+    cdef double tgb[TBUF]
+    cdef real* tg = <real*>tgb
+    cdef double tyb[TBUF]
+    cdef real* ty = <real*>tyb
     cdef acc_t s[TR]
     cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
@@ -2081,7 +2119,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
             _outline(_pk_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
-        elif n <= NSHORT:
+        elif _tiled(n, sizeof(real), 160, 32):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 # row sums of g*y (products rounded as the reference rounds
@@ -2144,8 +2182,10 @@ cdef void _log_softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssi
 cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                                  Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef real tg[TS * NSHORT]
-    cdef real ty[TS * NSHORT]
+    cdef double tgb[TBUF]
+    cdef real* tg = <real*>tgb
+    cdef double tyb[TBUF]
+    cdef real* ty = <real*>tyb
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
@@ -2153,7 +2193,7 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
             _outline(_pk_log_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
-        elif n <= NSHORT:
+        elif _tiled(n, sizeof(real), 64, 32):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(g + r0 * n, tg, n, R)
@@ -2414,8 +2454,10 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
                           real* loss, real* dx, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni,
                           Py_ssize_t st, npy_intp ignore, double eps) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, k, off
-    cdef real tx[TS * NSHORT]
-    cdef real tp[TS * NSHORT]
+    cdef double txb[TBUF]
+    cdef real* tx = <real*>txb
+    cdef double tpb[TBUF]
+    cdef real* tp = <real*>tpb
     cdef LossQ q
     cdef real nzero = -0.0, zero = 0
     cdef const real* pp
@@ -2437,7 +2479,7 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
     q.onem = 1.0 - eps
     q.qoff = eps / n if q.smooth else 0.0
     if st == 1:
-        if n <= NSHORT:
+        if _tiled(n, sizeof(real), 200, 100):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(x + r0 * n, tx, n, R)

@@ -145,7 +145,9 @@ def test_every_simd_path_matches_reference(path):
 
 # ---------------------------------------------------------------------------
 # kernel paths at their boundaries (short-row tiles of TR=64 rows for
-# n <= 32, contiguous rows above, strided lanes in chunks of 64 inner columns)
+# n <= 32 and, with SIMD transposes, up to each kernel's limit in _tiled
+# (48-256 entries); contiguous rows above; strided lanes in chunks of 64
+# inner columns)
 
 ROW_KERNELS = [k for k, v in _registry.KERNELS.items()
                if v.kind.startswith(("rows", "loss"))]
@@ -156,10 +158,13 @@ ROW_KERNELS = [k for k, v in _registry.KERNELS.items()
 def test_row_paths_at_their_boundaries(kernel, dtype):
     # rows of 33-127 in register pieces, the last one padded (33, 63, 75,
     # 127); from 128 blocks of 64, whole pieces, and the last n % (entries a
-    # register) one by one (200, 203, 1031)
+    # register) one by one (200, 203, 1031).  Tiles of longer rows: each
+    # kernel's limits and the next length, in whole and partial tiles
+    # (70 rows)
     shapes = [(1, 1), (3, 1), (65, 2), (64, 10), (63, 16), (129, 31), (70, 32), (5, 33),
               (2, 63), (2, 64), (2, 65), (3, 75), (2, 127), (2, 128), (2, 129), (3, 200), (3, 203),
               (1, 1000), (2, 1031)]
+    shapes += [(70, n) for n in (33, 47, 48, 49, 64, 65, 100, 101, 128, 129, 160, 161, 200, 201, 256, 257)]
     for shape in shapes:
         c = ft.case(kernel, shape, dtype, -1, seed=1)
         with fastact.use_backend("cython"):
@@ -195,13 +200,16 @@ def test_short_rows_every_length(kernel, dtype):
                                     "log_softmax_backward", "logsumexp_backward",
                                     "cross_entropy_index_grad", "cross_entropy_prob_grad"])
 def test_row_edge_values_in_tiles_and_lanes(kernel):
-    """NaN/inf rows in the tile path (n <= 32), the row path and the lanes path."""
+    """NaN/inf rows in the tile path (n <= 32, and longer rows up to a
+    kernel's limit), the row path and the lanes path."""
     k = _registry.KERNELS[kernel]
     base = ft.edge_rows()  # 14 rows of 4
-    wide = np.tile(base, (1, 51))
-    # tiles; rows of 80 in whole register pieces, of 75 with a padded last
-    # piece, of 203 in blocks and a tail one by one; lanes
+    wide = np.tile(base, (1, 70))
+    # tiles; rows of 80 in whole register pieces (or tiles), of 75 with a
+    # padded last piece (or tiles), of 203 and 259 in blocks and a tail one
+    # by one (float32 rows of 203 in tiles for some kernels); lanes
     for x, axis in ((np.tile(base, (5, 1)), -1), (wide[:, :80], -1), (wide[:, :75], -1), (wide[:, :203], -1),
+                    (wide[:, :259], -1), (np.tile(wide[:, :100], (5, 1)), -1),
                     (np.ascontiguousarray(wide[:, :80].T), 0)):
         for dt in (np.float32, np.float64):
             with np.errstate(over="ignore"):
