@@ -1457,7 +1457,7 @@ cdef inline bint _packed_bwd(Py_ssize_t n, size_t itemsize) noexcept nogil:
     return _packed(n, itemsize) and 2 * n * <Py_ssize_t>itemsize <= FA_VEC_BYTES
 
 
-cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) noexcept nogil:
+cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin, Py_ssize_t nregs) noexcept nogil:
     # rows of nmin entries up to two registers that neither pack nor fill
     # whole registers, which fa_pack takes one at a time with masked loads.
     # 1M entries against the tiles: the backward passes over rows of 5-31
@@ -1469,9 +1469,23 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin) no
     # loads and stores in pieces, Zen 3, against its register-transposed
     # tiles): softmax_backward float32 rows of 7-15 0.65-0.89x, float64 5-7
     # 0.43-0.60x; log_softmax_backward float32 5-15 0.74-0.83x, float64 5-7
-    # 0.71-0.72x; float64 softmax rows of 6-7 0.96-1.05x
-    return (FA_MASKED_ROWS and n >= nmin and not _packed(n, itemsize) and not _rowwise(n, itemsize)
-            and n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES)
+    # 0.71-0.72x; float64 softmax rows of 6-7 0.96-1.05x.
+    # Past two registers, up to nregs (fa_rows_mid: the row in registers,
+    # whole or not; rows of whole registers up to NSHORT keep the row-wise
+    # path).  1M entries, AMD Zen 5, against the tiles or the row path, us:
+    # AVX-512 float32 softmax_backward rows of 33 718 -> 149, 64 425 -> 163,
+    # 128 309 -> 158, 200 271 -> 190, 256 225 -> 183 (about np.copy's time
+    # for its three arrays); log_softmax_backward 744 -> 288, 401 -> 237,
+    # 336 -> 245, 317 -> 269, 261 -> 251; float64 softmax_backward rows of
+    # 33-64 (up to 8 registers) 0.50-0.57x, but rows of 9-16 registers
+    # 1.1x, and float64 log_softmax_backward 1.0-1.1x from 3 registers up
+    # (exp-bound).  AVX2: float32 softmax_backward rows of 20-128 (16
+    # registers) 0.31-0.52x, log_softmax_backward 0.64-0.87x
+    if not FA_MASKED_ROWS or n < nmin or _packed(n, itemsize):
+        return False
+    if n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES:
+        return not _rowwise(n, itemsize)
+    return n * <Py_ssize_t>itemsize <= nregs * FA_VEC_BYTES
 
 
 cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t len,
@@ -1882,7 +1896,7 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed(n, sizeof(real)) or (real is double and _masked_rows(n, sizeof(real), 6)):
+        if _packed(n, sizeof(real)) or (real is double and _masked_rows(n, sizeof(real), 6, 2)):
             _outline(_pk_softmax[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, outer)
@@ -2115,7 +2129,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5):
+        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5, 16 if real is float else 8):
             _outline(_pk_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
@@ -2189,7 +2203,7 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5):
+        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5, 16 if real is float else 2):
             _outline(_pk_log_softmax_bwd[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)

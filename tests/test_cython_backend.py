@@ -164,7 +164,10 @@ def test_row_paths_at_their_boundaries(kernel, dtype):
     shapes = [(1, 1), (3, 1), (65, 2), (64, 10), (63, 16), (129, 31), (70, 32), (5, 33),
               (2, 63), (2, 64), (2, 65), (3, 75), (2, 127), (2, 128), (2, 129), (3, 200), (3, 203),
               (1, 1000), (2, 1031)]
-    shapes += [(70, n) for n in (33, 47, 48, 49, 64, 65, 100, 101, 128, 129, 160, 161, 200, 201, 256, 257)]
+    # (and rows of 3-16 registers taken one at a time in registers: 90,
+    # 180, 210 and 240 complete the register counts with AVX-512)
+    shapes += [(70, n) for n in (33, 47, 48, 49, 64, 65, 90, 100, 101, 128, 129, 160, 161, 180, 200,
+                                 201, 210, 240, 256, 257)]
     for shape in shapes:
         c = ft.case(kernel, shape, dtype, -1, seed=1)
         with fastact.use_backend("cython"):

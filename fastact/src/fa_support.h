@@ -942,6 +942,115 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_ROWS_OPS(float, FA_VF32, f32, ps)
 FA_ROWS_OPS(double, FA_VF64, f64, pd)
+/* Rows of 2W < n <= FA_MID_PIECES W entries, the ops of fa_rows_n, in
+ * NP = ceil(n / W) pieces: NP - 1 whole registers and a last piece as
+ * fa_rows_n's second.  NP is a constant at each call (fa_rows_mid's
+ * switch): the loops unroll and a row stays in registers from its loads to
+ * its stores, and the sums are trees over the pieces.  One row at a time
+ * through the kernels' own row loops, rows of 3-8 registers were
+ * latency-bound (see fastact's _masked_rows for the figures). */
+#define FA_MID_PIECES 16
+#define FA_ROWS_NP_OPS(T, V, SFX, PS)                                           \
+static inline __attribute__((always_inline)) V                                 \
+fa_tree_sum_##SFX(V *p, const int np)                                           \
+{                                                                               \
+    for (int h = 1; h < np; h *= 2)                                             \
+        for (int k = 0; k + h < np; k += 2 * h)                                 \
+            p[k] = FA_OP(add, PS)(p[k], p[k + h]);                              \
+    return p[0];                                                                \
+}                                                                               \
+static inline __attribute__((always_inline)) void                              \
+fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  \
+                 const int np)                                                  \
+{                                                                               \
+    enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
+    const int last = (np - 1) * W;                                              \
+    fa_piece_##SFX ql = fa_piece_of_##SFX(n - last);                            \
+    V va[FA_MID_PIECES], vb[FA_MID_PIECES], p[FA_MID_PIECES], s;                \
+    T t;                                                                        \
+    ptrdiff_t i, r, ra;                                                         \
+    int k, pad = op & 8;                                                        \
+    op &= 7;                                                                    \
+    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
+        if (op == 5) {                                                          \
+            out[r] = a[i];                                                      \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 6) {                                                          \
+            s = FA_OP(set1, PS)(a[r]);                                          \
+            for (k = 0; k < np - 1; k++)                                        \
+                FA_OP(storeu, PS)(out + i + k * W, s);                          \
+            fa_rstore_##SFX(out + i + last, s, ql);                             \
+            continue;                                                           \
+        }                                                                       \
+        /* entries readable at the last piece */                                \
+        ra = pad ? 2 * W : FA_RLOAD_INSIDE ? len - i - last : 0;                \
+        for (k = 0; k < np - 1; k++)                                            \
+            va[k] = FA_OP(loadu, PS)(a + i + k * W);                            \
+        va[np - 1] = fa_rload_##SFX(a + i + last, ql, ra);                      \
+        if (op == 0) {                                                          \
+            for (k = 0; k < np - 1; k++)                                        \
+                p[k] = va[k];                                                   \
+            p[np - 1] = fa_rfill_##SFX(va[np - 1], ql, -(T)INFINITY);           \
+            for (int h = 1; h < np; h *= 2)                                     \
+                for (k = 0; k + h < np; k += 2 * h)                             \
+                    p[k] = FA_OP(max, PS)(p[k + h], p[k]);                      \
+            t = fa_hmax_v##SFX(p[0]);                                           \
+        } else if (op == 3) {                                                   \
+            for (k = 0; k < np - 1; k++)                                        \
+                vb[k] = FA_OP(loadu, PS)(b + i + k * W);                        \
+            vb[np - 1] = fa_rload_##SFX(b + i + last, ql, ra);                  \
+            for (k = 0; k < np; k++)                                            \
+                p[k] = FA_OP(mul, PS)(va[k], vb[k]);                            \
+            t = fa_hsum_v##SFX(fa_tree_sum_##SFX(p, np));                       \
+            s = FA_OP(set1, PS)(t);                                             \
+            for (k = 0; k < np; k++)                                            \
+                va[k] = FA_OP(mul, PS)(vb[k], FA_OP(sub, PS)(va[k], s));        \
+        } else {                                                                \
+            for (k = 0; k < np; k++)                                            \
+                p[k] = va[k];                                                   \
+            t = fa_hsum_v##SFX(fa_tree_sum_##SFX(p, np));                       \
+        }                                                                       \
+        if (op == 4) {                                                          \
+            out[r] = t;                                                         \
+            continue;                                                           \
+        }                                                                       \
+        if (op == 1) {                                                          \
+            s = FA_OP(set1, PS)((T)1 / t);                                      \
+            for (k = 0; k < np; k++)                                            \
+                va[k] = FA_OP(mul, PS)(va[k], s);                               \
+        } else if (op != 3) {                                                   \
+            for (k = 0; k < np; k++)                                            \
+                va[k] = FA_OP(set1, PS)(t);                                     \
+        }                                                                       \
+        for (k = 0; k < np - 1; k++)                                            \
+            FA_OP(storeu, PS)(out + i + k * W, va[k]);                          \
+        fa_rstore_##SFX(out + i + last, va[np - 1], ql);                        \
+    }                                                                           \
+}                                                                               \
+static inline __attribute__((always_inline)) void                              \
+fa_rows_mid_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) \
+{                                                                               \
+    enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
+    switch ((n + W - 1) / W) {                                                  \
+    case 3: fa_rows_np_##SFX(op, a, b, out, len, n, 3); break;                  \
+    case 4: fa_rows_np_##SFX(op, a, b, out, len, n, 4); break;                  \
+    case 5: fa_rows_np_##SFX(op, a, b, out, len, n, 5); break;                  \
+    case 6: fa_rows_np_##SFX(op, a, b, out, len, n, 6); break;                  \
+    case 7: fa_rows_np_##SFX(op, a, b, out, len, n, 7); break;                  \
+    case 8: fa_rows_np_##SFX(op, a, b, out, len, n, 8); break;                  \
+    case 9: fa_rows_np_##SFX(op, a, b, out, len, n, 9); break;                  \
+    case 10: fa_rows_np_##SFX(op, a, b, out, len, n, 10); break;                  \
+    case 11: fa_rows_np_##SFX(op, a, b, out, len, n, 11); break;                  \
+    case 12: fa_rows_np_##SFX(op, a, b, out, len, n, 12); break;                  \
+    case 13: fa_rows_np_##SFX(op, a, b, out, len, n, 13); break;                  \
+    case 14: fa_rows_np_##SFX(op, a, b, out, len, n, 14); break;                  \
+    case 15: fa_rows_np_##SFX(op, a, b, out, len, n, 15); break;                  \
+    default: fa_rows_np_##SFX(op, a, b, out, len, n, 16); break;                 \
+    }                                                                           \
+}
+FA_ROWS_NP_OPS(float, FA_VF32, f32, ps)
+FA_ROWS_NP_OPS(double, FA_VF64, f64, pd)
 #else
 #define FA_ROWS_OPS(T, SFX)                                                     \
 static inline void                                                             \
@@ -971,6 +1080,8 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
 }
 FA_ROWS_OPS(float, f32)
 FA_ROWS_OPS(double, f64)
+#define fa_rows_mid_f32 fa_rows_n_f32
+#define fa_rows_mid_f64 fa_rows_n_f64
 #endif
 /* f(a, b, out, rows, n) from a function of its own, which the compiler
  * does not inline: keeps the packed rows' code (fastact's _packed_rows) out
@@ -1008,7 +1119,9 @@ static FA_NOINLINE void fa_outline_f64(fa_rows_f64 f, const double *a, const dou
 static FA_ALWAYS_INLINE void                                                   \
 fa_pack_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)     \
 {                                                                               \
-    if (n < 2 || (n & (n - 1)) || n * (int)sizeof(T) > FA_PACK_MAX_BYTES)      \
+    if (FA_MASKED_ROWS && n * (int)sizeof(T) > 2 * FA_VEC_BYTES)               \
+        fa_rows_mid_##SFX(op, a, b, out, len, n);                               \
+    else if (n < 2 || (n & (n - 1)) || n * (int)sizeof(T) > FA_PACK_MAX_BYTES) \
         fa_rows_n_##SFX(op, a, b, out, len, n);                                 \
     else if (n == 2)                                                            \
         fa_pack_n_##SFX(op, a, b, out, len, 2);                                 \
