@@ -605,7 +605,8 @@ TILED = [k for k in ROW_KERNELS if hasattr(nj, "_rtt_" + k)]
 def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
     """float32 short rows go to the compiled function with the tile path
     (_rtt_*) only when there is a whole tile of rows; otherwise, and for
-    float64, to the one without it (_rt_*)."""
+    float64, to the one without it (_rt_*).  With a whole tile, float32
+    rows up to the kernel's _TILE_ROWS take the tile path too."""
     calls = []
     for p in ("_rt_", "_rtt_"):
         monkeypatch.setattr(nj, p + kernel, lambda *a, p=p: calls.append(p))
@@ -614,6 +615,8 @@ def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
     for rows, dtype, want in ((nj.TWR - 1, np.float32, "_rt_"), (nj.TWR, np.float32, "_rtt_"),
                               (5 * nj.TWR, np.float32, "_rtt_"), (nj.TWR, np.float64, "_rt_")):
         longest = nj._short_rows(kernel)[np.dtype(dtype).itemsize]
+        if want == "_rtt_":
+            longest = max(longest, nj._TILE_ROWS.get(kernel, 0))
         for n in (3, 10, longest):
             x = np.ones((rows, n), dtype)
             out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
@@ -623,6 +626,24 @@ def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
         out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
         driver(*((x, x, out) if k.kind == "rows_backward" else (x, out)))
     assert calls == []
+
+
+@pytest.mark.parametrize("kernel", sorted(nj._TILE_ROWS))
+def test_long_rows_in_tiles(kernel):
+    """float32 rows of 33 up to _TILE_ROWS entries through the tiles: whole
+    tiles and the rows after them (70 rows), NaN/inf/-inf rows and entries
+    inside the first tile and in the rows left over, at each register count
+    around the limit."""
+    top = nj._TILE_ROWS[kernel]
+    for n in sorted({33, 47, 48, 64, 65, 100, top - 1, top, top + 1}):
+        c = ft.case(kernel, (70, n), np.float32, -1, seed=n)
+        x = c.arrays[0]
+        x[1, 0], x[2, -1], x[6, :], x[9, 3], x[66, :] = np.nan, np.inf, -np.inf, -np.inf, np.inf
+        x[67, n // 2] = np.nan
+        with fastact.use_backend("numba"):
+            got = ft.run(c)
+        problem, err = ft.compare(got, ft.reference(c))
+        assert problem is None and err <= _registry.ulps_bound(kernel, n), (kernel, n, problem, err)
 
 
 def test_fewer_rows_than_a_tile_compile_no_tiles(tmp_path):

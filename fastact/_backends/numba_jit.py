@@ -1118,11 +1118,11 @@ def _tile_out(tb, r, n, of):
 
 @njit(**_INL)
 def _tile_rows(xf, of, n, r0, r1, lane, back):
-    """Rows r0.. of n <= 2 VL entries (float32) tile by tile, up to the last
+    """Rows r0.. of n <= _TILE_ROWS entries (float32) tile by tile, up to the last
     whole tile: lane, a forward lane kernel, computes along the tile, in
     place when back (the tile is then written back to rows r.. of of), else
     with its results straight to of.  Returns the first row left."""
-    tb = stack_array(2048, xf[0])  # 2 VL x TWR
+    tb = stack_array(10240, xf[0])  # TWR x the longest rows of _TILE_ROWS
     mk = stack_array(64, xf[0])
     lk = stack_array(64, xf[0])
     pk = stack_array(64, xf[0])
@@ -1193,9 +1193,20 @@ def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0):
 # only rows of 17-31; log_softmax and logsumexp tile neither packed rows
 # (0.3-0.7x) nor, for log_softmax, rows of 8 (fused rows 0.81-0.97x);
 # other rows of 3-14 stay tiled (rows 0.9-1.3x the tiles' time).
-_tiled_softmax = _f32_tiles(_tiles_softmax, nmin=VL + 1)
-_tiled_log_softmax = _f32_tiles(_tiles_log_softmax, whole=2 * VL, packed=2 * PACK_LSE)
-_tiled_logsumexp = _f32_tiles(_tiles_logsumexp, whole=VL, packed=PACK_LSE)
+#
+# Longer rows, up to _TILE_ROWS (the kernels' own drivers send float32
+# arrays of TWR rows or more with rows up to that long to the short-row
+# path): 1M entries, AMD Zen 5, against rows one or a few at a time, us:
+# softmax rows of 33 651 -> 348, 48 448 -> 299, 64 408 -> 293 (100
+# 371 -> 311 but 65 396 -> 440, 128 1.15x: not tiled past 64);
+# log_softmax 920 -> 420, 650 -> 351, 619 -> 340, 100 544 -> 354, 160
+# 406 -> 371 (200 1.05x); logsumexp 825 -> 301, 588 -> 265, 555 -> 262,
+# 100 460 -> 265, 160 342 -> 274 (200 1.0x)
+_TILE_ROWS = {"softmax": 64, "log_softmax": 160, "logsumexp": 160}
+_tiled_softmax = _f32_tiles(_tiles_softmax, _TILE_ROWS["softmax"], nmin=VL + 1)
+_tiled_log_softmax = _f32_tiles(_tiles_log_softmax, _TILE_ROWS["log_softmax"], whole=2 * VL,
+                                packed=2 * PACK_LSE)
+_tiled_logsumexp = _f32_tiles(_tiles_logsumexp, _TILE_ROWS["logsumexp"], whole=VL, packed=PACK_LSE)
 
 
 @njit(**_INL)
@@ -1725,6 +1736,7 @@ def _rows1(name, cost):
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
     short = _short_rows(name)
+    tiled = _TILE_ROWS.get(name, 0)
 
     def kernel(x, out):
         if not x.flags.writeable:
@@ -1735,8 +1747,9 @@ def _rows1(name, cost):
                     lanes(x, out)
                 return
             x, out = _drop_inner((x, out))
-        if x.shape[1] <= short[x.itemsize]:
-            run, par = (rtt if x.shape[0] >= TWR and x.itemsize == 4 else rt), prt
+        tiles = x.shape[0] >= TWR and x.itemsize == 4
+        if x.shape[1] <= short[x.itemsize] or (tiles and x.shape[1] <= tiled):
+            run, par = (rtt if tiles else rt), prt
         else:
             run, par = rl, prl
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
