@@ -950,15 +950,35 @@ FA_ROWS_OPS(double, FA_VF64, f64, pd)
  * through the kernels' own row loops, rows of 3-8 registers were
  * latency-bound (see fastact's _masked_rows for the figures). */
 #define FA_MID_PIECES 16
+/* the sum of the np pieces p (destroyed): a tree over the pieces, then the
+ * register's lanes in double (float32 lanes widened to two float64
+ * registers).  All in float32, a row of 100 had its log_softmax_backward
+ * 8.6 eps(|ref|+1) off (the last levels' partials reach ~10 x the sum),
+ * 3.5 so (the row path's double sums: 4.4); the whole tree in double gave
+ * 0.8 but took 1.3-2x as long, this 1.0-1.1x (AVX2 1.05-1.15x). */
+static inline __attribute__((always_inline)) double fa_piecesum_f64(FA_VF64 *p, const int np)
+{
+    for (int h = 1; h < np; h *= 2)
+        for (int k = 0; k + h < np; k += 2 * h)
+            p[k] = FA_OP(add, pd)(p[k], p[k + h]);
+    return fa_hsum_vf64(p[0]);
+}
+static inline __attribute__((always_inline)) double fa_piecesum_f32(FA_VF32 *p, const int np)
+{
+    FA_VF32 v;
+    for (int h = 1; h < np; h *= 2)
+        for (int k = 0; k + h < np; k += 2 * h)
+            p[k] = FA_OP(add, ps)(p[k], p[k + h]);
+    v = p[0];
+#if FA_VEC_BYTES == 64
+    return fa_hsum_vf64(_mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                                      _mm512_cvtps_pd(fa_hi256_f32(v))));
+#else
+    return fa_hsum_vf64(_mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+                                      _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+#endif
+}
 #define FA_ROWS_NP_OPS(T, V, SFX, PS)                                           \
-static inline __attribute__((always_inline)) V                                 \
-fa_tree_sum_##SFX(V *p, const int np)                                           \
-{                                                                               \
-    for (int h = 1; h < np; h *= 2)                                             \
-        for (int k = 0; k + h < np; k += 2 * h)                                 \
-            p[k] = FA_OP(add, PS)(p[k], p[k + h]);                              \
-    return p[0];                                                                \
-}                                                                               \
 static inline __attribute__((always_inline)) void                              \
 fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  \
                  const int np)                                                  \
@@ -1002,14 +1022,14 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
             vb[np - 1] = fa_rload_##SFX(b + i + last, ql, ra);                  \
             for (k = 0; k < np; k++)                                            \
                 p[k] = FA_OP(mul, PS)(va[k], vb[k]);                            \
-            t = fa_hsum_v##SFX(fa_tree_sum_##SFX(p, np));                       \
+            t = (T)fa_piecesum_##SFX(p, np);                                        \
             s = FA_OP(set1, PS)(t);                                             \
             for (k = 0; k < np; k++)                                            \
                 va[k] = FA_OP(mul, PS)(vb[k], FA_OP(sub, PS)(va[k], s));        \
         } else {                                                                \
             for (k = 0; k < np; k++)                                            \
                 p[k] = va[k];                                                   \
-            t = fa_hsum_v##SFX(fa_tree_sum_##SFX(p, np));                       \
+            t = (T)fa_piecesum_##SFX(p, np);                                        \
         }                                                                       \
         if (op == 4) {                                                          \
             out[r] = t;                                                         \
