@@ -1472,7 +1472,7 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin, Py
     # 0.71-0.72x; float64 softmax rows of 6-7 0.96-1.05x.
     # Past two registers, up to nregs (fa_rows_mid: the row in registers,
     # whole or not; rows of whole registers up to NSHORT keep the row-wise
-    # path).  1M entries, AMD Zen 5, against the tiles or the row path, us:
+    # path: float64 rows of 32 took 1.25x as long in fa_rows_mid).  1M entries, AMD Zen 5, against the tiles or the row path, us:
     # AVX-512 float32 softmax_backward rows of 33 718 -> 149, 64 425 -> 163,
     # 128 309 -> 158, 200 271 -> 190, 256 225 -> 183 (about np.copy's time
     # for its three arrays); log_softmax_backward 744 -> 288, 401 -> 237,
@@ -1481,11 +1481,9 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin, Py
     # 1.1x, and float64 log_softmax_backward 1.0-1.1x from 3 registers up
     # (exp-bound).  AVX2: float32 softmax_backward rows of 20-128 (16
     # registers) 0.31-0.52x, log_softmax_backward 0.64-0.87x
-    if not FA_MASKED_ROWS or n < nmin or _packed(n, itemsize):
+    if not FA_MASKED_ROWS or n < nmin or _packed(n, itemsize) or (n <= NSHORT and _rowwise(n, itemsize)):
         return False
-    if n * <Py_ssize_t>itemsize <= 2 * FA_VEC_BYTES:
-        return not _rowwise(n, itemsize)
-    return n * <Py_ssize_t>itemsize <= nregs * FA_VEC_BYTES
+    return n * <Py_ssize_t>itemsize <= max(nregs, 2) * FA_VEC_BYTES
 
 
 cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t len,
