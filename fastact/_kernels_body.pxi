@@ -67,6 +67,10 @@ cdef extern from "fa_support.h" nogil:
     void fa_pack_f32(int op, const float* a, const float* b, float* out, Py_ssize_t len, int n) noexcept
     void fa_pack_f64(int op, const double* a, const double* b, double* out, Py_ssize_t len,
                      int n) noexcept
+    void fa_pack_mid_f32(int op, const float* a, const float* b, float* out, Py_ssize_t len,
+                         int n) noexcept
+    void fa_pack_mid_f64(int op, const double* a, const double* b, double* out, Py_ssize_t len,
+                         int n) noexcept
     ctypedef void (*fa_rows_f32)(const float*, const float*, float*, Py_ssize_t, Py_ssize_t) noexcept nogil
     ctypedef void (*fa_rows_f64)(const double*, const double*, double*, Py_ssize_t, Py_ssize_t) noexcept nogil
     void fa_outline_f32(fa_rows_f32 f, const float* a, const float* b, float* out, Py_ssize_t rows,
@@ -1389,6 +1393,8 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
 #   _PkSoftmax  out = softmax(a)
 #   _PkSmBwd    out = b * (a - sum(a*b))     (a = g, b = y)
 #   _PkLsmBwd   out = a - exp(b) * sum(a)    (a = g, b = y)
+#   _PkSmBwdMid, _PkLsmBwdMid  the same over rows past two registers
+#               (fa_pack_mid), in kernels of their own
 #   _PkLsm      out = log_softmax(a)
 #   _PkLse      out[row] = logsumexp(a[row])
 # log_softmax and logsumexp take the rest sum of _restsum and one log1p a
@@ -1420,11 +1426,17 @@ ctypedef struct _PkLsm:
     char unused
 ctypedef struct _PkLse:
     char unused
+ctypedef struct _PkSmBwdMid:
+    char unused
+ctypedef struct _PkLsmBwdMid:
+    char unused
 
 ctypedef fused pk_op:
     _PkSoftmax
     _PkSmBwd
     _PkLsmBwd
+    _PkSmBwdMid
+    _PkLsmBwdMid
     _PkLsm
     _PkLse
 
@@ -1494,6 +1506,14 @@ cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t
         fa_pack_f64(op, a, b, out, len, <int>n)
 
 
+cdef inline void _pkm(int op, const real* a, const real* b, real* out, Py_ssize_t len,
+                      Py_ssize_t n) noexcept nogil:
+    if real is float:
+        fa_pack_mid_f32(op, a, b, out, len, <int>n)
+    else:
+        fa_pack_mid_f64(op, a, b, out, len, <int>n)
+
+
 cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, Py_ssize_t len,
                            Py_ssize_t n, int pad) noexcept nogil:
     # out has len / n entries for _PkLse, len for the others; pad is
@@ -1519,8 +1539,13 @@ cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, P
         _pk(PK_SCALE | PK_PADDED, e, <const real*>NULL, out, len, n)
     elif pk_op is _PkSmBwd:
         _pk(PK_SMBWD | pad, a, b, out, len, n)
-    elif pk_op is _PkLsmBwd:
-        _pk(PK_SUM | pad, a, <const real*>NULL, t, len, n)
+    elif pk_op is _PkSmBwdMid:
+        _pkm(PK_SMBWD | pad, a, b, out, len, n)
+    elif pk_op is _PkLsmBwd or pk_op is _PkLsmBwdMid:
+        if pk_op is _PkLsmBwd:
+            _pk(PK_SUM | pad, a, <const real*>NULL, t, len, n)
+        else:
+            _pkm(PK_SUM | pad, a, <const real*>NULL, t, len, n)
         for i in range(len):
             out[i] = a[i] - fexp(b[i]) * t[i]
     else:
@@ -1583,6 +1608,16 @@ cdef void _pk_softmax_bwd(const real* a, const real* b, real* out, Py_ssize_t ro
 cdef void _pk_log_softmax_bwd(const real* a, const real* b, real* out, Py_ssize_t rows,
                               Py_ssize_t n) noexcept nogil:
     _packed_rows(<_PkLsmBwd*>NULL, a, b, out, rows, n)
+
+
+cdef void _pk_softmax_bwd_mid(const real* a, const real* b, real* out, Py_ssize_t rows,
+                              Py_ssize_t n) noexcept nogil:
+    _packed_rows(<_PkSmBwdMid*>NULL, a, b, out, rows, n)
+
+
+cdef void _pk_log_softmax_bwd_mid(const real* a, const real* b, real* out, Py_ssize_t rows,
+                                  Py_ssize_t n) noexcept nogil:
+    _packed_rows(<_PkLsmBwdMid*>NULL, a, b, out, rows, n)
 
 
 cdef void _pk_log_softmax(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
@@ -2127,8 +2162,10 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5, 16 if real is float else 8):
+        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5, 2):
             _outline(_pk_softmax_bwd[real], g, y, out, outer, n)
+        elif _masked_rows(n, sizeof(real), 7, 16 if real is float else 8):
+            _outline(_pk_softmax_bwd_mid[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif _tiled(n, sizeof(real), 160, 32):
@@ -2201,8 +2238,10 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
-        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5, 16 if real is float else 2):
+        if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5, 2):
             _outline(_pk_log_softmax_bwd[real], g, y, out, outer, n)
+        elif real is float and _masked_rows(n, sizeof(real), 5, 16):
+            _outline(_pk_log_softmax_bwd_mid[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif _tiled(n, sizeof(real), 64, 32):
