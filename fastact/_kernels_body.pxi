@@ -777,6 +777,10 @@ cdef enum:
     NTILE = 256    # and longer ones, up to NTILE float32 entries, where the
                    # kernel's limit in _tiled says so
     TBUF = TS * NTILE // 2   # doubles in a tile buffer
+    TGAP = 40      # doubles between two tile buffers: 2 TBUF apart (80 KiB,
+                   # a multiple of 4 KiB) the loads of one and the stores
+                   # of the other aliased (float32 softmax_backward over
+                   # rows of 5 1.12x as long)
     RG = 4         # short rows computed side by side in the row-wise path
 
 
@@ -1536,6 +1540,8 @@ cdef inline void _pk_block(pk_op* op, const real* a, const real* b, real* out, P
         _pk(PK_MAX | pad, a, <const real*>NULL, t, len, n)
         for i in range(len):
             e[i] = fexpn_big(a[i] - t[i])
+        for i in range(len, len + 2 * VWMAX):
+            e[i] = zero     # read by the last row's whole loads, lanes cleared
         _pk(PK_SCALE | PK_PADDED, e, <const real*>NULL, out, len, n)
     elif pk_op is _PkSmBwd:
         _pk(PK_SMBWD | pad, a, b, out, len, n)
@@ -2153,10 +2159,9 @@ cdef void _softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t
 cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                              Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef double tgb[TBUF]
-    cdef real* tg = <real*>tgb
-    cdef double tyb[TBUF]
-    cdef real* ty = <real*>tyb
+    cdef double tgtyb[2 * TBUF + TGAP]
+    cdef real* tg = <real*>tgtyb
+    cdef real* ty = <real*>(tgtyb + TBUF + TGAP)
     cdef acc_t s[TR]
     cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
@@ -2231,10 +2236,9 @@ cdef void _log_softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssi
 cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                                  Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef double tgb[TBUF]
-    cdef real* tg = <real*>tgb
-    cdef double tyb[TBUF]
-    cdef real* ty = <real*>tyb
+    cdef double tgtyb[2 * TBUF + TGAP]
+    cdef real* tg = <real*>tgtyb
+    cdef real* ty = <real*>(tgtyb + TBUF + TGAP)
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
@@ -2505,10 +2509,9 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
                           real* loss, real* dx, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni,
                           Py_ssize_t st, npy_intp ignore, double eps) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, k, off
-    cdef double txb[TBUF]
-    cdef real* tx = <real*>txb
-    cdef double tpb[TBUF]
-    cdef real* tp = <real*>tpb
+    cdef double txtpb[2 * TBUF + TGAP]
+    cdef real* tx = <real*>txtpb
+    cdef real* tp = <real*>(txtpb + TBUF + TGAP)
     cdef LossQ q
     cdef real nzero = -0.0, zero = 0
     cdef const real* pp

@@ -876,86 +876,27 @@ FA_PACK_OPS(float, FA_VF32, f32, ps)
 FA_PACK_OPS(double, FA_VF64, f64, pd)
 #endif
 #if FA_MASKED_ROWS
-/* Rows of another length n <= 2W, one at a time: the row's two pieces
- * (fa_rload: nothing read past the row unless it can be read, the other
- * lanes cleared -- op | 8: readable 2W past every row; FA_RLOAD_INSIDE:
- * whether the rest of the input counts as readable), its max or sum by
- * the halving tree of fa_hmax/fa_hsum_v*, stores of the pieces (fa_rstore,
- * never past the row): the ops of fa_pack_n, len a multiple of n.  One
- * scalar per row, so a row's lanes never disagree. */
-#define FA_ROWS_OPS(T, V, SFX, PS)                                              \
-static inline __attribute__((always_inline)) void                              \
-fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
-{                                                                               \
-    enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
-    int c1 = n > W ? n - W : 0;                                                 \
-    fa_piece_##SFX q0 = fa_piece_of_##SFX(n >= W ? W : n), q1 = fa_piece_of_##SFX(c1); \
-    V lo, hi, bl, bh, s, zero = FA_OP(setzero, PS)();                           \
-    T t;                                                                        \
-    ptrdiff_t i, r, ra;                                                         \
-    int pad = op & 8;                                                           \
-    op &= 7;                                                                    \
-    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
-        if (op == 5) {                                                          \
-            out[r] = a[i];                                                      \
-            continue;                                                           \
-        }                                                                       \
-        if (op == 6) {                                                          \
-            s = FA_OP(set1, PS)(a[r]);                                          \
-            fa_rstore_##SFX(out + i, s, q0);                                    \
-            if (c1)                                                             \
-                fa_rstore_##SFX(out + i + W, s, q1);                            \
-            continue;                                                           \
-        }                                                                       \
-        /* entries to take as readable at a + i */                              \
-        ra = pad ? 2 * W : FA_RLOAD_INSIDE ? len - i : 0;                       \
-        lo = fa_rload_##SFX(a + i, q0, ra);                                     \
-        hi = c1 ? fa_rload_##SFX(a + i + W, q1, ra - W) : zero;                 \
-        if (op == 0) {                                                          \
-            t = fa_hmax_v##SFX(FA_OP(max, PS)(fa_rfill_##SFX(lo, q0, -(T)INFINITY), \
-                                              fa_rfill_##SFX(hi, q1, -(T)INFINITY))); \
-        } else if (op == 3) {                                                   \
-            bl = fa_rload_##SFX(b + i, q0, ra);                                 \
-            bh = c1 ? fa_rload_##SFX(b + i + W, q1, ra - W) : zero;             \
-            t = fa_hsum_v##SFX(FA_OP(add, PS)(FA_OP(mul, PS)(lo, bl), FA_OP(mul, PS)(hi, bh))); \
-            s = FA_OP(set1, PS)(t);                                             \
-            lo = FA_OP(mul, PS)(bl, FA_OP(sub, PS)(lo, s));                     \
-            hi = FA_OP(mul, PS)(bh, FA_OP(sub, PS)(hi, s));                     \
-        } else {                                                                \
-            t = fa_hsum_v##SFX(FA_OP(add, PS)(lo, hi));                         \
-        }                                                                       \
-        if (op == 4) {                                                          \
-            out[r] = t;                                                         \
-            continue;                                                           \
-        }                                                                       \
-        if (op == 1) {                                                          \
-            s = FA_OP(set1, PS)((T)1 / t);                                      \
-            lo = FA_OP(mul, PS)(lo, s);                                         \
-            hi = FA_OP(mul, PS)(hi, s);                                         \
-        } else if (op != 3) {                                                   \
-            lo = hi = FA_OP(set1, PS)(t);                                       \
-        }                                                                       \
-        fa_rstore_##SFX(out + i, lo, q0);                                       \
-        if (c1)                                                                 \
-            fa_rstore_##SFX(out + i + W, hi, q1);                               \
-    }                                                                           \
-}
-FA_ROWS_OPS(float, FA_VF32, f32, ps)
-FA_ROWS_OPS(double, FA_VF64, f64, pd)
-/* Rows of 2W < n <= FA_MID_PIECES W entries, the ops of fa_rows_n, in
- * NP = ceil(n / W) pieces: NP - 1 whole registers and a last piece as
- * fa_rows_n's second.  NP is a constant at each call (fa_rows_mid's
- * switch): the loops unroll and a row stays in registers from its loads to
- * its stores, and the sums are trees over the pieces.  One row at a time
- * through the kernels' own row loops, rows of 3-8 registers were
- * latency-bound (see fastact's _masked_rows for the figures). */
+/* Rows of another length, one at a time (n <= 2W: fa_rows_n, the ops of
+ * fa_pack_n, len a multiple of n; up to FA_MID_PIECES registers:
+ * fa_rows_mid), in np = ceil(n / W) pieces: np - 1 whole registers and a
+ * last piece (fa_rload: nothing read past the row unless it can be read,
+ * the other lanes cleared -- op | 8: readable 2W past every row;
+ * FA_RLOAD_INSIDE: whether the rest of the input counts as readable); the
+ * row's max or sum by a tree over the pieces and the halving tree of
+ * fa_hmax/fa_hsum_v*; stores of the pieces (the last by fa_rstore, never
+ * past the row).  One scalar per row, so a row's lanes never disagree.  np
+ * is a constant at each call (fa_rows_n's and fa_rows_mid's switches): the
+ * loops unroll and a row stays in registers from its loads to its stores.
+ * One row at a time through the kernels' own row loops, rows of 3-16
+ * registers were latency-bound (see fastact's _masked_rows). */
 #define FA_MID_PIECES 16
 /* the sum of the np pieces p (destroyed): a tree over the pieces, then the
- * register's lanes in double (float32 lanes widened to two float64
- * registers).  All in float32, a row of 100 had its log_softmax_backward
- * 8.6 eps(|ref|+1) off (the last levels' partials reach ~10 x the sum),
- * 3.5 so (the row path's double sums: 4.4); the whole tree in double gave
- * 0.8 but took 1.3-2x as long, this 1.0-1.1x (AVX2 1.05-1.15x). */
+ * register's lanes, in double from 3 pieces up (float32 lanes widened to
+ * two float64 registers).  All in float32, a row of 100 had its
+ * log_softmax_backward 8.6 eps(|ref|+1) off (the last levels' partials
+ * reach ~10 x the sum), 3.5 so (the row path's double sums: 4.4); the
+ * whole tree in double gave 0.8 but took 1.3-2x as long, this 1.0-1.1x
+ * (AVX2 1.05-1.15x).  Rows of up to 2 pieces sum as they always have. */
 static inline __attribute__((always_inline)) double fa_piecesum_f64(FA_VF64 *p, const int np)
 {
     for (int h = 1; h < np; h *= 2)
@@ -963,19 +904,21 @@ static inline __attribute__((always_inline)) double fa_piecesum_f64(FA_VF64 *p, 
             p[k] = FA_OP(add, pd)(p[k], p[k + h]);
     return fa_hsum_vf64(p[0]);
 }
-static inline __attribute__((always_inline)) double fa_piecesum_f32(FA_VF32 *p, const int np)
+static inline __attribute__((always_inline)) float fa_piecesum_f32(FA_VF32 *p, const int np)
 {
     FA_VF32 v;
     for (int h = 1; h < np; h *= 2)
         for (int k = 0; k + h < np; k += 2 * h)
             p[k] = FA_OP(add, ps)(p[k], p[k + h]);
     v = p[0];
+    if (np <= 2)
+        return fa_hsum_vf32(v);
 #if FA_VEC_BYTES == 64
-    return fa_hsum_vf64(_mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-                                      _mm512_cvtps_pd(fa_hi256_f32(v))));
+    return (float)fa_hsum_vf64(_mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                                             _mm512_cvtps_pd(fa_hi256_f32(v))));
 #else
-    return fa_hsum_vf64(_mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
-                                      _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+    return (float)fa_hsum_vf64(_mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+                                             _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 #endif
 }
 #define FA_ROWS_NP_OPS(T, V, SFX, PS)                                           \
@@ -1071,6 +1014,17 @@ fa_rows_mid_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) 
 }
 FA_ROWS_NP_OPS(float, FA_VF32, f32, ps)
 FA_ROWS_NP_OPS(double, FA_VF64, f64, pd)
+#define FA_ROWS_OPS(T, SFX)                                                     \
+static inline __attribute__((always_inline)) void                              \
+fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   \
+{                                                                               \
+    if (n > (int)(FA_VEC_BYTES / sizeof(T)))                                    \
+        fa_rows_np_##SFX(op, a, b, out, len, n, 2);                             \
+    else                                                                        \
+        fa_rows_np_##SFX(op, a, b, out, len, n, 1);                             \
+}
+FA_ROWS_OPS(float, f32)
+FA_ROWS_OPS(double, f64)
 #else
 #define FA_ROWS_OPS(T, SFX)                                                     \
 static inline void                                                             \
