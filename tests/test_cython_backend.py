@@ -263,12 +263,13 @@ def test_thread_splits_give_the_same_results(kernel):
     """Force every call parallel (threshold 0): splits over rows, over the
     inner axis and over elements must not change a single bit (short rows:
     packed several to a register, or one at a time, wherever a thread's
-    rows begin)."""
+    rows begin; rows of 48-100 in tiles and in registers, the tiles of each
+    thread partly filled)."""
     old_n = fastact.get_num_threads()
     old_thr = K._set_parallel_threshold(0.0, 1.0)
     try:
         for shape, axis in (((37, 50), -1), ((3, 500), 0), ((1, 5, 77), 1), ((5, 1001), -1),
-                            ((301, 2), -1), ((301, 7), -1)):
+                            ((301, 2), -1), ((301, 7), -1), ((150, 100), -1), ((200, 48), -1)):
             if not _registry.KERNELS[kernel].kind.startswith(("rows", "loss")) and axis != -1:
                 continue
             c = ft.case(kernel, shape, np.float32, axis, seed=4)
