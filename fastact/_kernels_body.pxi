@@ -756,9 +756,11 @@ cdef void k_bce_backward(const real* x, const real* t, real* out, Py_ssize_t n, 
 #               time, then in double.
 #   _xxx_lanes  L <= LMAX rows side by side, element (j, k) at p[j*st + k]:
 #               vectorized across the lanes k.  Used for inner > 1 directly,
-#               and for short contiguous rows after transposing a tile of TR
-#               rows (so that (65536, 16) or (64, 10) is computed 16 rows per
-#               instruction instead of one short row at a time).
+#               and for contiguous rows up to a kernel's limit (_tiled: 32
+#               entries, or 48-256 with SIMD transposes) after transposing a
+#               tile of TR rows (so that (65536, 16) or (10485, 100) is
+#               computed 16 rows per instruction instead of one row at a
+#               time).
 #   xxx_k       the entry point, choosing the path.
 
 cdef enum:
