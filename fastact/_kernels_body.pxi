@@ -779,10 +779,9 @@ cdef enum:
     NTILE = 256    # and longer ones, up to NTILE float32 entries, where the
                    # kernel's limit in _tiled says so
     TBUF = TS * NTILE // 2   # doubles in a tile buffer
-    TGAP = 40      # doubles between two tile buffers: 2 TBUF apart (80 KiB,
-                   # a multiple of 4 KiB) the loads of one and the stores
-                   # of the other aliased (float32 softmax_backward over
-                   # rows of 5 1.12x as long)
+    TGAP = 40      # doubles between cross_entropy's two tile buffers: TBUF
+                   # apart (80 KiB, a multiple of 4 KiB) the loads of one
+                   # and the stores of the other would alias
     RG = 4         # short rows computed side by side in the row-wise path
 
 
@@ -1327,6 +1326,8 @@ cdef inline bint _tiled(Py_ssize_t n, size_t itemsize, Py_ssize_t lim32, Py_ssiz
     #   logsumexp          1880 -> 327  827 -> 238  532 -> 220  349 -> 243
     #   softmax_backward    697 -> 300  407 -> 228  316 -> 272  (160: 286 -> 289)
     #   log_softmax_bwd     715 -> 388  393 -> 332  (100: 336 -> 345)
+    # (the two backward kernels keep NSHORT: their rows past two registers
+    # go through registers one row at a time, faster still; _masked_rows)
     #   cross_entropy grad 2568 -> 742 1236 -> 649  802 -> 635  553 -> 670
     # float64 (tiles transposed by scalar code): log_softmax 1575 -> 851
     # (33), 1074 -> 950 (100), 939 -> 970 (128); logsumexp 1275 -> 662,
@@ -2161,9 +2162,8 @@ cdef void _softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t
 cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                              Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef double tgtyb[2 * TBUF + TGAP]
-    cdef real* tg = <real*>tgtyb
-    cdef real* ty = <real*>(tgtyb + TBUF + TGAP)
+    cdef real tg[TS * NSHORT]
+    cdef real ty[TS * NSHORT]
     cdef acc_t s[TR]
     cdef real d[TR]
     if outer <= 0 or n <= 0 or ni <= 0:
@@ -2175,7 +2175,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
             _outline(_pk_softmax_bwd_mid[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
-        elif _tiled(n, sizeof(real), 160, 32):
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 # row sums of g*y (products rounded as the reference rounds
@@ -2238,9 +2238,8 @@ cdef void _log_softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssi
 cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t outer, Py_ssize_t n,
                                  Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
     cdef Py_ssize_t o, r0, R, k0, off
-    cdef double tgtyb[2 * TBUF + TGAP]
-    cdef real* tg = <real*>tgtyb
-    cdef real* ty = <real*>(tgtyb + TBUF + TGAP)
+    cdef real tg[TS * NSHORT]
+    cdef real ty[TS * NSHORT]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
     if st == 1:
@@ -2250,7 +2249,7 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
             _outline(_pk_log_softmax_bwd_mid[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
-        elif _tiled(n, sizeof(real), 64, 32):
+        elif n <= NSHORT:
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 _to_tile(g + r0 * n, tg, n, R)
