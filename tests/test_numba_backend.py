@@ -646,6 +646,46 @@ def test_long_rows_in_tiles(kernel):
         assert problem is None and err <= _registry.ulps_bound(kernel, n), (kernel, n, problem, err)
 
 
+def _piece_lengths(dtype):
+    """Row lengths at each end of every piece count the register rows
+    compile (numba_rows.PIECE_COUNTS, pieces of one 512-bit register), and
+    the first length past them (the long-row path)."""
+    from fastact._backends import numba_rows as nr
+    w = nr.PIECE_LANES[np.dtype(dtype).itemsize * 8]
+    top = nj.PIECES_F32 if dtype == np.float32 else nj.PIECES_F64
+    lengths, prev = set(), 1
+    for P in (P for P in nr.PIECE_COUNTS if P <= top):
+        lengths |= {prev * w + 1, prev * w + 2, P * w - 1, P * w}
+        prev = P
+    return sorted(lengths | {top * w + 1})
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
+                                    "log_softmax_backward", "cross_entropy_index_grad"])
+def test_rows_in_register_pieces(kernel, dtype):
+    """Rows of a few registers, one row at a time in registers (vrowp_*):
+    both ends of every piece count (the pieces past the row masked off),
+    in 5 rows and in 70 (float32: tiles first where they take the rows),
+    with NaN, +inf, -inf rows and entries (for the backward passes in g),
+    an all -inf row and a row whose terms but the max are tiny, into new
+    arrays."""
+    for n in _piece_lengths(dtype):
+        for rows in (5, 70):
+            c = ft.case(kernel, (rows, n), dtype, -1, seed=n + rows)
+            x = c.arrays[0]
+            x[0, n // 2], x[1, -1], x[2, :], x[3, 0] = np.nan, np.inf, -np.inf, -np.inf
+            if not kernel.endswith("backward"):  # (in g: an ill-conditioned g - dot)
+                x[4, :], x[4, 1] = -80, 0
+            if rows > 5:
+                x[66, :], x[67, n - 2] = np.inf, np.nan
+            with fastact.use_backend("numba"):
+                got = ft.run(c)
+            problem, err = ft.compare(got, ft.reference(c))
+            bound = _registry.ulps_bound(kernel, n)
+            assert problem is None and err <= bound, (kernel, n, rows, problem, err)
+
+
 def test_fewer_rows_than_a_tile_compile_no_tiles(tmp_path):
     """The tile code doubles a short-row kernel's first compilation; a call
     with fewer than TWR rows cannot use it and does not compile it."""

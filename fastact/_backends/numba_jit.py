@@ -106,6 +106,11 @@ from .numba_rows import (
     vtile_out,
     flat,
     vrow_softmax_bwd1,
+    vrowp_log_softmax_bwd,
+    vrowp_max_rest,
+    vrowp_sub2,
+    vrowp_softmax,
+    vrowp_softmax_bwd,
     vrow_max,
     vrow_rest,
     vrow_scale,
@@ -523,6 +528,9 @@ def _lse_nonfinite(m, hasnan_row):
 VL = 16
 _RB = 64
 TINY = 64
+#: most 512-bit pieces of a row kept in registers (numba_rows.vrowp_*)
+PIECES_F32 = 16
+PIECES_F64 = 16
 
 
 @njit(**_HLP)
@@ -558,10 +566,21 @@ def _t_block_rest(xf, n, b0, b1, mb, lb, ib=None):
     (both in the data type; 0 for a row with a non-finite max) and, unless
     ib is None, 1 / (1 + rest) into ib."""
     always_inline()
-    for r in range(b0, b1):
-        m = _t_max(xf, r * n, n)
-        mb[r - b0] = m
-        lb[r - b0] = K(m, _t_rest(xf, r * n, n, m)) if _finite(m) else K(m, 0.0)
+    if not is_f32(xf) and n <= PIECES_F64 * 8:
+        for r in range(b0, b1):
+            m, rest = vrowp_max_rest(xf, r * n, n, PIECES_F64)
+            mb[r - b0] = m
+            lb[r - b0] = rest if _finite(m) else K(m, 0.0)
+    elif is_f32(xf) and n <= PIECES_F32 * 16:
+        for r in range(b0, b1):
+            m, rest = vrowp_max_rest(xf, r * n, n, PIECES_F32)
+            mb[r - b0] = m
+            lb[r - b0] = rest if _finite(m) else K(m, 0.0)
+    else:
+        for r in range(b0, b1):
+            m = _t_max(xf, r * n, n)
+            mb[r - b0] = m
+            lb[r - b0] = K(m, _t_rest(xf, r * n, n, m)) if _finite(m) else K(m, 0.0)
     _t_block_finish(lb, b1 - b0, ib)
 
 
@@ -636,8 +655,13 @@ def _tiny_log_softmax(xf, of, n, r0, r1):
             m = mb[r - b0]
             if _finite(m):
                 L = K(m, lb[r - b0])
-                for c0 in range(0, n, VL):
-                    vrow_sub2(xf, r * n + c0, min(VL, n - c0), m, L, of, VL)
+                if not is_f32(xf) and n <= PIECES_F64 * 8:
+                    vrowp_sub2(xf, r * n, n, m, L, of, PIECES_F64)
+                elif is_f32(xf) and n <= PIECES_F32 * 16:
+                    vrowp_sub2(xf, r * n, n, m, L, of, PIECES_F32)
+                else:
+                    for c0 in range(0, n, VL):
+                        vrow_sub2(xf, r * n + c0, min(VL, n - c0), m, L, of, VL)
             else:
                 _log_softmax_nonfinite(xf[r * n:r * n + n], of[r * n:r * n + n], m)
 
@@ -695,6 +719,12 @@ def _ft_softmax(xf, of, n, r0, r1):
                 r += 4
         for rr in range(r, r1):
             vrows_softmax(xf, rr * n, n, of, VL, 1)
+    elif not is_f32(xf) and n <= PIECES_F64 * 8:
+        for r in range(r0, r1):
+            vrowp_softmax(xf, r * n, n, of, PIECES_F64)
+    elif is_f32(xf) and n <= PIECES_F32 * 16:
+        for r in range(r0, r1):
+            vrowp_softmax(xf, r * n, n, of, PIECES_F32)
     else:
         _tiny_softmax(xf, of, n, r0, r1)
 
@@ -807,6 +837,14 @@ def _ft_softmax_backward(gf, yf, of, n, r0, r1):
         for r in range(r0, r1):
             vrow_softmax_bwd1(gf, yf, r * n, n, of, VL)
         return
+    if is_f32(gf) and n <= PIECES_F32 * 16:
+        for r in range(r0, r1):
+            vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_F32)
+        return
+    if not is_f32(gf) and n <= PIECES_F64 * 8:
+        for r in range(r0, r1):
+            vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_F64)
+        return
     for r in range(r0, r1):
         dot = 0.0
         for c0 in range(0, n, VL):
@@ -828,6 +866,14 @@ def _ft_log_softmax_backward(gf, yf, of, n, r0, r1):
         r0 = _packed((gf, yf), of, n, r0, r1, vpack_log_softmax_bwd, _no_fix, VL)
         for r in range(r0, r1):
             vrow_log_softmax_bwd1(gf, yf, r * n, n, of, VL)
+        return
+    if is_f32(gf) and n <= PIECES_F32 * 16:
+        for r in range(r0, r1):
+            vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_F32)
+        return
+    if not is_f32(gf) and n <= PIECES_F64 * 8:
+        for r in range(r0, r1):
+            vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_F64)
         return
     for r in range(r0, r1):
         tot = 0.0
@@ -1721,9 +1767,10 @@ def _paths(name):
 #: pass for the row's sum and one for the output, against a horizontal sum
 #: per 16 lanes -- float32 rows of 33-64 0.66-0.85x, float64 rows of 17-64
 #: 0.63-0.95x.  log_softmax and logsumexp were 1.1-1.4x as slow on theirs.
-_SHORT_ROWS = {("softmax", 4): 32,
-               ("softmax_backward", 4): 32, ("softmax_backward", 8): 16,
-               ("log_softmax_backward", 4): 32, ("log_softmax_backward", 8): 16}
+_SHORT_ROWS = {("softmax", 4): 16 * PIECES_F32, ("log_softmax", 4): 16 * PIECES_F32, ("logsumexp", 4): 16 * PIECES_F32,
+               ("softmax_backward", 4): 16 * PIECES_F32, ("log_softmax_backward", 4): 16 * PIECES_F32,
+               ("softmax", 8): 8 * PIECES_F64, ("log_softmax", 8): 8 * PIECES_F64, ("logsumexp", 8): 8 * PIECES_F64,
+               ("softmax_backward", 8): 8 * PIECES_F64, ("log_softmax_backward", 8): 8 * PIECES_F64}
 
 
 def _short_rows(name):
@@ -1909,18 +1956,21 @@ def cross_entropy_prob_grad(x, p, scale, loss, dx, label_smoothing):
 # ---------------------------------------------------------------------------
 # filling the disk cache ahead of use (python -m fastact compile)
 
+#: rows past every kernel's short-row path (_SHORT_ROWS)
+_LONG = 16 * PIECES_F32 + 44
+
 #: per registry kind, (shape, axis) of calls that between them reach every
 #: serial compiled path: for the row kernels, short rows (fewer than TWR of
 #: them, then a whole tile: the float32 tile path), long rows, inner > 1
 _WARM_SERIAL = {
     "elementwise": [((16,), -1)],
-    "rows": [((8, 10), -1), ((TWR, 10), -1), ((8, TINY + 36), -1), ((8, 10, 3), 1)],
+    "rows": [((8, 10), -1), ((TWR, 10), -1), ((8, _LONG), -1), ((8, 10, 3), 1)],
     "loss": [((8, 10), -1), ((8, 10, 3), 1)],
 }
 #: and the parallel versions: work above every kernel's serial limit
 _WARM_PARALLEL = {
     "elementwise": [((1 << 22,), -1)],
-    "rows": [((1 << 18, 10), -1), ((1 << 15, TINY + 36), -1), ((1 << 12, 10, 64), 1)],
+    "rows": [((1 << 18, 10), -1), ((1 << 14, _LONG), -1), ((1 << 12, 10, 64), 1)],
     "loss": [((1 << 18, 10), -1), ((1 << 14, 10, 16), 1)],
 }
 

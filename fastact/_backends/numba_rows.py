@@ -1444,3 +1444,271 @@ def vtile_out(typingctx, t, toff, W, out, off, cnt, n, VL):
     if not (_check(t, vl) and _flat(out) and out.dtype == t.dtype):
         return None
     return types.none(t, toff, W, out, off, cnt, n, VL), _tile_move((0, 1, None, 2), (3, 4, 5, 6), vl)
+
+
+# ---------------------------------------------------------------------------
+# rows of a few registers, one row at a time in registers: rows of 17-64
+# float64 entries (softmax, log_softmax, logsumexp) and of 17-256 float32 /
+# 9-64 float64 entries (the two backward kernels).  In pieces of VL lanes,
+# such a row paid a horizontal reduction for each piece, one after the
+# other (max, sum, dot), and float64 rows of 17 did 32 lanes of work.  Here
+# the row is P pieces of one 512-bit register each (P a compile-time
+# constant, chosen at run time from n), the first P - 1 plain loads, the
+# last masked; max and sums go lane by lane over the pieces in a fixed
+# pairwise tree and then once across the lanes.
+
+#: lanes of a piece, by element bits (one 512-bit register)
+PIECE_LANES = {32: 16, 64: 8}
+
+#: the piece counts compiled: a row of n entries takes the first P >= n /
+#: lanes, its pieces past the row masked off (each P is code to compile:
+#: every count from 2 to 16 took float32 log_softmax_backward's first call
+#: from 0.1 s to 2.2 s; at most 23% of the lanes are wasted this way)
+PIECE_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 16)
+
+
+class _Pieces:
+    """A row of n entries at ``off`` of a flat array, as P vectors of
+    ``w`` lanes: the first ``full`` whole (n > full * w), the others
+    masked to the row."""
+
+    def __init__(self, context, builder, arrty, arr, off, n, P, full):
+        b = self.b = builder
+        self.ety = context.get_value_type(arrty.dtype)
+        self.w = PIECE_LANES[arrty.dtype.bitwidth]
+        self.vty = ir.VectorType(self.ety, self.w)
+        self.P, self.full = P, full
+        self.align = 4 if isinstance(self.ety, ir.FloatType) else 8
+        a = context.make_array(arrty)(context, builder, value=arr)
+        self.ptr = b.gep(a.data, [off])
+        zero = ir.Constant(n.type, 0)
+        self.tail = []
+        for k in range(full, P):
+            head = ir.Constant(n.type, k * self.w)
+            left = b.sub(n, head)
+            left = b.select(b.icmp_signed(">", left, zero), left, zero)
+            self.tail.append(_Row(context, b, arrty, arr, b.add(off, head), left, self.w))
+
+    def _at(self, base, k):
+        return self.b.gep(base, [ir.Constant(ir.IntType(64), k * self.w)])
+
+    def loads(self, fill):
+        b = self.b
+        vs = [b.load(b.bitcast(self._at(self.ptr, k), self.vty.as_pointer()), align=self.align)
+              for k in range(self.full)]
+        return vs + [r.load(fill) for r in self.tail]
+
+    def stores(self, vs, base):
+        """vs to the row at the element pointer base (the pieces past the
+        whole ones masked)."""
+        b = self.b
+        for k in range(self.full):
+            b.store(vs[k], b.bitcast(self._at(base, k), self.vty.as_pointer()), align=self.align)
+        for k, r in enumerate(self.tail, self.full):
+            r.store(vs[k], self._at(base, k))
+
+    def masks(self):
+        """Each piece's lanes of the row."""
+        i1 = ir.IntType(1)
+        every = ir.Constant(ir.VectorType(i1, self.w), [ir.Constant(i1, 1)] * self.w)
+        return [every] * self.full + [r.mask for r in self.tail]
+
+    def splat(self, s):
+        return _splat(self.b, s, self.w)
+
+
+def _tree(vs, op):
+    """vs combined lane by lane, pairwise (neighbours first): one vector."""
+    vs = list(vs)
+    while len(vs) > 1:
+        nxt = [op(vs[i], vs[i + 1]) for i in range(0, len(vs) - 1, 2)]
+        vs = nxt + ([vs[-1]] if len(vs) % 2 else [])
+    return vs[0]
+
+
+def _tree_max(b, vs):
+    # as _reduce_multi's "fmax": a NaN may or may not survive; if dropped,
+    # x - max is NaN in its lane and the row's sum is NaN
+    return _reduce_multi(b, [_tree(vs, lambda u, v: b.select(b.fcmp_ordered(">", u, v), u, v))], "fmax")[0]
+
+
+def _tree_sum(b, vs, wide=False):
+    """Sum of all lanes of vs; with wide, float32 pieces are summed in
+    float32 down to one vector and across its lanes in float64 (returned
+    as float64)."""
+    v = _tree(vs, lambda u, w: b.fadd(u, w, flags=_EFLAGS))
+    return _reduce_fadd(b, v, ir.DoubleType() if wide else None)
+
+
+def _by_pieces(b, n, w, pmax, emit):
+    """emit(P, full) for the first P of PIECE_COUNTS (up to pmax) with n <=
+    P w, full the count before it (n > full w: the caller's promise that
+    n > w), as a switch on ceil(n / w); emit returns a list of values,
+    merged (phi)."""
+    counts = [P for P in PIECE_COUNTS if P <= pmax]
+    p = b.udiv(b.add(n, ir.Constant(n.type, w - 1)), ir.Constant(n.type, w))
+    done = b.append_basic_block("pieces.done")
+    blocks = [b.append_basic_block(f"pieces{P}") for P in counts]
+    sw = b.switch(p, blocks[-1])
+    prev = 1
+    for P, blk in zip(counts, blocks):
+        for q in range(prev + 1, P + 1):
+            if P != counts[-1]:
+                sw.add_case(ir.Constant(p.type, q), blk)
+        prev = P
+    results = []
+    prev = 1
+    for P, blk in zip(counts, blocks):
+        b.position_at_end(blk)
+        results.append((emit(P, prev), b.block))
+        b.branch(done)
+        prev = P
+    b.position_at_end(done)
+    merged = []
+    for k, v in enumerate(results[0][0]):
+        phi = b.phi(v.type)
+        for vals, block in results:
+            phi.add_incoming(vals[k], block)
+        merged.append(phi)
+    return merged
+
+
+def _pieces_intrinsic(arrays, out, PMAX, body, ret=types.none):
+    """Typing check and code of a vrowp_* intrinsic: body(P, rows, context,
+    sig, args) -> [] or [an int64] for each P (rows: a _Pieces per array
+    argument at the positions ``arrays``; args[len(arrays)] is off, the next
+    n)."""
+    pmax = _vl(PMAX)
+    dt = _sig(list(arrays) + [out], [])
+    if dt is None or pmax is None or pmax < 2:
+        return None
+    na = len(arrays)
+    w = PIECE_LANES[dt.bitwidth]
+
+    def codegen(context, builder, sig, args):
+        off, n = args[na], args[na + 1]
+
+        def emit(P, full):
+            rows = [_Pieces(context, builder, sig.args[k], args[k], off, n, P, full) for k in range(na)]
+            return body(P, rows, context, sig, args)
+
+        res = _by_pieces(builder, n, w, pmax, emit)
+        return res[0] if res else context.get_dummy_value()
+
+    return codegen
+
+
+@intrinsic
+def vrowp_softmax(typingctx, x, off, n, out, PMAX):
+    """out = softmax(x) over a row of n entries, 8 < n <= PMAX * lanes (the
+    NaN rows as vrows_softmax)."""
+    def body(P, rows, context, sig, args):
+        b, r = builder_of(rows), rows[0]
+        vs = r.loads(float("-inf"))
+        ms = r.splat(_tree_max(b, vs))
+        es = [emit_exp_neg(b, b.fsub(v, ms, flags=_EFLAGS)) for v in vs]
+        inv = r.splat(b.fdiv(ir.Constant(r.ety, 1.0), _tree_sum(b, es)))
+        r.stores([b.fmul(e, inv, flags=_EFLAGS) for e in es], _out_ptr(context, b, sig.args[3], args[3], args[1]))
+        return []
+
+    cg = _pieces_intrinsic([x], out, PMAX, body)
+    return cg and (types.none(x, off, n, out, PMAX), cg)
+
+
+def builder_of(rows):
+    return rows[0].b
+
+
+def _pieces_rest(b, r, vs):
+    """(max, the pieces x - max, rest) of a row's pieces: rest = sum +
+    (count - 1) over all the pieces (see vrow_rest), in the data type;
+    meaningless when the max is not finite."""
+    m = _tree_max(b, vs)
+    ms = r.splat(m)
+    ds = [b.fsub(v, ms, flags=_EFLAGS) for v in vs]
+    zero = const(r.vty, 0.0)
+    tops = [b.and_(b.fcmp_ordered("==", d, zero), k) for d, k in zip(ds, r.masks())]
+    es = [b.select(t, zero, emit_exp_neg(b, d)) for t, d in zip(tops, ds)]
+    iw = ir.IntType(r.w)
+    cnt = _tree([llvm_call(b, "ctpop", iw, b.bitcast(t, iw), suffix=f"i{r.w}") for t in tops], lambda u, v: b.add(u, v))
+    rest = b.fadd(_tree_sum(b, es), b.fsub(b.uitofp(cnt, r.ety), ir.Constant(r.ety, 1.0)))
+    return m, ds, rest
+
+
+@intrinsic
+def vrowp_max_rest(typingctx, x, off, n, PMAX):
+    """(max, rest) of a row of n entries (8 < n <= PMAX * lanes), as
+    vrows_max_rest."""
+    def body(P, rows, context, sig, args):
+        m, _, rest = _pieces_rest(rows[0].b, rows[0], rows[0].loads(float("-inf")))
+        return [m, rest]
+
+    pmax = _vl(PMAX)
+    if not (_flat(x) and pmax):
+        return None
+    retty = types.UniTuple(x.dtype, 2)
+    w = PIECE_LANES[x.dtype.bitwidth]
+
+    def codegen(context, builder, sig, args):
+        def emit(P, full):
+            return body(P, [_Pieces(context, builder, sig.args[0], args[0], args[1], args[2], P, full)],
+                        context, sig, args)
+
+        return context.make_tuple(builder, sig.return_type, _by_pieces(builder, args[2], w, pmax, emit))
+
+    return retty(x, off, n, PMAX), codegen
+
+
+@intrinsic
+def vrowp_sub2(typingctx, x, off, n, a, c, out, PMAX):
+    """out = (x - a) - c over a row of n entries (8 < n <= PMAX * lanes)."""
+    def body(P, rows, context, sig, args):
+        b, r = rows[0].b, rows[0]
+        av, cv = r.splat(args[3]), r.splat(args[4])
+        r.stores([b.fsub(b.fsub(v, av, flags=_EFLAGS), cv, flags=_EFLAGS) for v in r.loads(0.0)],
+                 _out_ptr(context, b, sig.args[5], args[5], args[1]))
+        return []
+
+    if not (_flat(x) and a == x.dtype and c == x.dtype):
+        return None
+    cg = _pieces_intrinsic([x], out, PMAX, body)
+    return cg and (types.none(x, off, n, a, c, out, PMAX), cg)
+
+
+def _narrow_sum(b, r, s):
+    """A _tree_sum(wide=True) back in the data type."""
+    return s if r.ety == ir.DoubleType() else b.fptrunc(s, r.ety)
+
+
+@intrinsic
+def vrowp_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
+    """out = y * (g - sum(g * y)) over a row of n entries (8 < n <= PMAX *
+    lanes): products in the data type, summed pairwise over the pieces and
+    then across the lanes (float32: the last in float64)."""
+    def body(P, rows, context, sig, args):
+        b, rg, ry = builder_of(rows), rows[0], rows[1]
+        vg, vy = rg.loads(0.0), ry.loads(0.0)
+        dot = _narrow_sum(b, rg, _tree_sum(b, [b.fmul(u, v, flags=_EFLAGS) for u, v in zip(vg, vy)], wide=True))
+        ds = rg.splat(dot)
+        outs = [b.fmul(v, b.fsub(u, ds, flags=_EFLAGS), flags=_EFLAGS) for u, v in zip(vg, vy)]
+        rg.stores(outs, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+        return []
+
+    cg = _pieces_intrinsic([g, y], out, PMAX, body)
+    return cg and (types.none(g, y, off, n, out, PMAX), cg)
+
+
+@intrinsic
+def vrowp_log_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
+    """out = g - exp(y) * sum(g) over a row of n entries (8 < n <= PMAX *
+    lanes; the sum as vrowp_softmax_bwd's)."""
+    def body(P, rows, context, sig, args):
+        b, rg, ry = builder_of(rows), rows[0], rows[1]
+        vg, vy = rg.loads(0.0), ry.loads(0.0)
+        ts = rg.splat(_narrow_sum(b, rg, _tree_sum(b, vg, wide=True)))
+        outs = [b.fsub(u, b.fmul(emit_exp(b, v), ts, flags=_EFLAGS), flags=_EFLAGS) for u, v in zip(vg, vy)]
+        rg.stores(outs, _out_ptr(context, b, sig.args[4], args[4], args[2]))
+        return []
+
+    cg = _pieces_intrinsic([g, y], out, PMAX, body)
+    return cg and (types.none(g, y, off, n, out, PMAX), cg)
