@@ -646,13 +646,12 @@ def test_long_rows_in_tiles(kernel):
         assert problem is None and err <= _registry.ulps_bound(kernel, n), (kernel, n, problem, err)
 
 
-def _piece_lengths(dtype):
-    """Row lengths at each end of every piece count the register rows
-    compile (numba_rows.PIECE_COUNTS, pieces of one 512-bit register), and
-    the first length past them (the long-row path)."""
+def _piece_lengths(dtype, top):
+    """Row lengths at each end of every piece count up to top the register
+    rows compile (numba_rows.PIECE_COUNTS, pieces of one 512-bit register),
+    and the first length past them (the long-row path)."""
     from fastact._backends import numba_rows as nr
     w = nr.PIECE_LANES[np.dtype(dtype).itemsize * 8]
-    top = nj.PIECES_F32 if dtype == np.float32 else nj.PIECES_F64
     lengths, prev = set(), 1
     for P in (P for P in nr.PIECE_COUNTS if P <= top):
         lengths |= {prev * w + 1, prev * w + 2, P * w - 1, P * w}
@@ -670,7 +669,8 @@ def test_rows_in_register_pieces(kernel, dtype):
     with NaN, +inf, -inf rows and entries (for the backward passes in g),
     an all -inf row and a row whose terms but the max are tiny, into new
     arrays."""
-    for n in _piece_lengths(dtype):
+    top = {"softmax_backward": nj.PIECES_BWD, "log_softmax_backward": nj.PIECES_LSMBWD}.get(kernel, nj.PIECES_FWD)
+    for n in _piece_lengths(dtype, top):
         for rows in (5, 70):
             c = ft.case(kernel, (rows, n), dtype, -1, seed=n + rows)
             x = c.arrays[0]

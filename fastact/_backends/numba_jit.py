@@ -84,6 +84,7 @@ from .numba_math import (
     wide,
 )
 from .numba_rows import (
+    MASKED_STORES,
     vrow_ce_grad,
     vrow_ce_prob_grad,
     vrow_dot,
@@ -528,9 +529,19 @@ def _lse_nonfinite(m, hasnan_row):
 VL = 16
 _RB = 64
 TINY = 64
-#: most 512-bit pieces of a row kept in registers (numba_rows.vrowp_*)
-PIECES_F32 = 16
-PIECES_F64 = 16
+#: most pieces (512-bit registers) of a row kept in registers
+#: (numba_rows.vrowp_*; rows of up to 16 or 8 times as many float32 or
+#: float64 entries), for the kernels of one input array and of two.  With
+#: AVX2 a piece is two of its 16 registers: past 8 pieces (one input) or
+#: 4 (two) they spill, and such rows were up to 1.5-1.9x as slow as on the
+#: long-row path (float32 softmax_backward rows of 200, float64 of 100).
+#: log_softmax_backward keeps g's pieces live across its sum and needs
+#: exp's constants beside them: with 13-16 pieces (float32 rows of 200,
+#: float64 of 128) it was 1.2-1.3x as slow as the long-row path over 1M
+#: entries, with 8 0.8-0.9x.
+PIECES_FWD = 16 if MASKED_STORES else 8
+PIECES_BWD = 16 if MASKED_STORES else 4
+PIECES_LSMBWD = 8 if MASKED_STORES else 4
 
 
 @njit(**_HLP)
@@ -566,14 +577,14 @@ def _t_block_rest(xf, n, b0, b1, mb, lb, ib=None):
     (both in the data type; 0 for a row with a non-finite max) and, unless
     ib is None, 1 / (1 + rest) into ib."""
     always_inline()
-    if not is_f32(xf) and n <= PIECES_F64 * 8:
+    if not is_f32(xf) and n <= PIECES_FWD * 8:
         for r in range(b0, b1):
-            m, rest = vrowp_max_rest(xf, r * n, n, PIECES_F64)
+            m, rest = vrowp_max_rest(xf, r * n, n, PIECES_FWD)
             mb[r - b0] = m
             lb[r - b0] = rest if _finite(m) else K(m, 0.0)
-    elif is_f32(xf) and n <= PIECES_F32 * 16:
+    elif is_f32(xf) and n <= PIECES_FWD * 16:
         for r in range(b0, b1):
-            m, rest = vrowp_max_rest(xf, r * n, n, PIECES_F32)
+            m, rest = vrowp_max_rest(xf, r * n, n, PIECES_FWD)
             mb[r - b0] = m
             lb[r - b0] = rest if _finite(m) else K(m, 0.0)
     else:
@@ -655,10 +666,10 @@ def _tiny_log_softmax(xf, of, n, r0, r1):
             m = mb[r - b0]
             if _finite(m):
                 L = K(m, lb[r - b0])
-                if not is_f32(xf) and n <= PIECES_F64 * 8:
-                    vrowp_sub2(xf, r * n, n, m, L, of, PIECES_F64)
-                elif is_f32(xf) and n <= PIECES_F32 * 16:
-                    vrowp_sub2(xf, r * n, n, m, L, of, PIECES_F32)
+                if not is_f32(xf) and n <= PIECES_FWD * 8:
+                    vrowp_sub2(xf, r * n, n, m, L, of, PIECES_FWD)
+                elif is_f32(xf) and n <= PIECES_FWD * 16:
+                    vrowp_sub2(xf, r * n, n, m, L, of, PIECES_FWD)
                 else:
                     for c0 in range(0, n, VL):
                         vrow_sub2(xf, r * n + c0, min(VL, n - c0), m, L, of, VL)
@@ -719,12 +730,12 @@ def _ft_softmax(xf, of, n, r0, r1):
                 r += 4
         for rr in range(r, r1):
             vrows_softmax(xf, rr * n, n, of, VL, 1)
-    elif not is_f32(xf) and n <= PIECES_F64 * 8:
+    elif not is_f32(xf) and n <= PIECES_FWD * 8:
         for r in range(r0, r1):
-            vrowp_softmax(xf, r * n, n, of, PIECES_F64)
-    elif is_f32(xf) and n <= PIECES_F32 * 16:
+            vrowp_softmax(xf, r * n, n, of, PIECES_FWD)
+    elif is_f32(xf) and n <= PIECES_FWD * 16:
         for r in range(r0, r1):
-            vrowp_softmax(xf, r * n, n, of, PIECES_F32)
+            vrowp_softmax(xf, r * n, n, of, PIECES_FWD)
     else:
         _tiny_softmax(xf, of, n, r0, r1)
 
@@ -837,13 +848,13 @@ def _ft_softmax_backward(gf, yf, of, n, r0, r1):
         for r in range(r0, r1):
             vrow_softmax_bwd1(gf, yf, r * n, n, of, VL)
         return
-    if is_f32(gf) and n <= PIECES_F32 * 16:
+    if is_f32(gf) and n <= PIECES_BWD * 16:
         for r in range(r0, r1):
-            vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_F32)
+            vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_BWD)
         return
-    if not is_f32(gf) and n <= PIECES_F64 * 8:
+    if not is_f32(gf) and n <= PIECES_BWD * 8:
         for r in range(r0, r1):
-            vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_F64)
+            vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_BWD)
         return
     for r in range(r0, r1):
         dot = 0.0
@@ -867,13 +878,13 @@ def _ft_log_softmax_backward(gf, yf, of, n, r0, r1):
         for r in range(r0, r1):
             vrow_log_softmax_bwd1(gf, yf, r * n, n, of, VL)
         return
-    if is_f32(gf) and n <= PIECES_F32 * 16:
+    if is_f32(gf) and n <= PIECES_LSMBWD * 16:
         for r in range(r0, r1):
-            vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_F32)
+            vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_LSMBWD)
         return
-    if not is_f32(gf) and n <= PIECES_F64 * 8:
+    if not is_f32(gf) and n <= PIECES_LSMBWD * 8:
         for r in range(r0, r1):
-            vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_F64)
+            vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_LSMBWD)
         return
     for r in range(r0, r1):
         tot = 0.0
@@ -1760,17 +1771,15 @@ def _paths(name):
 # separate compiled functions, so a first call compiles only the one it uses.
 
 #: longest rows (entries) a row kernel takes through its short-row path, by
-#: (kernel, itemsize); TINY unless listed.  Past these the long-row path
-#: was faster (1M entries, Zen 5): float32 softmax over rows of 33-64
-#: 0.76-0.89x (float64 went both ways, rows of 33 0.76x, of 48 1.13x);
-#: softmax_backward and log_softmax_backward past 128 bytes a row -- one
-#: pass for the row's sum and one for the output, against a horizontal sum
-#: per 16 lanes -- float32 rows of 33-64 0.66-0.85x, float64 rows of 17-64
-#: 0.63-0.95x.  log_softmax and logsumexp were 1.1-1.4x as slow on theirs.
-_SHORT_ROWS = {("softmax", 4): 16 * PIECES_F32, ("log_softmax", 4): 16 * PIECES_F32, ("logsumexp", 4): 16 * PIECES_F32,
-               ("softmax_backward", 4): 16 * PIECES_F32, ("log_softmax_backward", 4): 16 * PIECES_F32,
-               ("softmax", 8): 8 * PIECES_F64, ("log_softmax", 8): 8 * PIECES_F64, ("logsumexp", 8): 8 * PIECES_F64,
-               ("softmax_backward", 8): 8 * PIECES_F64, ("log_softmax_backward", 8): 8 * PIECES_F64}
+#: (kernel, itemsize): up to the rows the register pieces hold (vrowp_*,
+#: PIECES_FWD / PIECES_BWD), past which the long-row path (vsum_* /
+#: vmap_*) takes over.  Against the long-row path and the pieces of 16
+#: lanes each with its own horizontal sum they replaced, see
+#: docs/benchmarks.md (2026-12-06).
+_SHORT_ROWS = {**{(k, 4): 16 * PIECES_FWD for k in ("softmax", "log_softmax", "logsumexp")},
+               **{(k, 8): 8 * PIECES_FWD for k in ("softmax", "log_softmax", "logsumexp")},
+               ("softmax_backward", 4): 16 * PIECES_BWD, ("softmax_backward", 8): 8 * PIECES_BWD,
+               ("log_softmax_backward", 4): 16 * PIECES_LSMBWD, ("log_softmax_backward", 8): 8 * PIECES_LSMBWD}
 
 
 def _short_rows(name):
@@ -1957,7 +1966,7 @@ def cross_entropy_prob_grad(x, p, scale, loss, dx, label_smoothing):
 # filling the disk cache ahead of use (python -m fastact compile)
 
 #: rows past every kernel's short-row path (_SHORT_ROWS)
-_LONG = 16 * PIECES_F32 + 44
+_LONG = 16 * max(PIECES_FWD, PIECES_BWD) + 44
 
 #: per registry kind, (shape, axis) of calls that between them reach every
 #: serial compiled path: for the row kernels, short rows (fewer than TWR of
