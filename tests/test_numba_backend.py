@@ -604,27 +604,32 @@ TILED = [k for k in ROW_KERNELS if hasattr(nj, "_rtt_" + k)]
 @pytest.mark.parametrize("kernel", TILED)
 def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
     """float32 short rows go to the compiled function with the tile path
-    (_rtt_*) only when there is a whole tile of rows; otherwise, and for
-    float64, to the one without it (_rt_*).  With a whole tile, float32
-    rows up to the kernel's _TILE_ROWS take the tile path too."""
+    (_rtt_*) only when there is a whole tile of rows and the rows are no
+    longer than its tiles take (_TILE_MAX); otherwise, and for float64, to
+    the one without it (_rt_*) up to the kernel's short-row limit."""
     calls = []
     for p in ("_rt_", "_rtt_"):
         monkeypatch.setattr(nj, p + kernel, lambda *a, p=p: calls.append(p))
     k = _registry.KERNELS[kernel]
     driver = (nj._rows2 if k.kind == "rows_backward" else nj._rows1)(kernel, 1.0)
-    for rows, dtype, want in ((nj.TWR - 1, np.float32, "_rt_"), (nj.TWR, np.float32, "_rtt_"),
-                              (5 * nj.TWR, np.float32, "_rtt_"), (nj.TWR, np.float64, "_rt_")):
-        longest = nj._short_rows(kernel)[np.dtype(dtype).itemsize]
-        if want == "_rtt_":
-            longest = max(longest, nj._TILE_ROWS.get(kernel, 0))
-        for n in (3, 10, longest):
-            x = np.ones((rows, n), dtype)
-            out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
-            driver(*((x, x, out) if k.kind == "rows_backward" else (x, out)))
-            assert calls.pop() == want, (rows, dtype, n)
-        x = np.ones((rows, longest + 1), dtype)  # longer rows: the long-row path, neither of these
+    tmax = nj._TILE_MAX[kernel]
+
+    def call(rows, n, dtype):
+        x = np.ones((rows, n), dtype)
         out = np.empty(rows, dtype) if k.kind == "rows_reduce" else np.empty_like(x)
         driver(*((x, x, out) if k.kind == "rows_backward" else (x, out)))
+
+    for rows, dtype in ((nj.TWR - 1, np.float32), (nj.TWR, np.float32), (5 * nj.TWR, np.float32),
+                        (nj.TWR, np.float64)):
+        short = nj._short_rows(kernel)[np.dtype(dtype).itemsize]
+        tiled = rows >= nj.TWR and dtype == np.float32
+        for n in sorted({3, 10, tmax, tmax + 1, short}):
+            tiles = tiled and n <= tmax
+            if n > short and not tiles:
+                continue
+            call(rows, n, dtype)
+            assert calls.pop() == ("_rtt_" if tiles else "_rt_"), (rows, dtype, n)
+        call(rows, max(short, tmax if tiled else 0) + 1, dtype)  # the long-row path, neither of these
     assert calls == []
 
 

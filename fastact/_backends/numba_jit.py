@@ -1430,7 +1430,7 @@ def _tiles_log_softmax_backward(gf, yf, of, n, r0, r1):
 
 
 # packed rows of 2, 4, 8 (_packed) take 0.2-0.63x the tiles' time
-_tiled_log_softmax_backward = _f32_tiles(_tiles_log_softmax_backward, 8, packed=8)
+_tiled_log_softmax_backward = _f32_tiles(_tiles_log_softmax_backward, 8, packed=8)  # (_TILE_MAX)
 
 
 # ---------------------------------------------------------------------------
@@ -1782,6 +1782,18 @@ _SHORT_ROWS = {**{(k, 4): 16 * PIECES_FWD for k in ("softmax", "log_softmax", "l
                ("log_softmax_backward", 4): 16 * PIECES_LSMBWD, ("log_softmax_backward", 8): 8 * PIECES_LSMBWD}
 
 
+#: longest rows the float32 tiles of a kernel take (_tiled_*)
+_TILE_MAX = {**_TILE_ROWS, "log_softmax_backward": 8}
+
+
+def _takes_tiles(x, longest):
+    """Whether the (outer, n) array x goes to the compiled function with
+    the float32 tiles (_rtt_*): a whole tile of rows (TWR) of at most
+    ``longest`` entries.  Other rows go to one without the tile code,
+    which is most of a first compilation (see above)."""
+    return x.itemsize == 4 and x.shape[0] >= TWR and x.shape[1] <= longest
+
+
 def _short_rows(name):
     """{itemsize: the longest rows of name's short-row path}."""
     return {size: _SHORT_ROWS.get((name, size), TINY) for size in (4, 8)}
@@ -1792,7 +1804,7 @@ def _rows1(name, cost):
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
     short = _short_rows(name)
-    tiled = _TILE_ROWS.get(name, 0)
+    tiled = _TILE_MAX.get(name, 0)
 
     def kernel(x, out):
         if not x.flags.writeable:
@@ -1803,9 +1815,10 @@ def _rows1(name, cost):
                     lanes(x, out)
                 return
             x, out = _drop_inner((x, out))
-        tiles = x.shape[0] >= TWR and x.itemsize == 4
-        if x.shape[1] <= short[x.itemsize] or (tiles and x.shape[1] <= tiled):
-            run, par = (rtt if tiles else rt), prt
+        if _takes_tiles(x, tiled):
+            run, par = rtt, prt
+        elif x.shape[1] <= short[x.itemsize]:
+            run, par = rt, prt
         else:
             run, par = rl, prl
         if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, (x, out)):
@@ -1819,6 +1832,7 @@ def _rows2(name, cost):
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
     short = _short_rows(name)
+    tiled = _TILE_MAX.get(name, 0)
 
     def kernel(g, y, out):
         if not (g.flags.writeable and y.flags.writeable):
@@ -1829,8 +1843,10 @@ def _rows2(name, cost):
                     lanes(g, y, out)
                 return
             g, y, out = _drop_inner((g, y, out))
-        if y.shape[1] <= short[y.itemsize]:
-            run, par = (rtt if y.shape[0] >= TWR and y.itemsize == 4 else rt), prt
+        if _takes_tiles(y, tiled):
+            run, par = rtt, prt
+        elif y.shape[1] <= short[y.itemsize]:
+            run, par = rt, prt
         else:
             run, par = rl, prl
         if y.nbytes < limit or _NT[0] < 2 or not _parallel(par, (g, y, out)):
