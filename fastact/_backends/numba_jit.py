@@ -13,9 +13,11 @@ How the kernels are built
   helpers that LLVM inlines into the loops, where they vectorize.
 * Elementwise kernels are compiled loops (``_e_<name>``).  Row kernels go
   one of three ways, each its own compiled function so that a workload
-  compiles only what it uses: rows of at most ``TINY`` elements as masked
-  vectors, several rows at a time (``_rt_*``, ``numba_rows``; in float32
-  with ``TWR`` rows or more, ``_rtt_*``: transposed tiles first); longer rows
+  compiles only what it uses: short rows as masked vectors, several rows
+  at a time, or one row of a few registers at a time in registers
+  (``_rt_*``, ``numba_rows``; the lengths by kernel in ``_SHORT_ROWS``; in
+  float32 with ``TWR`` rows or more of lengths the tiles take,
+  ``_rtt_*``: transposed tiles first); longer rows
   as explicit vector loops (``_rl_*``: key max, exp-and-sum in blocks of
   ``BLK`` with sums in 16 lanes added in a fixed order, scale); and
   ``inner > 1`` lane-wise along ``inner`` (``_lanes_*``).

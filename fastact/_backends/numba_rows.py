@@ -15,7 +15,10 @@ in float64 rows of up to 4, 4 lanes), chosen at run time (``_by_width``).
 log_softmax and logsumexp keep R rows in registers from load to store,
 their R log1p as one vector (``vrows_log_softmax``, ``vrows_logsumexp``).
 Rows of 2, 4 or 8 entries can also go several to a vector (``vpack_*``:
-whole-vector loads and stores, per-row reductions by butterflies).
+whole-vector loads and stores, per-row reductions by butterflies).  Rows
+of a few registers (up to 16) go one at a time in registers (``vrowp_*``:
+a compile-time count of 512-bit pieces, chosen at run time from the row
+length, trees over the pieces and one horizontal reduction).
 
 Long rows (``vsum_*``, ``vmap_*``): loops over full vectors and one masked
 tail, with vector accumulators summed in a fixed pairwise order -- no
