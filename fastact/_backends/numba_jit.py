@@ -547,6 +547,13 @@ PIECES_LSMBWD = 8 if MASKED_STORES else 4
 
 
 @njit(**_HLP)
+def _in_pieces(xf, n, P):
+    """Whether rows of n entries of xf fit in P pieces (512-bit registers)."""
+    always_inline()
+    return n <= P * (16 if is_f32(xf) else 8)
+
+
+@njit(**_HLP)
 def _kmax(a, b):
     """max of two floats in key order (NaN-aware as fkey)."""
     always_inline()
@@ -579,12 +586,7 @@ def _t_block_rest(xf, n, b0, b1, mb, lb, ib=None):
     (both in the data type; 0 for a row with a non-finite max) and, unless
     ib is None, 1 / (1 + rest) into ib."""
     always_inline()
-    if not is_f32(xf) and n <= PIECES_FWD * 8:
-        for r in range(b0, b1):
-            m, rest = vrowp_max_rest(xf, r * n, n, PIECES_FWD)
-            mb[r - b0] = m
-            lb[r - b0] = rest if _finite(m) else K(m, 0.0)
-    elif is_f32(xf) and n <= PIECES_FWD * 16:
+    if _in_pieces(xf, n, PIECES_FWD):
         for r in range(b0, b1):
             m, rest = vrowp_max_rest(xf, r * n, n, PIECES_FWD)
             mb[r - b0] = m
@@ -668,9 +670,7 @@ def _tiny_log_softmax(xf, of, n, r0, r1):
             m = mb[r - b0]
             if _finite(m):
                 L = K(m, lb[r - b0])
-                if not is_f32(xf) and n <= PIECES_FWD * 8:
-                    vrowp_sub2(xf, r * n, n, m, L, of, PIECES_FWD)
-                elif is_f32(xf) and n <= PIECES_FWD * 16:
+                if _in_pieces(xf, n, PIECES_FWD):
                     vrowp_sub2(xf, r * n, n, m, L, of, PIECES_FWD)
                 else:
                     for c0 in range(0, n, VL):
@@ -732,10 +732,7 @@ def _ft_softmax(xf, of, n, r0, r1):
                 r += 4
         for rr in range(r, r1):
             vrows_softmax(xf, rr * n, n, of, VL, 1)
-    elif not is_f32(xf) and n <= PIECES_FWD * 8:
-        for r in range(r0, r1):
-            vrowp_softmax(xf, r * n, n, of, PIECES_FWD)
-    elif is_f32(xf) and n <= PIECES_FWD * 16:
+    elif _in_pieces(xf, n, PIECES_FWD):
         for r in range(r0, r1):
             vrowp_softmax(xf, r * n, n, of, PIECES_FWD)
     else:
@@ -850,11 +847,7 @@ def _ft_softmax_backward(gf, yf, of, n, r0, r1):
         for r in range(r0, r1):
             vrow_softmax_bwd1(gf, yf, r * n, n, of, VL)
         return
-    if is_f32(gf) and n <= PIECES_BWD * 16:
-        for r in range(r0, r1):
-            vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_BWD)
-        return
-    if not is_f32(gf) and n <= PIECES_BWD * 8:
+    if _in_pieces(gf, n, PIECES_BWD):
         for r in range(r0, r1):
             vrowp_softmax_bwd(gf, yf, r * n, n, of, PIECES_BWD)
         return
@@ -880,11 +873,7 @@ def _ft_log_softmax_backward(gf, yf, of, n, r0, r1):
         for r in range(r0, r1):
             vrow_log_softmax_bwd1(gf, yf, r * n, n, of, VL)
         return
-    if is_f32(gf) and n <= PIECES_LSMBWD * 16:
-        for r in range(r0, r1):
-            vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_LSMBWD)
-        return
-    if not is_f32(gf) and n <= PIECES_LSMBWD * 8:
+    if _in_pieces(gf, n, PIECES_LSMBWD):
         for r in range(r0, r1):
             vrowp_log_softmax_bwd(gf, yf, r * n, n, of, PIECES_LSMBWD)
         return

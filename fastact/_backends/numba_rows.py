@@ -275,6 +275,12 @@ def _by_width(b, n, widths, emit):
         if w != vl:
             b.position_at_end(other)
     b.position_at_end(done)
+    return _merge(b, results)
+
+
+def _merge(b, results):
+    """At the join of the branches: one phi per value of the (values,
+    block) pairs the branches gave."""
     merged = []
     for k, v in enumerate(results[0][0]):
         phi = b.phi(v.type)
@@ -1450,15 +1456,14 @@ def vtile_out(typingctx, t, toff, W, out, off, cnt, n, VL):
 
 
 # ---------------------------------------------------------------------------
-# rows of a few registers, one row at a time in registers: rows of 17-64
-# float64 entries (softmax, log_softmax, logsumexp) and of 17-256 float32 /
-# 9-64 float64 entries (the two backward kernels).  In pieces of VL lanes,
-# such a row paid a horizontal reduction for each piece, one after the
-# other (max, sum, dot), and float64 rows of 17 did 32 lanes of work.  Here
-# the row is P pieces of one 512-bit register each (P a compile-time
-# constant, chosen at run time from n), the first P - 1 plain loads, the
-# last masked; max and sums go lane by lane over the pieces in a fixed
-# pairwise tree and then once across the lanes.
+# rows of a few registers, one row at a time in registers (the lengths by
+# kernel: numba_jit._SHORT_ROWS).  In pieces of VL lanes such a row paid a
+# horizontal reduction for each piece, one after the other (max, sum, dot),
+# and float64 rows of 17 did 32 lanes of work.  Here the row is P pieces
+# of one 512-bit register each (P a compile-time constant, chosen at run
+# time from n): the pieces wholly inside the row plain loads and stores,
+# the others masked; max and sums go lane by lane over the pieces in a
+# fixed pairwise tree and then once across the lanes.
 
 #: lanes of a piece, by element bits (one 512-bit register)
 PIECE_LANES = {32: 16, 64: 8}
@@ -1567,16 +1572,10 @@ def _by_pieces(b, n, w, pmax, emit):
         b.branch(done)
         prev = P
     b.position_at_end(done)
-    merged = []
-    for k, v in enumerate(results[0][0]):
-        phi = b.phi(v.type)
-        for vals, block in results:
-            phi.add_incoming(vals[k], block)
-        merged.append(phi)
-    return merged
+    return _merge(b, results)
 
 
-def _pieces_intrinsic(arrays, out, PMAX, body, ret=types.none):
+def _pieces_intrinsic(arrays, out, PMAX, body):
     """Typing check and code of a vrowp_* intrinsic: body(P, rows, context,
     sig, args) -> [] or [an int64] for each P (rows: a _Pieces per array
     argument at the positions ``arrays``; args[len(arrays)] is off, the next
@@ -1603,10 +1602,11 @@ def _pieces_intrinsic(arrays, out, PMAX, body, ret=types.none):
 
 @intrinsic
 def vrowp_softmax(typingctx, x, off, n, out, PMAX):
-    """out = softmax(x) over a row of n entries, 8 < n <= PMAX * lanes (the
-    NaN rows as vrows_softmax)."""
+    """out = softmax(x) over a row of n entries, lanes < n <= PMAX * lanes
+    (the NaN rows as vrows_softmax)."""
     def body(P, rows, context, sig, args):
-        b, r = builder_of(rows), rows[0]
+        r = rows[0]
+        b = r.b
         vs = r.loads(float("-inf"))
         ms = r.splat(_tree_max(b, vs))
         es = [emit_exp_neg(b, b.fsub(v, ms, flags=_EFLAGS)) for v in vs]
@@ -1616,10 +1616,6 @@ def vrowp_softmax(typingctx, x, off, n, out, PMAX):
 
     cg = _pieces_intrinsic([x], out, PMAX, body)
     return cg and (types.none(x, off, n, out, PMAX), cg)
-
-
-def builder_of(rows):
-    return rows[0].b
 
 
 def _pieces_rest(b, r, vs):
@@ -1640,31 +1636,27 @@ def _pieces_rest(b, r, vs):
 
 @intrinsic
 def vrowp_max_rest(typingctx, x, off, n, PMAX):
-    """(max, rest) of a row of n entries (8 < n <= PMAX * lanes), as
+    """(max, rest) of a row of n entries (lanes < n <= PMAX * lanes), as
     vrows_max_rest."""
-    def body(P, rows, context, sig, args):
-        m, _, rest = _pieces_rest(rows[0].b, rows[0], rows[0].loads(float("-inf")))
-        return [m, rest]
-
     pmax = _vl(PMAX)
     if not (_flat(x) and pmax):
         return None
-    retty = types.UniTuple(x.dtype, 2)
     w = PIECE_LANES[x.dtype.bitwidth]
 
     def codegen(context, builder, sig, args):
         def emit(P, full):
-            return body(P, [_Pieces(context, builder, sig.args[0], args[0], args[1], args[2], P, full)],
-                        context, sig, args)
+            r = _Pieces(context, builder, sig.args[0], args[0], args[1], args[2], P, full)
+            m, _, rest = _pieces_rest(builder, r, r.loads(float("-inf")))
+            return [m, rest]
 
         return context.make_tuple(builder, sig.return_type, _by_pieces(builder, args[2], w, pmax, emit))
 
-    return retty(x, off, n, PMAX), codegen
+    return types.UniTuple(x.dtype, 2)(x, off, n, PMAX), codegen
 
 
 @intrinsic
 def vrowp_sub2(typingctx, x, off, n, a, c, out, PMAX):
-    """out = (x - a) - c over a row of n entries (8 < n <= PMAX * lanes)."""
+    """out = (x - a) - c over a row of n entries (lanes < n <= PMAX * lanes)."""
     def body(P, rows, context, sig, args):
         b, r = rows[0].b, rows[0]
         av, cv = r.splat(args[3]), r.splat(args[4])
@@ -1685,11 +1677,12 @@ def _narrow_sum(b, r, s):
 
 @intrinsic
 def vrowp_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
-    """out = y * (g - sum(g * y)) over a row of n entries (8 < n <= PMAX *
-    lanes): products in the data type, summed pairwise over the pieces and
+    """out = y * (g - sum(g * y)) over a row of n entries (lanes < n <= PMAX
+    * lanes): products in the data type, summed pairwise over the pieces and
     then across the lanes (float32: the last in float64)."""
     def body(P, rows, context, sig, args):
-        b, rg, ry = builder_of(rows), rows[0], rows[1]
+        rg, ry = rows
+        b = rg.b
         vg, vy = rg.loads(0.0), ry.loads(0.0)
         dot = _narrow_sum(b, rg, _tree_sum(b, [b.fmul(u, v, flags=_EFLAGS) for u, v in zip(vg, vy)], wide=True))
         ds = rg.splat(dot)
@@ -1703,10 +1696,11 @@ def vrowp_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
 
 @intrinsic
 def vrowp_log_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
-    """out = g - exp(y) * sum(g) over a row of n entries (8 < n <= PMAX *
-    lanes; the sum as vrowp_softmax_bwd's)."""
+    """out = g - exp(y) * sum(g) over a row of n entries (lanes < n <=
+    PMAX * lanes; the sum as vrowp_softmax_bwd's)."""
     def body(P, rows, context, sig, args):
-        b, rg, ry = builder_of(rows), rows[0], rows[1]
+        rg, ry = rows
+        b = rg.b
         vg, vy = rg.loads(0.0), ry.loads(0.0)
         ts = rg.splat(_narrow_sum(b, rg, _tree_sum(b, vg, wide=True)))
         outs = [b.fsub(u, b.fmul(emit_exp(b, v), ts, flags=_EFLAGS), flags=_EFLAGS) for u, v in zip(vg, vy)]
