@@ -349,12 +349,15 @@ def test_nasty_arrays(backend, dtype, kernel):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_large_arrays_threads_agree(backend, kernel):
     """Arrays large enough for the multi-threaded paths: two threads give the
-    same bits as one, and both match the reference."""
-    shape, axes = (512, 1024), (-1, 0) if KIND[kernel] in ROWS + LOSSES else (-1,)
+    same bits as one, and both match the reference.  Rows of 1024, and for
+    the row kernels rows of 100 (one or a few registers a row)."""
+    cases = [((512, 1024), -1)]
+    if KIND[kernel] in ROWS + LOSSES:
+        cases += [((512, 1024), 0), ((16384, 100), -1)]
     before = fastact.get_num_threads()
     try:
         for dtype in (np.float32, np.float64):
-            for axis in axes:
+            for shape, axis in cases:
                 c = ft.case(kernel, shape, dtype, axis)
                 fastact.set_num_threads(1)
                 one = ft.run(c)
