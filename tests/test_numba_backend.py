@@ -603,16 +603,15 @@ TILED = [k for k in ROW_KERNELS if hasattr(nj, "_rtt_" + k)]
 
 @pytest.mark.parametrize("kernel", TILED)
 def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
-    """float32 short rows go to the compiled function with the tile path
-    (_rtt_*) only when there is a whole tile of rows and the rows are no
-    longer than its tiles take (_TILE_MAX); otherwise, and for float64, to
-    the one without it (_rt_*) up to the kernel's short-row limit."""
+    """Short rows go to the compiled function with the tile path (_rtt_*)
+    only when there is a whole tile of rows and the rows are no longer
+    than its tiles take in their dtype (_TILE_MAX); otherwise to the one
+    without it (_rt_*) up to the kernel's short-row limit."""
     calls = []
     for p in ("_rt_", "_rtt_"):
         monkeypatch.setattr(nj, p + kernel, lambda *a, p=p: calls.append(p))
     k = _registry.KERNELS[kernel]
     driver = (nj._rows2 if k.kind == "rows_backward" else nj._rows1)(kernel, 1.0)
-    tmax = nj._TILE_MAX[kernel]
 
     def call(rows, n, dtype):
         x = np.ones((rows, n), dtype)
@@ -622,8 +621,9 @@ def test_short_rows_take_the_tile_path_from_one_whole_tile(kernel, monkeypatch):
     for rows, dtype in ((nj.TWR - 1, np.float32), (nj.TWR, np.float32), (5 * nj.TWR, np.float32),
                         (nj.TWR, np.float64)):
         short = nj._short_rows(kernel)[np.dtype(dtype).itemsize]
-        tiled = rows >= nj.TWR and dtype == np.float32
-        for n in sorted({3, 10, tmax, tmax + 1, short}):
+        tmax = nj._TILE_MAX[kernel][np.dtype(dtype).itemsize]
+        tiled = rows >= nj.TWR and tmax > 0
+        for n in sorted({3, 10, tmax, tmax + 1, short} - {0, 1}):
             tiles = tiled and n <= tmax
             if n > short and not tiles:
                 continue
@@ -689,6 +689,27 @@ def test_rows_in_register_pieces(kernel, dtype):
             problem, err = ft.compare(got, ft.reference(c))
             bound = _registry.ulps_bound(kernel, n)
             assert problem is None and err <= bound, (kernel, n, rows, problem, err)
+
+
+def test_float64_logsumexp_in_tiles():
+    """float64 logsumexp over rows of 2-17 (3-16 through the tiles, from a
+    whole tile of rows): 64, 70 and 130 rows (whole tiles and rows left
+    over), NaN, +inf, -inf and all -inf rows inside a tile and after it,
+    and rows whose terms but the max are tiny (kept to full accuracy)."""
+    for n in range(2, 18):
+        for rows in (64, 70, 130):
+            c = ft.case("logsumexp", (rows, n), np.float64, -1, seed=n * rows)
+            x = c.arrays[0]
+            x[1, 0], x[2, -1], x[6, :], x[9, n // 2], x[rows - 2, :] = np.nan, np.inf, -np.inf, -np.inf, np.inf
+            x[rows - 1, n // 2] = np.nan
+            x[10, :], x[10, n - 1] = -80, 0
+            with fastact.use_backend("numba"):
+                got = ft.run(c)
+            problem, err = ft.compare(got, ft.reference(c))
+            assert problem is None and err <= _registry.ulps_bound("logsumexp", n), (n, rows, problem, err)
+            if n > 1:
+                want = np.log1p((n - 1) * np.exp(-80.0))
+                assert abs(got[10] - want) <= 1e-15 * want, (n, rows, got[10], want)
 
 
 def test_fewer_rows_than_a_tile_compile_no_tiles(tmp_path):

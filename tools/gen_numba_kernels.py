@@ -74,12 +74,12 @@ ELEMENTWISE = {
 #: row kernels: name -> (arrays, the array that sets the work, has _flat_)
 ROWS = {k.name: _ROW_ARRAYS[k.kind] for k in _registry.KERNELS.values() if k.kind in _ROW_ARRAYS}
 
-#: row kernels whose float32 short rows also have a transposed-tile path,
-#: compiled apart from the plain short-row path: those numba_jit defines a
-#: ``_tiled_<name> = _f32_tiles(...)`` for (read from its text, so that
+#: row kernels whose short rows also have a transposed-tile path (float32;
+#: logsumexp float64 too), compiled apart from the plain short-row path:
+#: those numba_jit defines a ``_tiled_<name> = _tile_path(...)`` for (read from its text, so that
 #: this script needs no Numba)
 with open(os.path.join(ROOT, "fastact", "_backends", "numba_jit.py"), encoding="utf-8") as _fh:
-    TILED = tuple(re.findall(r"^_tiled_(\w+) = _f32_tiles\(", _fh.read(), re.M))
+    TILED = tuple(re.findall(r"^_tiled_(\w+) = _tile_path\(", _fh.read(), re.M))
 
 # ---------------------------------------------------------------------------
 # templates (Python's str.format; {S} is the array that sets the work)

@@ -1208,12 +1208,13 @@ def _tiles_logsumexp(xf, of, n, r0, r1):
     return _tile_rows(xf, of, n, r0, r1, _lane_logsumexp, False)  # results straight to of
 
 
-def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0):
+def _tile_path(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0, nmax64=0):
     """g(*arrays, n, r0, r1): tiles(...) for float32 rows of nmin <= n <=
     nmax entries that are not whole vectors or are at least ``whole`` long
-    and are not packed (2, 4, ... up to ``packed``: see _packed), else r0
-    (no row done).  Chosen when the caller is typed, so that float64
-    callers never compile the tile code (each tile function adds 1.5-2 s to
+    and are not packed (2, 4, ... up to ``packed``: see _packed), and for
+    float64 rows of nmin <= n <= nmax64 that are not packed; else r0 (no
+    row done).  Chosen when the caller is typed, so that a dtype without
+    tiles never compiles the tile code (each tile function adds 1.5-2 s to
     a kernel's first compilation)."""
 
     def g(*args):
@@ -1227,6 +1228,12 @@ def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0):
                 fits = nmin <= n <= nmax and (n % VL != 0 or n >= whole)
                 return tiles(*args) if fits and not (n <= packed and n & (n - 1) == 0) else args[-2]
             return run
+        if args[0].dtype == types.float64 and nmax64:
+            def run64(*args):
+                n = args[-3]
+                fits = nmin <= n <= nmax64 and not (n <= packed and n & (n - 1) == 0)
+                return tiles(*args) if fits else args[-2]
+            return run64
         return lambda *args: args[-2]
 
     return g
@@ -1251,10 +1258,18 @@ def _f32_tiles(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0):
 # 406 -> 371 (200 1.05x); logsumexp 825 -> 301, 588 -> 265, 555 -> 262,
 # 100 460 -> 265, 160 342 -> 274 (200 1.0x)
 _TILE_ROWS = {"softmax": 64, "log_softmax": 160, "logsumexp": 160}
-_tiled_softmax = _f32_tiles(_tiles_softmax, _TILE_ROWS["softmax"], nmin=VL + 1)
-_tiled_log_softmax = _f32_tiles(_tiles_log_softmax, _TILE_ROWS["log_softmax"], whole=2 * VL,
+#: and float64: logsumexp over rows of 3-16 (not 2 and 4: packed), which
+#: writes no tile back (1M entries, Zen 5, against 4 rows at a time in
+#: registers: rows of 3 0.60x the time, 5 0.60-0.68x, 7-11 0.73-0.89x, 14-16
+#: 0.85-1.0x).  log_softmax went both ways there (rows of 3-8 0.8-1.1x,
+#: 11-13 0.78-0.92x: its tiles go back through 16 x 16 float64
+#: transposes), softmax_backward and log_softmax_backward were slower.
+_TILE_ROWS64 = {"logsumexp": 16}
+_tiled_softmax = _tile_path(_tiles_softmax, _TILE_ROWS["softmax"], nmin=VL + 1)
+_tiled_log_softmax = _tile_path(_tiles_log_softmax, _TILE_ROWS["log_softmax"], whole=2 * VL,
                                 packed=2 * PACK_LSE)
-_tiled_logsumexp = _f32_tiles(_tiles_logsumexp, _TILE_ROWS["logsumexp"], whole=VL, packed=PACK_LSE)
+_tiled_logsumexp = _tile_path(_tiles_logsumexp, _TILE_ROWS["logsumexp"], whole=VL, packed=PACK_LSE,
+                              nmax64=_TILE_ROWS64["logsumexp"])
 
 
 @njit(**_INL)
@@ -1421,7 +1436,7 @@ def _tiles_log_softmax_backward(gf, yf, of, n, r0, r1):
 
 
 # packed rows of 2, 4, 8 (_packed) take 0.2-0.63x the tiles' time
-_tiled_log_softmax_backward = _f32_tiles(_tiles_log_softmax_backward, 8, packed=8)  # (_TILE_MAX)
+_tiled_log_softmax_backward = _tile_path(_tiles_log_softmax_backward, 8, packed=8)  # (_TILE_MAX)
 
 
 # ---------------------------------------------------------------------------
@@ -1773,16 +1788,18 @@ _SHORT_ROWS = {**{(k, 4): 16 * PIECES_FWD for k in ("softmax", "log_softmax", "l
                ("log_softmax_backward", 4): 16 * PIECES_LSMBWD, ("log_softmax_backward", 8): 8 * PIECES_LSMBWD}
 
 
-#: longest rows the float32 tiles of a kernel take (_tiled_*)
-_TILE_MAX = {**_TILE_ROWS, "log_softmax_backward": 8}
+#: longest rows the tiles of a kernel take (_tiled_*), by itemsize
+_TILE_MAX = {name: {4: _TILE_ROWS.get(name, 0), 8: _TILE_ROWS64.get(name, 0)}
+             for name in ("softmax", "log_softmax", "logsumexp")}
+_TILE_MAX["log_softmax_backward"] = {4: 8, 8: 0}
 
 
 def _takes_tiles(x, longest):
     """Whether the (outer, n) array x goes to the compiled function with
-    the float32 tiles (_rtt_*): a whole tile of rows (TWR) of at most
-    ``longest`` entries.  Other rows go to one without the tile code,
-    which is most of a first compilation (see above)."""
-    return x.itemsize == 4 and x.shape[0] >= TWR and x.shape[1] <= longest
+    the tiles (_rtt_*): a whole tile of rows (TWR) of at most
+    ``longest[itemsize]`` entries.  Other rows go to one without the tile
+    code, which is most of a first compilation (see above)."""
+    return x.shape[0] >= TWR and x.shape[1] <= longest.get(x.itemsize, 0)
 
 
 def _short_rows(name):
@@ -1795,7 +1812,7 @@ def _rows1(name, cost):
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
     short = _short_rows(name)
-    tiled = _TILE_MAX.get(name, 0)
+    tiled = _TILE_MAX.get(name, {})
 
     def kernel(x, out):
         if not x.flags.writeable:
@@ -1823,7 +1840,7 @@ def _rows2(name, cost):
     rt, rtt, rl, lanes, prt, prl, plan = _paths(name)
     limit = _serial_below(cost)
     short = _short_rows(name)
-    tiled = _TILE_MAX.get(name, 0)
+    tiled = _TILE_MAX.get(name, {})
 
     def kernel(g, y, out):
         if not (g.flags.writeable and y.flags.writeable):
