@@ -1420,6 +1420,7 @@ cdef enum:
     PK_ROWSUM = 4
     PK_FIRST = 5
     PK_SPREAD = 6
+    PK_SOFTMAX = 7 # out = softmax(a), fused; rows past two registers only (fa_pack_mid)
     PK_PADDED = 8  # flag: the input readable past its end (see fa_support.h)
     VWMAX = 16     # entries per register, at most
 
@@ -1627,6 +1628,11 @@ cdef void _pk_softmax_bwd_mid(const real* a, const real* b, real* out, Py_ssize_
 cdef void _pk_log_softmax_bwd_mid(const real* a, const real* b, real* out, Py_ssize_t rows,
                                   Py_ssize_t n) noexcept nogil:
     _packed_rows(<_PkLsmBwdMid*>NULL, a, b, out, rows, n)
+
+
+cdef void _pk_softmax_mid(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    # fused: no blocks (nothing between the steps)
+    _pkm(PK_SOFTMAX, a, b, out, rows * n, n)
 
 
 cdef void _pk_log_softmax(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
@@ -1940,6 +1946,15 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     if st == 1:
         if _packed(n, sizeof(real)) or (real is double and _masked_rows(n, sizeof(real), 6, 2)):
             _outline(_pk_softmax[real], x, <const real*>NULL, out, outer, n)
+        elif real is double and _masked_rows(n, sizeof(real), 2 * FA_VEC_BYTES // sizeof(real) + 1, 16):
+            # float64 rows past two registers, up to 16, one at a time in
+            # registers, fused (fa_pack_mid's PK_SOFTMAX: max, exps, sum,
+            # scale).  1M entries, Zen 5, against the tiles (up to 48) and
+            # the row path: rows of 17 0.93x, 20 0.8x, 33-64 0.57-0.7x,
+            # 65-128 0.6-0.7x; AVX2 (up to 64 entries) 0.7-0.9x.  Through
+            # fa_pack's blocks (max, a loop of exps, sums) rows of 33-128
+            # were 1.1-1.3x slower; log_softmax and logsumexp that way too
+            _outline(_pk_softmax_mid[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, outer)
         elif _tiled(n, sizeof(real), 256, 48):

@@ -627,6 +627,7 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  *   4 FA_PK_ROWSUM  out[r] = the sum of row r of a: one entry a row
  *   5 FA_PK_FIRST   out[r] = a[r*n]: one entry a row
  *   6 FA_PK_SPREAD  out = a[r] in each lane of row r (a has len / n entries)
+ *   7               out = softmax of the row, fused (fa_rows_mid only)
  *   op | 8          the same, a readable 2W entries past len: whole-register
  *                   loads for the rows one at a time (a masked load of
  *                   entries just stored waits for the stores to reach the
@@ -899,7 +900,10 @@ FA_PACK_OPS(double, FA_VF64, f64, pd)
  * (AVX2 1.05-1.15x).  Rows of up to 2 pieces sum as they always have. */
 static inline __attribute__((always_inline)) double fa_piecesum_f64(FA_VF64 *p, const int np)
 {
+    /* unrolled (GCC left the tree of 5-7 pieces a loop over p in memory) */
+#pragma GCC unroll 8
     for (int h = 1; h < np; h *= 2)
+#pragma GCC unroll 16
         for (int k = 0; k + h < np; k += 2 * h)
             p[k] = FA_OP(add, pd)(p[k], p[k + h]);
     return fa_hsum_vf64(p[0]);
@@ -907,7 +911,9 @@ static inline __attribute__((always_inline)) double fa_piecesum_f64(FA_VF64 *p, 
 static inline __attribute__((always_inline)) float fa_piecesum_f32(FA_VF32 *p, const int np)
 {
     FA_VF32 v;
+#pragma GCC unroll 8
     for (int h = 1; h < np; h *= 2)
+#pragma GCC unroll 16
         for (int k = 0; k + h < np; k += 2 * h)
             p[k] = FA_OP(add, ps)(p[k], p[k + h]);
     v = p[0];
@@ -920,6 +926,65 @@ static inline __attribute__((always_inline)) float fa_piecesum_f32(FA_VF32 *p, c
     return (float)fa_hsum_vf64(_mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
                                              _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 #endif
+}
+/* exp(x) times 2^600 (float64) or 2^64 (float32), for x <= 0 or NaN, in
+ * every lane: expn_big_f64/f32 of _kernels_body.pxi (the same constants,
+ * range reduction and polynomial; see there why it is accurate and why the
+ * scaling) in intrinsics, for the fused softmax rows (op 7 below) */
+#if FA_VEC_BYTES == 64
+#define FA_I64(v) _mm512_castpd_si512(v)
+#define FA_F64(v) _mm512_castsi512_pd(v)
+#define FA_I32(v) _mm512_castps_si512(v)
+#define FA_F32(v) _mm512_castsi512_ps(v)
+#define FA_IOP(op) _mm512_##op
+#define FA_SET1_I64(c) _mm512_set1_epi64(c)
+#else
+#define FA_I64(v) _mm256_castpd_si256(v)
+#define FA_F64(v) _mm256_castsi256_pd(v)
+#define FA_I32(v) _mm256_castps_si256(v)
+#define FA_F32(v) _mm256_castsi256_ps(v)
+#define FA_IOP(op) _mm256_##op
+#define FA_SET1_I64(c) _mm256_set1_epi64x(c)
+#endif
+#define FA_C64(c) FA_OP(set1, pd)(c)
+#define FA_C32(c) FA_OP(set1, ps)(c)
+static inline __attribute__((always_inline)) FA_VF64 fa_vexpn_big_f64(FA_VF64 x)
+{
+    FA_VF64 t, kf, r, r2, r4, lo, hi, p;
+    x = FA_OP(max, pd)(FA_C64(-760.0), x);      /* a NaN x passes */
+    t = FA_OP(fmadd, pd)(x, FA_C64(1.4426950408889634), FA_C64(6755399441055744.0));
+    kf = FA_OP(sub, pd)(t, FA_C64(6755399441055744.0));
+    r = FA_OP(fnmadd, pd)(kf, FA_C64(0.6931471803691238), x);
+    r = FA_OP(fnmadd, pd)(kf, FA_C64(1.9082149292705877e-10), r);
+    r2 = FA_OP(mul, pd)(r, r);
+    r4 = FA_OP(mul, pd)(r2, r2);
+    lo = FA_OP(fmadd, pd)(r2, FA_OP(fmadd, pd)(r, FA_C64(0.0083333333334943329904), FA_C64(0.0416666666665302659992)),
+                          FA_OP(fmadd, pd)(r, FA_C64(0.166666666666664127759), FA_C64(0.500000000000001061675)));
+    hi = FA_OP(fmadd, pd)(r4, FA_OP(fmadd, pd)(r, FA_C64(2.50000722921512436658e-8), FA_C64(2.76302339149586352775e-7)),
+                          FA_OP(fmadd, pd)(r2, FA_OP(fmadd, pd)(r, FA_C64(0.00000275575862664084875914),
+                                                                FA_C64(0.0000248014931361972530688)),
+                                        FA_OP(fmadd, pd)(r, FA_C64(0.000198412695067796630235),
+                                                         FA_C64(0.00138888889435976896333))));
+    p = FA_OP(fmadd, pd)(r4, hi, lo);
+    p = FA_OP(add, pd)(FA_C64(1.0), FA_OP(fmadd, pd)(r2, p, r));
+    return FA_OP(mul, pd)(p, FA_F64(FA_IOP(slli_epi64)(
+        FA_IOP(sub_epi64)(FA_I64(t), FA_SET1_I64((long long)(0x4338000000000000ULL - 1623ULL))), 52)));
+}
+static inline __attribute__((always_inline)) FA_VF32 fa_vexpn_big_f32(FA_VF32 x)
+{
+    FA_VF32 t, kf, r, p;
+    x = FA_OP(max, ps)(FA_C32(-104.0f), x);
+    t = FA_OP(fmadd, ps)(x, FA_C32(1.44269504088896341f), FA_C32(12582912.0f));
+    kf = FA_OP(sub, ps)(t, FA_C32(12582912.0f));
+    r = FA_OP(fnmadd, ps)(kf, FA_C32(0.693145751953125f), x);
+    r = FA_OP(fnmadd, ps)(kf, FA_C32(1.428606765330187e-06f), r);
+    p = FA_OP(fmadd, ps)(r, FA_C32(0.00138146132607797708093f), FA_C32(0.00836870982417119432296f));
+    p = FA_OP(fmadd, ps)(r, p, FA_C32(0.0416683873612611455482f));
+    p = FA_OP(fmadd, ps)(r, p, FA_C32(0.166665206898330188061f));
+    p = FA_OP(fmadd, ps)(r, p, FA_C32(0.499999934517084335897f));
+    p = FA_OP(add, ps)(FA_C32(1.0f), FA_OP(fmadd, ps)(FA_OP(mul, ps)(r, r), p, r));
+    return FA_OP(mul, ps)(p, FA_F32(FA_IOP(slli_epi32)(
+        FA_IOP(sub_epi32)(FA_I32(t), FA_IOP(set1_epi32)((int)(0x4B400000U - 191U))), 23)));
 }
 #define FA_ROWS_NP_OPS(T, V, SFX, PS)                                           \
 static inline __attribute__((always_inline)) void                              \
@@ -951,7 +1016,27 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
         for (k = 0; k < np - 1; k++)                                            \
             va[k] = FA_OP(loadu, PS)(a + i + k * W);                            \
         va[np - 1] = fa_rload_##SFX(a + i + last, ql, ra);                      \
-        if (op == 0) {                                                          \
+        if (op == 7) {                                                          \
+            /* softmax, fused: max, exps (scaled, see fa_vexpn_big), their     \
+             * sum, 1 / sum in double, the row scaled */                        \
+            for (k = 0; k < np - 1; k++)                                        \
+                p[k] = va[k];                                                   \
+            p[np - 1] = fa_rfill_##SFX(va[np - 1], ql, -(T)INFINITY);           \
+            _Pragma("GCC unroll 8")                                             \
+            for (int h = 1; h < np; h *= 2)                                     \
+                _Pragma("GCC unroll 16")                                        \
+                for (k = 0; k + h < np; k += 2 * h)                             \
+                    p[k] = FA_OP(max, PS)(p[k + h], p[k]);                      \
+            s = FA_OP(set1, PS)(fa_hmax_v##SFX(p[0]));                          \
+            for (k = 0; k < np; k++)                                            \
+                va[k] = fa_vexpn_big_##SFX(FA_OP(sub, PS)(va[k], s));           \
+            va[np - 1] = fa_rfill_##SFX(va[np - 1], ql, (T)0);                  \
+            for (k = 0; k < np; k++)                                            \
+                p[k] = va[k];                                                   \
+            s = FA_OP(set1, PS)((T)(1.0 / (double)fa_piecesum_##SFX(p, np)));   \
+            for (k = 0; k < np; k++)                                            \
+                va[k] = FA_OP(mul, PS)(va[k], s);                               \
+        } else if (op == 0) {                                                   \
             for (k = 0; k < np - 1; k++)                                        \
                 p[k] = va[k];                                                   \
             p[np - 1] = fa_rfill_##SFX(va[np - 1], ql, -(T)INFINITY);           \
@@ -982,7 +1067,7 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
             s = FA_OP(set1, PS)((T)1 / t);                                      \
             for (k = 0; k < np; k++)                                            \
                 va[k] = FA_OP(mul, PS)(va[k], s);                               \
-        } else if (op != 3) {                                                   \
+        } else if (op != 3 && op != 7) {                                        \
             for (k = 0; k < np; k++)                                            \
                 va[k] = FA_OP(set1, PS)(t);                                     \
         }                                                                       \
