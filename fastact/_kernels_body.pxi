@@ -1946,12 +1946,13 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     if st == 1:
         if _packed(n, sizeof(real)) or (real is double and _masked_rows(n, sizeof(real), 6, 2)):
             _outline(_pk_softmax[real], x, <const real*>NULL, out, outer, n)
-        elif real is double and _masked_rows(n, sizeof(real), 2 * FA_VEC_BYTES // sizeof(real) + 1, 16):
+        elif real is double and _masked_rows(n, sizeof(real), 17 if FA_VEC_BYTES == 64 else 13, 16):
             # float64 rows past two registers, up to 16, one at a time in
             # registers, fused (fa_pack_mid's PK_SOFTMAX: max, exps, sum,
             # scale).  1M entries, Zen 5, against the tiles (up to 48) and
             # the row path: rows of 17 0.93x, 20 0.8x, 33-64 0.57-0.7x,
-            # 65-128 0.6-0.7x; AVX2 (up to 64 entries) 0.7-0.9x.  Through
+            # 65-128 0.6-0.7x; AVX2 (rows of 13-64) 0.7-0.96x, but rows of
+            # 9-10 1.1-1.2x (they keep their tiles).  Through
             # fa_pack's blocks (max, a loop of exps, sums) rows of 33-128
             # were 1.1-1.3x slower; log_softmax and logsumexp that way too
             _outline(_pk_softmax_mid[real], x, <const real*>NULL, out, outer, n)

@@ -1436,7 +1436,8 @@ def _tiles_log_softmax_backward(gf, yf, of, n, r0, r1):
 
 
 # packed rows of 2, 4, 8 (_packed) take 0.2-0.63x the tiles' time
-_tiled_log_softmax_backward = _tile_path(_tiles_log_softmax_backward, 8, packed=8)  # (_TILE_MAX)
+_LSMBWD_TILE_ROWS = 8
+_tiled_log_softmax_backward = _tile_path(_tiles_log_softmax_backward, _LSMBWD_TILE_ROWS, packed=8)
 
 
 # ---------------------------------------------------------------------------
@@ -1791,7 +1792,7 @@ _SHORT_ROWS = {**{(k, 4): 16 * PIECES_FWD for k in ("softmax", "log_softmax", "l
 #: longest rows the tiles of a kernel take (_tiled_*), by itemsize
 _TILE_MAX = {name: {4: _TILE_ROWS.get(name, 0), 8: _TILE_ROWS64.get(name, 0)}
              for name in ("softmax", "log_softmax", "logsumexp")}
-_TILE_MAX["log_softmax_backward"] = {4: 8, 8: 0}
+_TILE_MAX["log_softmax_backward"] = {4: _LSMBWD_TILE_ROWS, 8: 0}
 
 
 def _takes_tiles(x, longest):
