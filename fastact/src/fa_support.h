@@ -1016,9 +1016,7 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
         for (k = 0; k < np - 1; k++)                                            \
             va[k] = FA_OP(loadu, PS)(a + i + k * W);                            \
         va[np - 1] = fa_rload_##SFX(a + i + last, ql, ra);                      \
-        if (op == 7) {                                                          \
-            /* softmax, fused: max, exps (scaled, see fa_vexpn_big), their     \
-             * sum, 1 / sum in double, the row scaled */                        \
+        if (op == 0 || op == 7) {                                               \
             for (k = 0; k < np - 1; k++)                                        \
                 p[k] = va[k];                                                   \
             p[np - 1] = fa_rfill_##SFX(va[np - 1], ql, -(T)INFINITY);           \
@@ -1027,23 +1025,20 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
                 _Pragma("GCC unroll 16")                                        \
                 for (k = 0; k + h < np; k += 2 * h)                             \
                     p[k] = FA_OP(max, PS)(p[k + h], p[k]);                      \
-            s = FA_OP(set1, PS)(fa_hmax_v##SFX(p[0]));                          \
-            for (k = 0; k < np; k++)                                            \
-                va[k] = fa_vexpn_big_##SFX(FA_OP(sub, PS)(va[k], s));           \
-            va[np - 1] = fa_rfill_##SFX(va[np - 1], ql, (T)0);                  \
-            for (k = 0; k < np; k++)                                            \
-                p[k] = va[k];                                                   \
-            s = FA_OP(set1, PS)((T)(1.0 / (double)fa_piecesum_##SFX(p, np)));   \
-            for (k = 0; k < np; k++)                                            \
-                va[k] = FA_OP(mul, PS)(va[k], s);                               \
-        } else if (op == 0) {                                                   \
-            for (k = 0; k < np - 1; k++)                                        \
-                p[k] = va[k];                                                   \
-            p[np - 1] = fa_rfill_##SFX(va[np - 1], ql, -(T)INFINITY);           \
-            for (int h = 1; h < np; h *= 2)                                     \
-                for (k = 0; k + h < np; k += 2 * h)                             \
-                    p[k] = FA_OP(max, PS)(p[k + h], p[k]);                      \
             t = fa_hmax_v##SFX(p[0]);                                           \
+            if (op == 7) {                                                      \
+                /* softmax, fused: the exps (scaled, see fa_vexpn_big), their  \
+                 * sum, 1 / sum in double, the row scaled */                    \
+                s = FA_OP(set1, PS)(t);                                         \
+                for (k = 0; k < np; k++)                                        \
+                    va[k] = fa_vexpn_big_##SFX(FA_OP(sub, PS)(va[k], s));       \
+                va[np - 1] = fa_rfill_##SFX(va[np - 1], ql, (T)0);              \
+                for (k = 0; k < np; k++)                                        \
+                    p[k] = va[k];                                               \
+                s = FA_OP(set1, PS)((T)(1.0 / (double)fa_piecesum_##SFX(p, np))); \
+                for (k = 0; k < np; k++)                                        \
+                    va[k] = FA_OP(mul, PS)(va[k], s);                           \
+            }                                                                   \
         } else if (op == 3) {                                                   \
             for (k = 0; k < np - 1; k++)                                        \
                 vb[k] = FA_OP(loadu, PS)(b + i + k * W);                        \
