@@ -1576,8 +1576,8 @@ def _by_pieces(b, n, w, pmax, emit):
 
 
 def _pieces_intrinsic(arrays, out, PMAX, body):
-    """Typing check and code of a vrowp_* intrinsic: body(P, rows, context,
-    sig, args) -> [] or [an int64] for each P (rows: a _Pieces per array
+    """Typing check and code of a vrowp_* intrinsic: body(rows, context,
+    sig, args) -> [] or [an int64] for each piece count (rows: a _Pieces per array
     argument at the positions ``arrays``; args[len(arrays)] is off, the next
     n)."""
     pmax = _vl(PMAX)
@@ -1592,7 +1592,7 @@ def _pieces_intrinsic(arrays, out, PMAX, body):
 
         def emit(P, full):
             rows = [_Pieces(context, builder, sig.args[k], args[k], off, n, P, full) for k in range(na)]
-            return body(P, rows, context, sig, args)
+            return body(rows, context, sig, args)
 
         res = _by_pieces(builder, n, w, pmax, emit)
         return res[0] if res else context.get_dummy_value()
@@ -1604,7 +1604,7 @@ def _pieces_intrinsic(arrays, out, PMAX, body):
 def vrowp_softmax(typingctx, x, off, n, out, PMAX):
     """out = softmax(x) over a row of n entries, lanes < n <= PMAX * lanes
     (the NaN rows as vrows_softmax)."""
-    def body(P, rows, context, sig, args):
+    def body(rows, context, sig, args):
         r = rows[0]
         b = r.b
         vs = r.loads(float("-inf"))
@@ -1657,7 +1657,7 @@ def vrowp_max_rest(typingctx, x, off, n, PMAX):
 @intrinsic
 def vrowp_sub2(typingctx, x, off, n, a, c, out, PMAX):
     """out = (x - a) - c over a row of n entries (lanes < n <= PMAX * lanes)."""
-    def body(P, rows, context, sig, args):
+    def body(rows, context, sig, args):
         b, r = rows[0].b, rows[0]
         av, cv = r.splat(args[3]), r.splat(args[4])
         r.stores([b.fsub(b.fsub(v, av, flags=_EFLAGS), cv, flags=_EFLAGS) for v in r.loads(0.0)],
@@ -1680,7 +1680,7 @@ def vrowp_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
     """out = y * (g - sum(g * y)) over a row of n entries (lanes < n <= PMAX
     * lanes): products in the data type, summed pairwise over the pieces and
     then across the lanes (float32: the last in float64)."""
-    def body(P, rows, context, sig, args):
+    def body(rows, context, sig, args):
         rg, ry = rows
         b = rg.b
         vg, vy = rg.loads(0.0), ry.loads(0.0)
@@ -1698,7 +1698,7 @@ def vrowp_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
 def vrowp_log_softmax_bwd(typingctx, g, y, off, n, out, PMAX):
     """out = g - exp(y) * sum(g) over a row of n entries (lanes < n <=
     PMAX * lanes; the sum as vrowp_softmax_bwd's)."""
-    def body(P, rows, context, sig, args):
+    def body(rows, context, sig, args):
         rg, ry = rows
         b = rg.b
         vg, vy = rg.loads(0.0), ry.loads(0.0)
