@@ -1034,10 +1034,13 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
         v = x[i]
         if store:
             out[i] = v - m
+        # the exps into s, not into the count t: t is -1 until the max is
+        # met, and -1 + a term under 1e-16 lost the term (float32 rows of
+        # 1000 whose max was in this tail had their rest 0.7% off)
         if v == m:
             t += 1
         else:
-            t += fexpn(v - m)
+            s += fexpn(v - m)
     return s + t
 
 
@@ -1421,7 +1424,9 @@ cdef enum:
     PK_FIRST = 5
     PK_SPREAD = 6
     PK_SOFTMAX = 7 # out = softmax(a), fused; rows past two registers only (fa_pack_mid)
-    PK_PADDED = 8  # flag: the input readable past its end (see fa_support.h)
+    PK_MAXREST = 8 # out = (max, rest sum) pairs, one a row; fa_pack_mid only
+    PK_SUB2 = 9    # out = (a - b[2r]) - b[2r + 1] in row r; fa_pack_mid only
+    PK_PADDED = 16 # flag: the input readable past its end (see fa_support.h)
     VWMAX = 16     # entries per register, at most
 
 ctypedef struct _PkSoftmax:
@@ -1504,6 +1509,17 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin, Py
     if not FA_MASKED_ROWS or n < nmin or _packed(n, itemsize) or (n <= NSHORT and _rowwise(n, itemsize)):
         return False
     return n * <Py_ssize_t>itemsize <= max(nregs, 2) * FA_VEC_BYTES
+
+
+cdef inline bint _rest_mid(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    # log_softmax and logsumexp rows taken by _pk_rest_mid: float64 from 17
+    # entries, float32 from 65, up to 16 registers.  1M entries, AMD Zen 5,
+    # against the row path (float64) or the tiles (float32 up to 100 / 128):
+    # float64 log_softmax rows of 33-128 0.55-0.6x, logsumexp 0.63-0.67x
+    # (rows of 17-24 0.9-1.06x); float32 rows of 80-256 0.7-0.85x, but
+    # 33-48 1.2-1.5x (their tiles keep them); AVX2 float64 rows of 17-64
+    # 0.72-1.0x, float32 65-128 0.76-0.84x
+    return _masked_rows(n, itemsize, 17 if itemsize == 8 else 65, 16)
 
 
 cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t len,
@@ -1633,6 +1649,41 @@ cdef void _pk_log_softmax_bwd_mid(const real* a, const real* b, real* out, Py_ss
 cdef void _pk_softmax_mid(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
     # fused: no blocks (nothing between the steps)
     _pkm(PK_SOFTMAX, a, b, out, rows * n, n)
+
+
+cdef inline void _pk_rest_mid(const real* a, real* out, Py_ssize_t rows, Py_ssize_t n,
+                              bint lse) noexcept nogil:
+    # rows past two registers, one at a time in registers: each row's max
+    # and rest sum (fa_pack_mid's PK_MAXREST), then log1p over the block's
+    # rows at once (vectorized; one scalar log1p a row made the rows
+    # latency-bound), then out = (x - max) - log1p(rest) by PK_SUB2, or
+    # out[row] = max + log1p(rest) (lse)
+    cdef real ml[2 * TR]
+    cdef acc_t L[TR]
+    cdef Py_ssize_t o, r, R
+    for o from 0 <= o < rows by TR:
+        R = _imin(TR, rows - o)
+        _pkm(PK_MAXREST, a + o * n, <const real*>NULL, ml, R * n, n)
+        for r in range(R):
+            L[r] = ml[2 * r + 1]
+        _lanes_log1p(L, R)
+        if lse:
+            for r in range(R):
+                out[o + r] = <real>(<acc_t>ml[2 * r] + L[r])
+        else:
+            for r in range(R):
+                ml[2 * r + 1] = <real>L[r]
+            _pkm(PK_SUB2, a + o * n, ml, out + o * n, R * n, n)
+
+
+cdef void _pk_log_softmax_mid(const real* a, const real* b, real* out, Py_ssize_t rows,
+                              Py_ssize_t n) noexcept nogil:
+    _pk_rest_mid(a, out, rows, n, False)
+
+
+cdef void _pk_logsumexp_mid(const real* a, const real* b, real* out, Py_ssize_t rows,
+                            Py_ssize_t n) noexcept nogil:
+    _pk_rest_mid(a, out, rows, n, True)
 
 
 cdef void _pk_log_softmax(const real* a, const real* b, real* out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
@@ -2051,6 +2102,8 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
     if st == 1:
         if real is float and _packed_rest(n, sizeof(real)):
             _outline(_pk_log_softmax[real], x, <const real*>NULL, out, outer, n)
+        elif _rest_mid(n, sizeof(real)):
+            _outline(_pk_log_softmax_mid[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise_rest(n, sizeof(real)):
             # x - max and the rest sums row by row, log1p across TR rows
             for r0 from 0 <= r0 < outer by TR:
@@ -2116,6 +2169,8 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
     if st == 1:
         if real is float and _packed_rest(n, sizeof(real)):
             _outline(_pk_logsumexp[real], x, <const real*>NULL, out, outer, n)
+        elif _rest_mid(n, sizeof(real)):
+            _outline(_pk_logsumexp_mid[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise_rest(n, sizeof(real)):
             # max and rest sum row by row, log1p across TR rows
             for r0 from 0 <= r0 < outer by TR:

@@ -243,26 +243,29 @@ def test_packed_rows_with_nan_and_inf_anywhere(backend, dtype, kernel):
         _check_new_and_in_place(c, ulps_for(kernel, n), f"{backend} {kernel} rows of {n}")
 
 
-@pytest.mark.parametrize("n", [2, 5, 16, 17, 40, 64, 65, 100, 1000])
+@pytest.mark.parametrize("n", [2, 5, 16, 17, 40, 64, 65, 100, 130, 131, 1000, 1031])
 def test_tiny_rest_terms_are_kept(backend, dtype, n):
     """logsumexp keeps the largest term out of the sum: for rows [0, -80,
     ..., -80] it is (n - 1) exp(-80) to full relative accuracy (not 0, as
     log(1 + tiny) gives), and so are -log_softmax of the 0 and the
-    cross-entropy of class 0.  Every row length path (short, packed, several
+    cross-entropy of its class.  Every row length path (short, packed, several
     vector chunks -- where the terms of chunks without the max were once
-    lost --, long rows), one row and 70."""
+    lost --, long rows), one row and 70, the 0 first and last (a last 0 in
+    the entries after the vector chunks once lost the terms before it
+    there: rows of 130 0.8% off)."""
     want = (n - 1) * np.exp(np.float64(-80))
     for rows in (1, 70):
-        x = np.full((rows, n), -80.0, dtype)
-        x[:, 0] = 0
-        got = {
-            "logsumexp": fastact.logsumexp(x),
-            "-log_softmax": -fastact.log_softmax(x)[:, 0],
-            "cross_entropy": fastact.cross_entropy(x, np.zeros(rows, np.int64), reduction="none"),
-        }
-        for what, r in got.items():
-            np.testing.assert_allclose(r.astype(np.float64), want, rtol=1e-5,
-                                       err_msg=f"{backend} {what} rows of {n} ({rows} rows)")
+        for at in (0, n - 1):
+            x = np.full((rows, n), -80.0, dtype)
+            x[:, at] = 0
+            got = {
+                "logsumexp": fastact.logsumexp(x),
+                "-log_softmax": -fastact.log_softmax(x)[:, at],
+                "cross_entropy": fastact.cross_entropy(x, np.full(rows, at, np.int64), reduction="none"),
+            }
+            for what, r in got.items():
+                np.testing.assert_allclose(r.astype(np.float64), want, rtol=1e-5,
+                                           err_msg=f"{backend} {what} rows of {n} ({rows} rows, 0 at {at})")
 
 
 @pytest.mark.parametrize("shape", [(37, 5, 3), (70, 9, 2), (9, 32, 15), (5, 33, 7), (6, 6, 16), (4, 3, 33),

@@ -402,7 +402,7 @@ static inline void fa_tr16_f32(__m512 *r)
  * per call or block): loaded with the other
  * lanes cleared (whole where avail entries can be read, masked otherwise),
  * stored by a masked store, filled past c with f by fa_rfill.  Only the
- * padded rows (op | 8) are loaded whole: a masked load of a piece's few
+ * padded rows (op | 16) are loaded whole: a masked load of a piece's few
  * entries touches one cache line where a whole register, unaligned, splits
  * two (softmax_backward float32 rows of 20 took 1.5x as long, rows of 10-12
  * 1.13-1.19x, on AMD Zen 5). */
@@ -628,7 +628,12 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  *   5 FA_PK_FIRST   out[r] = a[r*n]: one entry a row
  *   6 FA_PK_SPREAD  out = a[r] in each lane of row r (a has len / n entries)
  *   7               out = softmax of the row, fused (fa_rows_mid only)
- *   op | 8          the same, a readable 2W entries past len: whole-register
+ *   8 FA_PK_MAXREST out[2r] = the max m of row r, out[2r + 1] its rest sum:
+ *                   exp(a - m) summed over the entries other than m, plus
+ *                   the count of m less one (fa_rows_mid only; see
+ *                   fastact's _restsum for why the max's own 1 is kept out)
+ *   9 FA_PK_SUB2    out = (a - b[2r]) - b[2r + 1] in row r (fa_rows_mid only)
+ *   op | 16         the same, a readable 2W entries past len: whole-register
  *                   loads for the rows one at a time (a masked load of
  *                   entries just stored waits for the stores to reach the
  *                   cache: softmax over float64 rows of 3 took 8x as long
@@ -776,7 +781,7 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
     enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
     T v[W], u[W], y[W];                                                         \
     int s, k;                                                                   \
-    op &= 7;                                                                    \
+    op &= 15;                                                                   \
     for (ptrdiff_t i = 0; i < len; i += W) {                                    \
         if (op == 6) {                                                          \
             for (k = 0; k < W; k++)                                             \
@@ -821,7 +826,7 @@ fa_pack_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
     ptrdiff_t i = 0;                                                            \
     int j, k, q = W / n;        /* rows a register */                          \
     fa_piece_##SFX low = fa_piece_of_##SFX(q);                                  \
-    op &= 7;                    /* whole registers: padding makes no odds */    \
+    op &= 15;                   /* whole registers: padding makes no odds */    \
     if (op == 1) {                                                              \
         /* one division for n registers: lane k of the divisor is a sum of     \
          * register k % n (any lane of a row holds the row's sum), and each    \
@@ -881,7 +886,7 @@ FA_PACK_OPS(double, FA_VF64, f64, pd)
  * fa_pack_n, len a multiple of n; up to FA_MID_PIECES registers:
  * fa_rows_mid), in np = ceil(n / W) pieces: np - 1 whole registers and a
  * last piece (fa_rload: nothing read past the row unless it can be read,
- * the other lanes cleared -- op | 8: readable 2W past every row;
+ * the other lanes cleared -- op | 16: readable 2W past every row;
  * FA_RLOAD_INSIDE: whether the rest of the input counts as readable); the
  * row's max or sum by a tree over the pieces and the halving tree of
  * fa_hmax/fa_hsum_v*; stores of the pieces (the last by fa_rstore, never
@@ -986,6 +991,33 @@ static inline __attribute__((always_inline)) FA_VF32 fa_vexpn_big_f32(FA_VF32 x)
     return FA_OP(mul, ps)(p, FA_F32(FA_IOP(slli_epi32)(
         FA_IOP(sub_epi32)(FA_I32(t), FA_IOP(set1_epi32)((int)(0x4B400000U - 191U))), 23)));
 }
+/* a piece's terms of a rest sum (FA_PK_MAXREST): exp(v - m) scaled as
+ * fa_vexpn_big's, 0 at the lanes equal to m (counted into *c) and past the
+ * piece.  The test is v == m, not v - m == 0: with m = +inf the infinite
+ * entries count as maxima (rest = count - 1, finite) instead of giving
+ * exp(inf - inf) = NaN; with m = -inf (all -inf) every entry is one. */
+#if FA_VEC_BYTES == 64
+#define FA_REST_PIECE(V, SFX, PS)                                               \
+static inline __attribute__((always_inline)) V                                 \
+fa_rest_piece_##SFX(V v, V m, fa_piece_##SFX q, int *c)                         \
+{                                                                               \
+    unsigned eq = _mm512_mask_cmp_##PS##_mask(q.m, v, m, _CMP_EQ_OQ);           \
+    *c += __builtin_popcount(eq);                                               \
+    return _mm512_maskz_mov_##PS(q.m & ~eq, fa_vexpn_big_##SFX(_mm512_sub_##PS(v, m))); \
+}
+#else
+#define FA_REST_PIECE(V, SFX, PS)                                               \
+static inline __attribute__((always_inline)) V                                 \
+fa_rest_piece_##SFX(V v, V m, fa_piece_##SFX q, int *c)                         \
+{                                                                               \
+    V eq = _mm256_cmp_##PS(v, m, _CMP_EQ_OQ);                                   \
+    *c += __builtin_popcount(_mm256_movemask_##PS(_mm256_and_##PS(eq, q.m)));   \
+    return _mm256_and_##PS(_mm256_andnot_##PS(eq, q.m),                         \
+                           fa_vexpn_big_##SFX(_mm256_sub_##PS(v, m)));          \
+}
+#endif
+FA_REST_PIECE(FA_VF32, f32, ps)
+FA_REST_PIECE(FA_VF64, f64, pd)
 #define FA_ROWS_NP_OPS(T, V, SFX, PS)                                           \
 static inline __attribute__((always_inline)) void                              \
 fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  \
@@ -993,12 +1025,12 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
 {                                                                               \
     enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
     const int last = (np - 1) * W;                                              \
-    fa_piece_##SFX ql = fa_piece_of_##SFX(n - last);                            \
-    V va[FA_MID_PIECES], vb[FA_MID_PIECES], p[FA_MID_PIECES], s;                \
+    fa_piece_##SFX ql = fa_piece_of_##SFX(n - last), qw = fa_piece_of_##SFX(W); \
+    V va[FA_MID_PIECES], vb[FA_MID_PIECES], p[FA_MID_PIECES], s, s2;            \
     T t;                                                                        \
     ptrdiff_t i, r, ra;                                                         \
-    int k, pad = op & 8;                                                        \
-    op &= 7;                                                                    \
+    int k, c, pad = op & 16;                                                    \
+    op &= 15;                                                                   \
     for (i = 0, r = 0; i < len; i += n, r++) {                                  \
         if (op == 5) {                                                          \
             out[r] = a[i];                                                      \
@@ -1016,7 +1048,7 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
         for (k = 0; k < np - 1; k++)                                            \
             va[k] = FA_OP(loadu, PS)(a + i + k * W);                            \
         va[np - 1] = fa_rload_##SFX(a + i + last, ql, ra);                      \
-        if (op == 0 || op == 7) {                                               \
+        if (op == 0 || op == 7 || op == 8) {                                    \
             for (k = 0; k < np - 1; k++)                                        \
                 p[k] = va[k];                                                   \
             p[np - 1] = fa_rfill_##SFX(va[np - 1], ql, -(T)INFINITY);           \
@@ -1038,7 +1070,25 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
                 s = FA_OP(set1, PS)((T)(1.0 / (double)fa_piecesum_##SFX(p, np))); \
                 for (k = 0; k < np; k++)                                        \
                     va[k] = FA_OP(mul, PS)(va[k], s);                           \
+            } else if (op == 8) {                                               \
+                /* the max and the rest sum (exps scaled by 2^600 / 2^64,     \
+                 * unscaled once in the sum), one pair a row */                 \
+                s = FA_OP(set1, PS)(t);                                         \
+                c = 0;                                                          \
+                for (k = 0; k < np - 1; k++)                                    \
+                    p[k] = fa_rest_piece_##SFX(va[k], s, qw, &c);               \
+                p[np - 1] = fa_rest_piece_##SFX(va[np - 1], s, ql, &c);         \
+                out[2 * r] = t;                                                 \
+                out[2 * r + 1] = (T)((double)fa_piecesum_##SFX(p, np)          \
+                                     * (sizeof(T) == 8 ? 0x1p-600 : 0x1p-64)    \
+                                     + (double)(c - 1));                        \
+                continue;                                                       \
             }                                                                   \
+        } else if (op == 9) {                                                   \
+            s = FA_OP(set1, PS)(b[2 * r]);                                      \
+            s2 = FA_OP(set1, PS)(b[2 * r + 1]);                                 \
+            for (k = 0; k < np; k++)                                            \
+                va[k] = FA_OP(sub, PS)(FA_OP(sub, PS)(va[k], s), s2);           \
         } else if (op == 3) {                                                   \
             for (k = 0; k < np - 1; k++)                                        \
                 vb[k] = FA_OP(loadu, PS)(b + i + k * W);                        \
@@ -1062,7 +1112,7 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
             s = FA_OP(set1, PS)((T)1 / t);                                      \
             for (k = 0; k < np; k++)                                            \
                 va[k] = FA_OP(mul, PS)(va[k], s);                               \
-        } else if (op != 3 && op != 7) {                                        \
+        } else if (op != 3 && op != 7 && op != 9) {                             \
             for (k = 0; k < np; k++)                                            \
                 va[k] = FA_OP(set1, PS)(t);                                     \
         }                                                                       \
@@ -1113,7 +1163,7 @@ fa_rows_n_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)   
     T t, v;                                                                     \
     ptrdiff_t i, r;                                                             \
     int j;                                                                      \
-    op &= 7;                                                                    \
+    op &= 15;                                                                   \
     for (i = 0, r = 0; i < len; i += n, r++) {                                  \
         t = op == 0 ? -(T)INFINITY : 0;                                         \
         for (j = 0; j < n && op != 5 && op != 6; j++) {                         \
