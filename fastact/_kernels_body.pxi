@@ -1502,10 +1502,13 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin, Py
     # 128 309 -> 158, 200 271 -> 190, 256 225 -> 183 (about np.copy's time
     # for its three arrays); log_softmax_backward 744 -> 288, 401 -> 237,
     # 336 -> 245, 317 -> 269, 261 -> 251; float64 softmax_backward rows of
-    # 33-64 (up to 8 registers) 0.50-0.57x, but rows of 9-16 registers
-    # 1.1x, and float64 log_softmax_backward 1.0-1.1x from 3 registers up
-    # (exp-bound).  AVX2: float32 softmax_backward rows of 20-128 (16
-    # registers) 0.31-0.52x, log_softmax_backward 0.64-0.87x
+    # 33-64 0.50-0.57x, and (since fa_piecesum's tree is unrolled) 65-128
+    # 0.65-0.8x (in cache 0.55-0.6x); float64 log_softmax_backward rows of
+    # 17-20 ~1600 -> ~550, 33-48 0.85x, 64-100 0.9-1.05x, 128 0.83x.  AVX2:
+    # float32 softmax_backward rows of 20-128 (16 registers) 0.31-0.52x,
+    # log_softmax_backward 0.64-0.87x; float64 softmax_backward rows of
+    # 33-64 0.55x, log_softmax_backward rows of 9-17 0.45-0.73x, 33-64
+    # 0.75-0.85x
     if not FA_MASKED_ROWS or n < nmin or _packed(n, itemsize) or (n <= NSHORT and _rowwise(n, itemsize)):
         return False
     return n * <Py_ssize_t>itemsize <= max(nregs, 2) * FA_VEC_BYTES
@@ -2242,7 +2245,7 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
     if st == 1:
         if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 7 if real is float else 5, 2):
             _outline(_pk_softmax_bwd[real], g, y, out, outer, n)
-        elif _masked_rows(n, sizeof(real), 7, 16 if real is float else 8):
+        elif _masked_rows(n, sizeof(real), 7, 16):
             _outline(_pk_softmax_bwd_mid[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmBwdRow*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
@@ -2316,7 +2319,7 @@ cdef void log_softmax_backward_k(const real* g, const real* y, real* out, Py_ssi
     if st == 1:
         if _packed_bwd(n, sizeof(real)) or _masked_rows(n, sizeof(real), 5, 2):
             _outline(_pk_log_softmax_bwd[real], g, y, out, outer, n)
-        elif real is float and _masked_rows(n, sizeof(real), 5, 16):
+        elif _masked_rows(n, sizeof(real), 5, 16):
             _outline(_pk_log_softmax_bwd_mid[real], g, y, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_LsmBwd*>NULL, g, y, <const real*>NULL, out, <acc_t*>NULL, n, outer)
