@@ -60,6 +60,11 @@ cdef extern from "fa_support.h" nogil:
                      int to_tile) noexcept
     int FA_HAVE_FMA
     int FA_VEC_BYTES
+    const float FA_EXP32_LOG2E, FA_EXP32_MAGIC, FA_LN2HI_F32, FA_LN2LO_F32
+    const float FA_EXP32_C0, FA_EXP32_C1, FA_EXP32_C2, FA_EXP32_C3, FA_EXP32_C4
+    const double FA_EXP64_LOG2E, FA_EXP64_MAGIC, FA_LN2HI_F64, FA_LN2LO_F64
+    const double FA_EXP64_C0, FA_EXP64_C1, FA_EXP64_C2, FA_EXP64_C3, FA_EXP64_C4
+    const double FA_EXP64_C5, FA_EXP64_C6, FA_EXP64_C7, FA_EXP64_C8, FA_EXP64_C9
     int FA_TILE_SIMD
     int FA_PACK
     int FA_PACK_MAX_BYTES
@@ -97,63 +102,66 @@ ctypedef double acc_t
 
 # ---- exp -------------------------------------------------------------------
 # x = n ln2 + r, |r| <= ln2/2 (Cody-Waite, n rounded with the 1.5*2^p trick,
-# whose low mantissa bits are then n itself); exp(r) = 1 + r + r^2 P(r);
-# 2^n is applied as two factors 2^n1 * 2^n2 (n1 = floor(n/2)) so that the
-# result underflows gradually into subnormals with a single rounding and
-# overflows to inf.  x is clamped first (NaN passes the clamps untouched).
+# whose low mantissa bits are then n itself); exp(r) = 1 + r + r^2 P(r).
+# The constants are fa_support.h's FA_EXP32_* / FA_EXP64_* (its vector exp
+# uses the same), the reduction and polynomial _expm1r_*, once per type; the
+# exps below differ only in their clamps and in how 2^n is applied.
+
+cdef inline (float, float) _expm1r_f32(float x) noexcept nogil:
+    # (exp(r) - 1 = r + r^2 P(r), t): x = n ln2 + r, n in t's low bits
+    cdef float t, kf, r, p
+    t = x * FA_EXP32_LOG2E + FA_EXP32_MAGIC
+    kf = t - FA_EXP32_MAGIC
+    r = x - kf * FA_LN2HI_F32
+    r = r - kf * FA_LN2LO_F32
+    p = FA_EXP32_C3 + r * FA_EXP32_C4
+    p = FA_EXP32_C2 + r * p
+    p = FA_EXP32_C1 + r * p
+    p = FA_EXP32_C0 + r * p
+    return r + r * r * p, t
+
+
+cdef inline (double, double) _expm1r_f64(double x) noexcept nogil:
+    cdef double t, kf, r, p, r2
+    t = x * FA_EXP64_LOG2E + FA_EXP64_MAGIC
+    kf = t - FA_EXP64_MAGIC
+    r = x - kf * FA_LN2HI_F64
+    r = r - kf * FA_LN2LO_F64
+    r2 = r * r
+    # Estrin-like split of the degree-9 polynomial: shorter dependency chain
+    p = ((FA_EXP64_C0 + r * FA_EXP64_C1) + r2 * (FA_EXP64_C2 + r * FA_EXP64_C3)) + (r2 * r2) * (
+        ((FA_EXP64_C4 + r * FA_EXP64_C5) + r2 * (FA_EXP64_C6 + r * FA_EXP64_C7))
+        + (r2 * r2) * (FA_EXP64_C8 + r * FA_EXP64_C9))
+    return r + r2 * p, t
+
+
+# exp for any x: 2^n applied as two factors 2^n1 * 2^n2 (n1 = floor(n/2))
+# so that the result underflows gradually into subnormals with a single
+# rounding and overflows to inf.  x is clamped first (NaN passes the clamps
+# untouched).
 
 cdef inline float exp_f32(float x) noexcept nogil:
-    cdef float lo = -104.0, hi = 100.0
-    cdef float log2e = 1.44269504088896341, magic = 12582912.0
-    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
-    cdef float c0 = 0.499999934517084335897, c1 = 0.166665206898330188061
-    cdef float c2 = 0.0416683873612611455482, c3 = 0.00836870982417119432296
-    cdef float c4 = 0.00138146132607797708093
-    cdef float one = 1.0
-    cdef float t, kf, r, p
+    cdef float lo = -104.0, hi = 100.0, one = 1.0
+    cdef float q, t
     cdef uint32_t ub, h
     x = lo if x < lo else x
     x = hi if x > hi else x
-    t = x * log2e + magic
-    kf = t - magic
-    r = x - kf * l2h
-    r = r - kf * l2l
-    p = c3 + r * c4
-    p = c2 + r * p
-    p = c1 + r * p
-    p = c0 + r * p
-    p = one + (r + r * r * p)
+    q, t = _expm1r_f32(x)
     ub = fa_f32_bits(t) - (0x4B400000U - 160U)        # n + 160 >= 0
     h = ub >> 1                                        # n1 + 80
-    return (p * fa_bits_f32((h + (127U - 80U)) << 23)) * fa_bits_f32((ub - h + (127U - 80U)) << 23)
+    return ((one + q) * fa_bits_f32((h + (127U - 80U)) << 23)) * fa_bits_f32((ub - h + (127U - 80U)) << 23)
 
 
 cdef inline double exp_f64(double x) noexcept nogil:
-    cdef double lo = -760.0, hi = 720.0
-    cdef double log2e = 1.4426950408889634, magic = 6755399441055744.0
-    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
-    cdef double c0 = 0.500000000000001061675, c1 = 0.166666666666664127759
-    cdef double c2 = 0.0416666666665302659992, c3 = 0.0083333333334943329904
-    cdef double c4 = 0.00138888889435976896333, c5 = 0.000198412695067796630235
-    cdef double c6 = 0.0000248014931361972530688, c7 = 0.00000275575862664084875914
-    cdef double c8 = 2.76302339149586352775e-7, c9 = 2.50000722921512436658e-8
-    cdef double one = 1.0
-    cdef double t, kf, r, p, r2
+    cdef double lo = -760.0, hi = 720.0, one = 1.0
+    cdef double q, t
     cdef uint64_t ub, h
     x = lo if x < lo else x
     x = hi if x > hi else x
-    t = x * log2e + magic
-    kf = t - magic
-    r = x - kf * l2h
-    r = r - kf * l2l
-    r2 = r * r
-    # Estrin-like split of the degree-9 polynomial: shorter dependency chain
-    p = ((c0 + r * c1) + r2 * (c2 + r * c3)) + (r2 * r2) * (
-        ((c4 + r * c5) + r2 * (c6 + r * c7)) + (r2 * r2) * (c8 + r * c9))
-    p = one + (r + r2 * p)
+    q, t = _expm1r_f64(x)
     ub = fa_f64_bits(t) - (0x4338000000000000ULL - 1100ULL)
     h = ub >> 1
-    return (p * fa_bits_f64((h + (1023ULL - 550ULL)) << 52)) * fa_bits_f64((ub - h + (1023ULL - 550ULL)) << 52)
+    return ((one + q) * fa_bits_f64((h + (1023ULL - 550ULL)) << 52)) * fa_bits_f64((ub - h + (1023ULL - 550ULL)) << 52)
 
 
 # exp for x <= 0 (or NaN) only -- every exp in the row kernels and the
@@ -168,25 +176,11 @@ cdef inline float expn_f32(float x) noexcept nogil:
 cdef inline float expn_big_f32(float x) noexcept nogil:
     # exp(x) * 2^64, a normal number for every x <= 0: expn_f32 without its
     # last factor
-    cdef float lo = -104.0
-    cdef float log2e = 1.44269504088896341, magic = 12582912.0
-    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
-    cdef float c0 = 0.499999934517084335897, c1 = 0.166665206898330188061
-    cdef float c2 = 0.0416683873612611455482, c3 = 0.00836870982417119432296
-    cdef float c4 = 0.00138146132607797708093
-    cdef float one = 1.0
-    cdef float t, kf, r, p
+    cdef float lo = -104.0, one = 1.0
+    cdef float q, t
     x = lo if x < lo else x
-    t = x * log2e + magic
-    kf = t - magic
-    r = x - kf * l2h
-    r = r - kf * l2l
-    p = c3 + r * c4
-    p = c2 + r * p
-    p = c1 + r * p
-    p = c0 + r * p
-    p = one + (r + r * r * p)
-    return p * fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 191U)) << 23)
+    q, t = _expm1r_f32(x)
+    return (one + q) * fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 191U)) << 23)
 
 
 cdef inline double expn_f64(double x) noexcept nogil:
@@ -195,26 +189,11 @@ cdef inline double expn_f64(double x) noexcept nogil:
 
 cdef inline double expn_big_f64(double x) noexcept nogil:
     # exp(x) * 2^600, normal for every x <= 0
-    cdef double lo = -760.0
-    cdef double log2e = 1.4426950408889634, magic = 6755399441055744.0
-    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
-    cdef double c0 = 0.500000000000001061675, c1 = 0.166666666666664127759
-    cdef double c2 = 0.0416666666665302659992, c3 = 0.0083333333334943329904
-    cdef double c4 = 0.00138888889435976896333, c5 = 0.000198412695067796630235
-    cdef double c6 = 0.0000248014931361972530688, c7 = 0.00000275575862664084875914
-    cdef double c8 = 2.76302339149586352775e-7, c9 = 2.50000722921512436658e-8
-    cdef double one = 1.0
-    cdef double t, kf, r, p, r2
+    cdef double lo = -760.0, one = 1.0
+    cdef double q, t
     x = lo if x < lo else x
-    t = x * log2e + magic
-    kf = t - magic
-    r = x - kf * l2h
-    r = r - kf * l2l
-    r2 = r * r
-    p = ((c0 + r * c1) + r2 * (c2 + r * c3)) + (r2 * r2) * (
-        ((c4 + r * c5) + r2 * (c6 + r * c7)) + (r2 * r2) * (c8 + r * c9))
-    p = one + (r + r2 * p)
-    return p * fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1623ULL)) << 52)
+    q, t = _expm1r_f64(x)
+    return (one + q) * fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1623ULL)) << 52)
 
 
 # ---- expm1 for x <= 0 (tanh) ------------------------------------------------
@@ -223,50 +202,21 @@ cdef inline double expn_big_f64(double x) noexcept nogil:
 # is -1 in the working precision.
 
 cdef inline float expm1n_f32(float x) noexcept nogil:
-    cdef float lo = -20.0
-    cdef float log2e = 1.44269504088896341, magic = 12582912.0
-    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
-    cdef float c0 = 0.499999934517084335897, c1 = 0.166665206898330188061
-    cdef float c2 = 0.0416683873612611455482, c3 = 0.00836870982417119432296
-    cdef float c4 = 0.00138146132607797708093
-    cdef float one = 1.0
-    cdef float t, kf, r, p, sc
+    cdef float lo = -20.0, one = 1.0
+    cdef float q, t, sc
     x = lo if x < lo else x
-    t = x * log2e + magic
-    kf = t - magic
-    r = x - kf * l2h
-    r = r - kf * l2l
-    p = c3 + r * c4
-    p = c2 + r * p
-    p = c1 + r * p
-    p = c0 + r * p
-    p = r + r * r * p
+    q, t = _expm1r_f32(x)
     sc = fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 127U)) << 23)
-    return sc * p + (sc - one)
+    return sc * q + (sc - one)
 
 
 cdef inline double expm1n_f64(double x) noexcept nogil:
-    cdef double lo = -40.0
-    cdef double log2e = 1.4426950408889634, magic = 6755399441055744.0
-    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
-    cdef double c0 = 0.500000000000001061675, c1 = 0.166666666666664127759
-    cdef double c2 = 0.0416666666665302659992, c3 = 0.0083333333334943329904
-    cdef double c4 = 0.00138888889435976896333, c5 = 0.000198412695067796630235
-    cdef double c6 = 0.0000248014931361972530688, c7 = 0.00000275575862664084875914
-    cdef double c8 = 2.76302339149586352775e-7, c9 = 2.50000722921512436658e-8
-    cdef double one = 1.0
-    cdef double t, kf, r, p, r2, sc
+    cdef double lo = -40.0, one = 1.0
+    cdef double q, t, sc
     x = lo if x < lo else x
-    t = x * log2e + magic
-    kf = t - magic
-    r = x - kf * l2h
-    r = r - kf * l2l
-    r2 = r * r
-    p = ((c0 + r * c1) + r2 * (c2 + r * c3)) + (r2 * r2) * (
-        ((c4 + r * c5) + r2 * (c6 + r * c7)) + (r2 * r2) * (c8 + r * c9))
-    p = r + r2 * p
+    q, t = _expm1r_f64(x)
     sc = fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1023ULL)) << 52)
-    return sc * p + (sc - one)
+    return sc * q + (sc - one)
 
 
 # ---- log ---------------------------------------------------------------------
@@ -312,7 +262,7 @@ cdef inline double log1p01_f64(double u) noexcept nogil:
 cdef inline float _logc_f32(float w, float c, float kadj, bint withc) noexcept nogil:
     cdef float c0 = 0.666667763816206211726, c1 = 0.399775415756274935446
     cdef float c2 = 0.29871727757224303116
-    cdef float l2h = 0.693145751953125, l2l = 1.428606765330187e-06
+    cdef float l2h = FA_LN2HI_F32, l2l = FA_LN2LO_F32
     cdef float half = 0.5, one = 1.0, two = 2.0
     cdef float k, m, f, s, z, hf, R, lo
     cdef uint32_t ix = fa_f32_bits(w) + (0x3F800000U - 0x3F3504F3U)
@@ -334,7 +284,7 @@ cdef inline double _logc_f64(double w, double c, double kadj, bint withc) noexce
     cdef double c2 = 0.285714287423876227286, c3 = 0.222221985731845247926
     cdef double c4 = 0.181835643261196752288, c5 = 0.15314050552112713639
     cdef double c6 = 0.147959497005828582737
-    cdef double l2h = 0.6931471803691238, l2l = 1.9082149292705877e-10
+    cdef double l2h = FA_LN2HI_F64, l2l = FA_LN2LO_F64
     cdef double half = 0.5, one = 1.0, two = 2.0
     cdef double k, m, f, s, z, z2, hf, R, lo
     cdef uint64_t ix = fa_f64_bits(w) + (0x3FF0000000000000ULL - 0x3FE6A09E667F3BCDULL)

@@ -53,6 +53,35 @@ static inline double fa_bits_f64(uint64_t u) { double x; memcpy(&x, &u, sizeof x
 #define FA_VEC_BYTES 16
 #endif
 
+/* exp's constants, written once: the scalar exps of _kernels_body.pxi
+ * (exp_*, expn_*, expm1n_* through _expm1r_*) and the vector ones below
+ * (fa_vexpn_big_*).  x = n ln2 + r with n = rint(x log2e) by the 1.5*2^p
+ * trick (MAGIC), ln2 in two parts (the high one with trailing zero bits, so
+ * n * LN2HI is exact), and exp(r) = 1 + r + r^2 P(r), P's minimax
+ * coefficients C0.. (see the pxi for the accuracy). */
+#define FA_EXP32_LOG2E 1.44269504088896341f
+#define FA_EXP32_MAGIC 12582912.0f
+#define FA_LN2HI_F32 0.693145751953125f
+#define FA_LN2LO_F32 1.428606765330187e-06f
+#define FA_EXP32_C0 0.499999934517084335897f
+#define FA_EXP32_C1 0.166665206898330188061f
+#define FA_EXP32_C2 0.0416683873612611455482f
+#define FA_EXP32_C3 0.00836870982417119432296f
+#define FA_EXP32_C4 0.00138146132607797708093f
+#define FA_EXP64_LOG2E 1.4426950408889634
+#define FA_EXP64_MAGIC 6755399441055744.0
+#define FA_LN2HI_F64 0.6931471803691238
+#define FA_LN2LO_F64 1.9082149292705877e-10
+#define FA_EXP64_C0 0.500000000000001061675
+#define FA_EXP64_C1 0.166666666666664127759
+#define FA_EXP64_C2 0.0416666666665302659992
+#define FA_EXP64_C3 0.0083333333334943329904
+#define FA_EXP64_C4 0.00138888889435976896333
+#define FA_EXP64_C5 0.000198412695067796630235
+#define FA_EXP64_C6 0.0000248014931361972530688
+#define FA_EXP64_C7 0.00000275575862664084875914
+#define FA_EXP64_C8 2.76302339149586352775e-7
+#define FA_EXP64_C9 2.50000722921512436658e-8
 #if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA) \
     || defined(__powerpc64__) || defined(__s390x__)
 #define FA_HAVE_FMA 1
@@ -933,9 +962,9 @@ static inline __attribute__((always_inline)) float fa_piecesum_f32(FA_VF32 *p, c
 #endif
 }
 /* exp(x) times 2^600 (float64) or 2^64 (float32), for x <= 0 or NaN, in
- * every lane: expn_big_f64/f32 of _kernels_body.pxi (the same constants,
- * range reduction and polynomial; see there why it is accurate and why the
- * scaling) in intrinsics, for the fused softmax rows (op 7 below) */
+ * every lane: expn_big_f64/f32 of _kernels_body.pxi (the same FA_EXP*
+ * constants, range reduction and polynomial; see there why it is accurate
+ * and why the scaling) in intrinsics, for the fused rows (ops 7 and 8 below) */
 #if FA_VEC_BYTES == 64
 #define FA_I64(v) _mm512_castpd_si512(v)
 #define FA_F64(v) _mm512_castsi512_pd(v)
@@ -957,19 +986,17 @@ static inline __attribute__((always_inline)) FA_VF64 fa_vexpn_big_f64(FA_VF64 x)
 {
     FA_VF64 t, kf, r, r2, r4, lo, hi, p;
     x = FA_OP(max, pd)(FA_C64(-760.0), x);      /* a NaN x passes */
-    t = FA_OP(fmadd, pd)(x, FA_C64(1.4426950408889634), FA_C64(6755399441055744.0));
-    kf = FA_OP(sub, pd)(t, FA_C64(6755399441055744.0));
-    r = FA_OP(fnmadd, pd)(kf, FA_C64(0.6931471803691238), x);
-    r = FA_OP(fnmadd, pd)(kf, FA_C64(1.9082149292705877e-10), r);
+    t = FA_OP(fmadd, pd)(x, FA_C64(FA_EXP64_LOG2E), FA_C64(FA_EXP64_MAGIC));
+    kf = FA_OP(sub, pd)(t, FA_C64(FA_EXP64_MAGIC));
+    r = FA_OP(fnmadd, pd)(kf, FA_C64(FA_LN2HI_F64), x);
+    r = FA_OP(fnmadd, pd)(kf, FA_C64(FA_LN2LO_F64), r);
     r2 = FA_OP(mul, pd)(r, r);
     r4 = FA_OP(mul, pd)(r2, r2);
-    lo = FA_OP(fmadd, pd)(r2, FA_OP(fmadd, pd)(r, FA_C64(0.0083333333334943329904), FA_C64(0.0416666666665302659992)),
-                          FA_OP(fmadd, pd)(r, FA_C64(0.166666666666664127759), FA_C64(0.500000000000001061675)));
-    hi = FA_OP(fmadd, pd)(r4, FA_OP(fmadd, pd)(r, FA_C64(2.50000722921512436658e-8), FA_C64(2.76302339149586352775e-7)),
-                          FA_OP(fmadd, pd)(r2, FA_OP(fmadd, pd)(r, FA_C64(0.00000275575862664084875914),
-                                                                FA_C64(0.0000248014931361972530688)),
-                                        FA_OP(fmadd, pd)(r, FA_C64(0.000198412695067796630235),
-                                                         FA_C64(0.00138888889435976896333))));
+    lo = FA_OP(fmadd, pd)(r2, FA_OP(fmadd, pd)(r, FA_C64(FA_EXP64_C3), FA_C64(FA_EXP64_C2)),
+                          FA_OP(fmadd, pd)(r, FA_C64(FA_EXP64_C1), FA_C64(FA_EXP64_C0)));
+    hi = FA_OP(fmadd, pd)(r4, FA_OP(fmadd, pd)(r, FA_C64(FA_EXP64_C9), FA_C64(FA_EXP64_C8)),
+                          FA_OP(fmadd, pd)(r2, FA_OP(fmadd, pd)(r, FA_C64(FA_EXP64_C7), FA_C64(FA_EXP64_C6)),
+                                        FA_OP(fmadd, pd)(r, FA_C64(FA_EXP64_C5), FA_C64(FA_EXP64_C4))));
     p = FA_OP(fmadd, pd)(r4, hi, lo);
     p = FA_OP(add, pd)(FA_C64(1.0), FA_OP(fmadd, pd)(r2, p, r));
     return FA_OP(mul, pd)(p, FA_F64(FA_IOP(slli_epi64)(
@@ -979,14 +1006,14 @@ static inline __attribute__((always_inline)) FA_VF32 fa_vexpn_big_f32(FA_VF32 x)
 {
     FA_VF32 t, kf, r, p;
     x = FA_OP(max, ps)(FA_C32(-104.0f), x);
-    t = FA_OP(fmadd, ps)(x, FA_C32(1.44269504088896341f), FA_C32(12582912.0f));
-    kf = FA_OP(sub, ps)(t, FA_C32(12582912.0f));
-    r = FA_OP(fnmadd, ps)(kf, FA_C32(0.693145751953125f), x);
-    r = FA_OP(fnmadd, ps)(kf, FA_C32(1.428606765330187e-06f), r);
-    p = FA_OP(fmadd, ps)(r, FA_C32(0.00138146132607797708093f), FA_C32(0.00836870982417119432296f));
-    p = FA_OP(fmadd, ps)(r, p, FA_C32(0.0416683873612611455482f));
-    p = FA_OP(fmadd, ps)(r, p, FA_C32(0.166665206898330188061f));
-    p = FA_OP(fmadd, ps)(r, p, FA_C32(0.499999934517084335897f));
+    t = FA_OP(fmadd, ps)(x, FA_C32(FA_EXP32_LOG2E), FA_C32(FA_EXP32_MAGIC));
+    kf = FA_OP(sub, ps)(t, FA_C32(FA_EXP32_MAGIC));
+    r = FA_OP(fnmadd, ps)(kf, FA_C32(FA_LN2HI_F32), x);
+    r = FA_OP(fnmadd, ps)(kf, FA_C32(FA_LN2LO_F32), r);
+    p = FA_OP(fmadd, ps)(r, FA_C32(FA_EXP32_C4), FA_C32(FA_EXP32_C3));
+    p = FA_OP(fmadd, ps)(r, p, FA_C32(FA_EXP32_C2));
+    p = FA_OP(fmadd, ps)(r, p, FA_C32(FA_EXP32_C1));
+    p = FA_OP(fmadd, ps)(r, p, FA_C32(FA_EXP32_C0));
     p = FA_OP(add, ps)(FA_C32(1.0f), FA_OP(fmadd, ps)(FA_OP(mul, ps)(r, r), p, r));
     return FA_OP(mul, ps)(p, FA_F32(FA_IOP(slli_epi32)(
         FA_IOP(sub_epi32)(FA_I32(t), FA_IOP(set1_epi32)((int)(0x4B400000U - 191U))), 23)));
