@@ -1354,7 +1354,9 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
 #   _PkSmBwd    out = b * (a - sum(a*b))     (a = g, b = y)
 #   _PkLsmBwd   out = a - exp(b) * sum(a)    (a = g, b = y)
 #   _PkSmBwdMid, _PkLsmBwdMid  the same over rows past two registers
-#               (fa_pack_mid), in kernels of their own
+#               (fa_pack_mid), in kernels of their own; so are the fused
+#               softmax (_pk_softmax_mid) and log_softmax / logsumexp
+#               (_pk_rest_mid) over those rows
 #   _PkLsm      out = log_softmax(a)
 #   _PkLse      out[row] = logsumexp(a[row])
 # log_softmax and logsumexp take the rest sum of _restsum and one log1p a
