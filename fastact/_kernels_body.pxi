@@ -714,7 +714,8 @@ cdef void k_bce_backward(const real* x, const real* t, real* out, Py_ssize_t n, 
 #   xxx_k       the entry point, choosing the path.
 
 cdef enum:
-    NL = 64        # partial results of a contiguous-row reduction
+    NL = 64        # partial results of a contiguous-row reduction (_hsum and
+                   # _hmax are written for 64)
     NT = 16        # most entries of one SIMD register (see _rpiece)
     RB = 16        # rows a block of _rows_rest
     BLK = 1024     # elements per block of working-precision partial sums
@@ -803,32 +804,42 @@ cdef inline const real* _rpiece(const real* x, Py_ssize_t w, Py_ssize_t nt, real
     return buf
 
 
-cdef inline acc_t _hsum(acc_t* a, Py_ssize_t w) noexcept nogil:
-    # pairwise sum of the w partial sums (w a power of 2, a constant: see
-    # _hmax)
+cdef inline acc_t _hsum(acc_t* a) noexcept nogil:
+    # pairwise sum of the NL partial sums, level by level (the order of the
+    # halving tree a[k] += a[k + w], w = 32, 16, .., 1).  Each level is a
+    # loop of constant length: as one loop over w = w // 2, GCC vectorized
+    # the wide levels only and ran the others as a scalar loop with its
+    # own trip count a row (with _hmax, ~10% of a float32 softmax over rows
+    # of 1024 in cache)
     cdef Py_ssize_t k
-    w = w // 2
-    while w > 0:
-        for k in range(w):
-            a[k] = a[k] + a[k + w]
-        w = w // 2
-    return a[0]
+    for k in range(32):
+        a[k] = a[k] + a[k + 32]
+    for k in range(16):
+        a[k] = a[k] + a[k + 16]
+    for k in range(8):
+        a[k] = a[k] + a[k + 8]
+    for k in range(4):
+        a[k] = a[k] + a[k + 4]
+    return (a[0] + a[2]) + (a[1] + a[3])
 
 
-cdef inline real _hmax(real* m, Py_ssize_t w) noexcept nogil:
-    # maximum of the w partial maxima (w a power of 2) by a halving tree, as
-    # in _hsum: GCC vectorizes each level, while a running maximum stayed a
-    # chain of dependent scalar max instructions (about 8% of a (4096,
-    # 1024) float32 softmax on Intel).  Called with w a constant: with a
-    # run-time w the levels were not vectorized (softmax_backward over rows
-    # of 1024 1.17x as long)
+cdef inline real _hmax(real* m) noexcept nogil:
+    # maximum of the NL partial maxima by a halving tree, as in _hsum: GCC
+    # vectorizes each level, while a running maximum stayed a chain of
+    # dependent scalar max instructions (about 8% of a (4096, 1024) float32
+    # softmax on Intel)
     cdef Py_ssize_t k
-    w = w // 2
-    while w > 0:
-        for k in range(w):
-            m[k] = m[k + w] if m[k + w] > m[k] else m[k]
-        w = w // 2
-    return m[0]
+    for k in range(32):
+        m[k] = m[k + 32] if m[k + 32] > m[k] else m[k]
+    for k in range(16):
+        m[k] = m[k + 16] if m[k + 16] > m[k] else m[k]
+    for k in range(8):
+        m[k] = m[k + 8] if m[k + 8] > m[k] else m[k]
+    for k in range(4):
+        m[k] = m[k + 4] if m[k + 4] > m[k] else m[k]
+    for k in range(2):
+        m[k] = m[k + 2] if m[k + 2] > m[k] else m[k]
+    return m[1] if m[1] > m[0] else m[0]
 
 
 cdef inline real _rowmax(const real* x, Py_ssize_t n) noexcept nogil:
@@ -838,23 +849,30 @@ cdef inline real _rowmax(const real* x, Py_ssize_t n) noexcept nogil:
     cdef real buf[NT]
     cdef const real* p
     cdef real v
-    cdef Py_ssize_t i, k, w, nb = _nblocks(n), nt = _nt(sizeof(real))
-    cdef Py_ssize_t ne = _pieces_end(n, nb, nt)
+    cdef Py_ssize_t i, k, nb = _nblocks(n), nt = _nt(sizeof(real))
     for k in range(NL):
         m[k] = -INFINITY
     for i from 0 <= i < nb by NL:
         for k in range(NL):
             v = x[i + k]
             m[k] = v if v > m[k] else m[k]
-    for i from nb <= i < ne by nt:
-        p = _rpiece(x + i, _imin(nt, n - i), nt, -INFINITY, buf)
+    for i from nb <= i < n by nt:
+        # after blocks (nb > 0: the row has 2 NL entries or more) a part
+        # piece at the end is the row's last whole piece, overlapping the
+        # one before (a maximum may see an entry twice); one by one, GCC
+        # kept the running maximum on the stack, a store-to-load chain of
+        # ~10 cycles an entry (20% of float32 logsumexp over rows of 300)
+        if nb > 0 and n - i < nt:
+            p = x + n - nt
+        else:
+            p = _rpiece(x + i, _imin(nt, n - i), nt, -INFINITY, buf)
         for k in range(nt):
             v = p[k]
             m[k] = v if v > m[k] else m[k]
-    v = _hmax(m, NL) if nb > 0 else _hmax(m, nt)
-    for i in range(ne, n):
-        v = x[i] if x[i] > v else v
-    return v
+    # one tree of NL lanes whether or not the row had blocks (lanes nt.. of
+    # a row without blocks stay -inf): with a tree of nt lanes for those
+    # rows GCC merged the two trees into one loop with a run-time width
+    return _hmax(m)
 
 
 cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept nogil:
@@ -902,7 +920,7 @@ cdef inline acc_t _rowsum(const real* a, const real* b, Py_ssize_t n) noexcept n
                     part[k] += pa[k]
         for k in range(nt):
             acc[k] += part[k]
-    t = _hsum(acc, NL) if nb > 0 else _hsum(acc, nt)
+    t = _hsum(acc)   # one tree of NL, as in _rowmax (lanes nt.. 0 there)
     for i in range(ne, n):
         t += <real>(a[i] * b[i]) if b != NULL else a[i]
     return t
@@ -927,7 +945,10 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
     cdef real v, zero = 0, one = 1
     cdef acc_t s, t
     cdef Py_ssize_t i, k, w, bb, e, pads, nb = _nblocks(n), nt = _nt(sizeof(real))
-    cdef Py_ssize_t ne = _pieces_end(n, nb, nt)
+    # register pieces to the row's end, the last one padded: unlike the
+    # other reductions (_pieces_end) no entry one by one -- a scalar exp
+    # each, ~17% of float32 logsumexp over rows of 300
+    cdef Py_ssize_t ne = n
     for k in range(NL):
         acc[k] = 0
         cacc[k] = 0
@@ -974,23 +995,8 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
         cacc[k] += cnt[k]
     w = (ne - nb) % nt
     pads = nt - w if w > 0 and m == -INFINITY else 0
-    if nb > 0:
-        t = _hsum(cacc, NL) - (1 + pads)
-        s = _hsum(acc, NL)
-    else:
-        t = _hsum(cacc, nt) - (1 + pads)
-        s = _hsum(acc, nt)
-    for i in range(ne, n):
-        v = x[i]
-        if store:
-            out[i] = v - m
-        # the exps into s, not into the count t: t is -1 until the max is
-        # met, and -1 + a term under 1e-16 lost the term (float32 rows of
-        # 1000 whose max was in this tail had their rest 0.7% off)
-        if v == m:
-            t += 1
-        else:
-            s += fexpn(v - m)
+    t = _hsum(cacc) - (1 + pads)   # trees of NL, as in _rowmax
+    s = _hsum(acc)
     return s + t
 
 
@@ -2477,7 +2483,7 @@ cdef inline acc_t _qlpsum(const real* x, const real* p, Py_ssize_t a, Py_ssize_t
         else:
             qc = (qa * p[i] + qb) if smooth else p[i]
         acc[0] += zero if qc == zero else qc * lp
-    return _hsum(acc, NL)
+    return _hsum(acc)
 
 
 cdef void _ce_row(const real* x, npy_intp t, const real* p, real scv, real* loss, real* dx,
