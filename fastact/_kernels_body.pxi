@@ -945,6 +945,11 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
     cdef real v, zero = 0, one = 1
     cdef acc_t s, t
     cdef Py_ssize_t i, k, w, bb, e, pads, nb = _nblocks(n), nt = _nt(sizeof(real))
+    # float64 blocks in 32 lanes (of acc's NL; the others stay 0): 64
+    # partial sums and 64 counts are 16 zmm, and GCC spilled them around
+    # the exps (log_softmax over rows of 300 1.3x, logsumexp 1.1x as long);
+    # float32 in 32 lanes was no faster (rows of 1024 in cache 1.1x slower)
+    cdef Py_ssize_t nl = 32 if real is double else NL
     # register pieces to the row's end, the last one padded: unlike the
     # other reductions (_pieces_end) no entry one by one -- a scalar exp
     # each, ~17% of float32 logsumexp over rows of 300
@@ -955,17 +960,17 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
     bb = 0
     while bb < nb:
         e = _imin(bb + BLK, nb)
-        for k in range(NL):
+        for k in range(nl):
             part[k] = 0
             cnt[k] = 0
-        for i from bb <= i < e by NL:
-            for k in range(NL):
+        for i from bb <= i < e by nl:
+            for k in range(nl):
                 v = x[i + k]
                 if store:
                     out[i + k] = v - m
                 part[k] += zero if v == m else fexpn(v - m)
                 cnt[k] += one if v == m else zero
-        for k in range(NL):
+        for k in range(nl):
             acc[k] += part[k]
             cacc[k] += cnt[k]
         bb = e
@@ -2053,7 +2058,7 @@ cdef void _log_softmax_lanes(const real* x, real* out, Py_ssize_t n, Py_ssize_t 
 
 cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
                         Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
-    cdef Py_ssize_t o, r0, R, k0, k
+    cdef Py_ssize_t o, r0, R, k0, k, rb
     cdef double tileb[TBUF]
     cdef real* tile = <real*>tileb
     cdef acc_t rs[TR]
@@ -2083,8 +2088,12 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
                 _log_softmax_lanes(tile, tile, n, TS, R)
                 _from_tile(tile, out + r0 * n, n, R)
         else:
-            for o from 0 <= o < outer by RB:
-                _log_softmax_rows(x + o * n, out + o * n, n, _imin(RB, outer - o), outer - o)
+            # blocks of at most 256 KiB of output (and never under a row),
+            # so that the last pass finds x - max in L2
+            rb = _imin(RB, (1 << 18) // (n * <Py_ssize_t>sizeof(real)))
+            rb = rb if rb > 0 else 1
+            for o from 0 <= o < outer by rb:
+                _log_softmax_rows(x + o * n, out + o * n, n, _imin(rb, outer - o), outer - o)
     elif _narrow(n, ni, st):
         for o from 0 <= o < outer by LMAX // st:
             R = _imin(LMAX // st, outer - o)
