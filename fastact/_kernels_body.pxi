@@ -69,6 +69,11 @@ cdef extern from "fa_support.h" nogil:
     int FA_PACK
     int FA_PACK_MAX_BYTES
     int FA_MASKED_ROWS
+    int FA_SCALEF
+    void fa_exp_row_f32(int op, const float* a, const float* b, float* out, Py_ssize_t n, float c,
+                        float d) noexcept
+    void fa_exp_row_f64(int op, const double* a, const double* b, double* out, Py_ssize_t n,
+                        double c, double d) noexcept
     void fa_pack_f32(int op, const float* a, const float* b, float* out, Py_ssize_t len, int n) noexcept
     void fa_pack_f64(int op, const double* a, const double* b, double* out, Py_ssize_t len,
                      int n) noexcept
@@ -2250,11 +2255,27 @@ cdef void softmax_backward_k(const real* g, const real* y, real* out, Py_ssize_t
 
 # ---- log_softmax_backward: g - exp(y) * sum(g) ---------------------------------------
 
-cdef void _log_softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize_t n) noexcept nogil:
-    cdef real tot = <real>_rowsum(g, <const real*>NULL, n)
+cdef inline void _exp_row(int op, const real* a, const real* b, real* out, Py_ssize_t n, real c,
+                          real d) noexcept nogil:
+    # fa_exp_row's ops 0 (out = a - exp(b) c) and 1 (out = c exp(a - d)):
+    # AVX-512 scales exp's 2^n by one vscalef there (1.2-1.3x faster than
+    # the loops below); the same bits either way
     cdef Py_ssize_t i
-    for i in range(n):
-        out[i] = g[i] - fexp(y[i]) * tot
+    if FA_SCALEF:
+        if real is float:
+            fa_exp_row_f32(op, a, b, out, n, c, d)
+        else:
+            fa_exp_row_f64(op, a, b, out, n, c, d)
+    elif op == 0:
+        for i in range(n):
+            out[i] = a[i] - fexp(b[i]) * c
+    else:
+        for i in range(n):
+            out[i] = c * fexp(a[i] - d)
+
+
+cdef void _log_softmax_bwd_row(const real* g, const real* y, real* out, Py_ssize_t n) noexcept nogil:
+    _exp_row(0, g, y, out, n, <real>_rowsum(g, <const real*>NULL, n), 0)
 
 
 cdef void _log_softmax_bwd_lanes(const real* g, const real* y, real* out, Py_ssize_t n,
@@ -2334,8 +2355,7 @@ cdef void _lse_bwd_lanes(const real* g, const real* x, const real* lse, real* ou
 
 cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, real* out,
                                Py_ssize_t outer, Py_ssize_t n, Py_ssize_t ni, Py_ssize_t st) noexcept nogil:
-    cdef Py_ssize_t o, r0, R, k0, i, off
-    cdef real gv, lv
+    cdef Py_ssize_t o, r0, R, k0, off
     cdef real tx[TS * NSHORT]
     if outer <= 0 or n <= 0 or ni <= 0:
         return
@@ -2350,11 +2370,8 @@ cdef void logsumexp_backward_k(const real* g, const real* x, const real* lse, re
                 _from_tile(tx, out + r0 * n, n, R)
         else:
             for o in range(outer):
-                gv = g[o]
-                lv = lse[o]
                 off = o * n
-                for i in range(n):
-                    out[off + i] = gv * fexp(x[off + i] - lv)
+                _exp_row(1, x + off, <const real*>NULL, out + off, n, g[o], lse[o])
     elif _narrow(n, ni, st):
         for o from 0 <= o < outer by LMAX // st:
             R = _imin(LMAX // st, outer - o)

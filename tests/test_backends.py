@@ -243,6 +243,34 @@ def test_packed_rows_with_nan_and_inf_anywhere(backend, dtype, kernel):
         _check_new_and_in_place(c, ulps_for(kernel, n), f"{backend} {kernel} rows of {n}")
 
 
+@pytest.mark.parametrize("n", [300, 1000, 1001, 1007, 4099])
+@pytest.mark.parametrize("kernel", ["log_softmax_backward", "logsumexp_backward"])
+def test_long_row_exps_at_the_range_ends(backend, dtype, kernel, n):
+    """The exps of the long-row backward passes (exp(y), exp(x - lse); the
+    Cython AVX-512 loop scales them by vscalef and ends in a masked part
+    register) at arguments where exp overflows, is subnormal or underflows
+    to 0, NaN and +-inf among ordinary values, rows of every length mod 16
+    past the packed paths, against the reference."""
+    rng = np.random.default_rng(11)
+    ends = ([88.7, 89.0, -87.3, -88.0, -100.0, -103.9, -104.0, -104.5] if dtype == np.float32
+            else [709.0, 710.0, -708.0, -740.0, -745.0, -746.0, -760.0, -761.0])
+    vals = np.array(ends + [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30])
+    rows = 3
+    a = rng.standard_normal((rows, n)) * 5
+    pick = rng.random((rows, n)) < 0.3
+    a[pick] = rng.choice(vals, size=int(pick.sum()))
+    a = a.astype(dtype)
+    if kernel == "log_softmax_backward":  # g > 0: a sum of g without cancellation
+        args = (rng.uniform(0.5, 1.5, (rows, n)).astype(dtype), a)
+    else:
+        args = (rng.standard_normal(rows).astype(dtype), a, rng.uniform(-3, 3, rows).astype(dtype))
+    func = getattr(fastact, kernel)
+    r = func(*args, axis=-1)
+    with fastact.use_backend("numpy"):
+        ref = func(*args, axis=-1)
+    assert_close(r, ref, ulps_for(kernel, n), what=f"{backend} {kernel} rows of {n}")
+
+
 @pytest.mark.parametrize("n", [2, 5, 16, 17, 40, 64, 65, 100, 130, 131, 1000, 1031])
 def test_tiny_rest_terms_are_kept(backend, dtype, n):
     """logsumexp keeps the largest term out of the sum: for rows [0, -80,
