@@ -49,6 +49,35 @@ def edge_rows():
     ])
 
 
+def plant_special_rows(x, forward, low=-80.0, top=1):
+    """Plant the special rows of the row-path tests into ``x`` (rows, n), in
+    place: row 0 a NaN in the middle, row 1 +inf last, row 2 all -inf, row 3
+    -inf first; with more than 68 rows also row 66 all +inf and row 67 a NaN
+    next to last.  For a forward input (not g of a backward pass, where
+    g - dot would be ill-conditioned) row 4 is ``low`` but 0 at ``top`` and
+    row 68 has two equal maxima.  Returns log1p((n - 1) exp(low)), the
+    logsumexp of row 4 (-log_softmax at ``top``), which a kernel must give
+    to full relative accuracy, or None for a backward input."""
+    n = x.shape[1]
+    x[0, n // 2], x[1, -1], x[2, :], x[3, 0] = np.nan, np.inf, -np.inf, -np.inf
+    if forward:
+        x[4, :], x[4, top] = low, 0
+    if x.shape[0] > 68:
+        x[66, :], x[67, n - 2] = np.inf, np.nan
+        if forward:
+            x[68, 2], x[68, n - 3] = 50, 50
+    return float(np.log1p((n - 1) * np.exp(low))) if forward else None
+
+
+def tiny_rest_error(kernel, r, top, tiny):
+    """Relative error of row 4 of plant_special_rows in result r of
+    log_softmax or logsumexp (None for the other kernels)."""
+    if kernel not in ("log_softmax", "logsumexp"):
+        return None
+    got = float(r[4]) if kernel == "logsumexp" else -float(r[4, top])
+    return abs(got - tiny) / tiny
+
+
 def nasty(dtype=np.float64, seed=0):
     """``(name, array)`` pairs of hostile inputs every kernel must handle like
     the reference: NaN/inf mixes, all -inf and +inf rows, huge and tiny
