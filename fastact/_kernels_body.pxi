@@ -65,6 +65,8 @@ cdef extern from "fa_support.h" nogil:
     const double FA_EXP64_LOG2E, FA_EXP64_MAGIC, FA_LN2HI_F64, FA_LN2LO_F64
     const double FA_EXP64_C0, FA_EXP64_C1, FA_EXP64_C2, FA_EXP64_C3, FA_EXP64_C4
     const double FA_EXP64_C5, FA_EXP64_C6, FA_EXP64_C7, FA_EXP64_C8, FA_EXP64_C9
+    const float FA_EXP32_LO, FA_EXP32_HI
+    const double FA_EXP64_LO, FA_EXP64_HI
     int FA_TILE_SIMD
     int FA_PACK
     int FA_PACK_MAX_BYTES
@@ -146,7 +148,7 @@ cdef inline (double, double) _expm1r_f64(double x) noexcept nogil:
 # untouched).
 
 cdef inline float exp_f32(float x) noexcept nogil:
-    cdef float lo = -104.0, hi = 100.0, one = 1.0
+    cdef float lo = FA_EXP32_LO, hi = FA_EXP32_HI, one = 1.0
     cdef float q, t
     cdef uint32_t ub, h
     x = lo if x < lo else x
@@ -158,7 +160,7 @@ cdef inline float exp_f32(float x) noexcept nogil:
 
 
 cdef inline double exp_f64(double x) noexcept nogil:
-    cdef double lo = -760.0, hi = 720.0, one = 1.0
+    cdef double lo = FA_EXP64_LO, hi = FA_EXP64_HI, one = 1.0
     cdef double q, t
     cdef uint64_t ub, h
     x = lo if x < lo else x
@@ -181,7 +183,7 @@ cdef inline float expn_f32(float x) noexcept nogil:
 cdef inline float expn_big_f32(float x) noexcept nogil:
     # exp(x) * 2^64, a normal number for every x <= 0: expn_f32 without its
     # last factor
-    cdef float lo = -104.0, one = 1.0
+    cdef float lo = FA_EXP32_LO, one = 1.0
     cdef float q, t
     x = lo if x < lo else x
     q, t = _expm1r_f32(x)
@@ -194,7 +196,7 @@ cdef inline double expn_f64(double x) noexcept nogil:
 
 cdef inline double expn_big_f64(double x) noexcept nogil:
     # exp(x) * 2^600, normal for every x <= 0
-    cdef double lo = -760.0, one = 1.0
+    cdef double lo = FA_EXP64_LO, one = 1.0
     cdef double q, t
     x = lo if x < lo else x
     q, t = _expm1r_f64(x)

@@ -82,6 +82,12 @@ static inline double fa_bits_f64(uint64_t u) { double x; memcpy(&x, &u, sizeof x
 #define FA_EXP64_C7 0.00000275575862664084875914
 #define FA_EXP64_C8 2.76302339149586352775e-7
 #define FA_EXP64_C9 2.50000722921512436658e-8
+/* the clamps of x: below LO every exp is 0 (after its single rounding into
+ * the subnormals), above HI inf */
+#define FA_EXP32_LO -104.0f
+#define FA_EXP32_HI 100.0f
+#define FA_EXP64_LO -760.0
+#define FA_EXP64_HI 720.0
 #if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA) \
     || defined(__powerpc64__) || defined(__s390x__)
 #define FA_HAVE_FMA 1
@@ -1019,14 +1025,14 @@ static inline __attribute__((always_inline)) FA_VF32 fa_vexp1r_f32(FA_VF32 x, FA
 static inline __attribute__((always_inline)) FA_VF64 fa_vexpn_big_f64(FA_VF64 x)
 {
     FA_VF64 t, p;
-    p = fa_vexp1r_f64(FA_OP(max, pd)(FA_C64(-760.0), x), &t);     /* a NaN x passes */
+    p = fa_vexp1r_f64(FA_OP(max, pd)(FA_C64(FA_EXP64_LO), x), &t);     /* a NaN x passes */
     return FA_OP(mul, pd)(p, FA_F64(FA_IOP(slli_epi64)(
         FA_IOP(sub_epi64)(FA_I64(t), FA_SET1_I64((long long)(0x4338000000000000ULL - 1623ULL))), 52)));
 }
 static inline __attribute__((always_inline)) FA_VF32 fa_vexpn_big_f32(FA_VF32 x)
 {
     FA_VF32 t, p;
-    p = fa_vexp1r_f32(FA_OP(max, ps)(FA_C32(-104.0f), x), &t);
+    p = fa_vexp1r_f32(FA_OP(max, ps)(FA_C32(FA_EXP32_LO), x), &t);
     return FA_OP(mul, ps)(p, FA_F32(FA_IOP(slli_epi32)(
         FA_IOP(sub_epi32)(FA_I32(t), FA_IOP(set1_epi32)((int)(0x4B400000U - 191U))), 23)));
 }
@@ -1230,8 +1236,8 @@ FA_ROWS_OPS(double, f64)
 /* exp over a contiguous row with 2^n applied by one vscalef (AVX-512):
  *   op 0  out = a - exp(b) * c     (log_softmax_backward: g - exp(y) sum(g))
  *   op 1  out = c * exp(a - d)     (logsumexp_backward: g exp(x - lse))
- * exp is exp_f32/f64 of _kernels_body.pxi (x clamped to [-104, 100] /
- * [-760, 720], NaN passing, fa_vexp1r's reduction and polynomial); vscalef
+ * exp is exp_f32/f64 of _kernels_body.pxi (x clamped to [FA_EXP*_LO,
+ * FA_EXP*_HI], NaN passing, fa_vexp1r's reduction and polynomial); vscalef
  * rounds p 2^n once, subnormal and overflowing results included, as the
  * pxi's two integer scalings do: the same bits.  GCC's vectorized loop of
  * the pxi's exp took 1.4x Numba's time (which scales by vscalef) over
@@ -1272,8 +1278,8 @@ fa_exp_row_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t n, T c, T d) 
                                                           vb, vc, vd));         \
     }                                                                           \
 }
-FA_EXP_ROW(float, __m512, f32, ps, __mmask16, -104.0f, 100.0f)
-FA_EXP_ROW(double, __m512d, f64, pd, __mmask8, -760.0, 720.0)
+FA_EXP_ROW(float, __m512, f32, ps, __mmask16, FA_EXP32_LO, FA_EXP32_HI)
+FA_EXP_ROW(double, __m512d, f64, pd, __mmask8, FA_EXP64_LO, FA_EXP64_HI)
 #else
 /* no vscalef: the kernels keep their own loops (they test FA_SCALEF first,
  * so these are never reached) */
