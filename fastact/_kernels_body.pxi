@@ -1491,8 +1491,16 @@ cdef inline bint _rest_mid(Py_ssize_t n, size_t itemsize) noexcept nogil:
     # float64 log_softmax rows of 33-128 0.55-0.6x, logsumexp 0.63-0.67x
     # (rows of 17-24 0.9-1.06x); float32 rows of 80-256 0.7-0.85x, but
     # 33-48 1.2-1.5x (their tiles keep them); AVX2 float64 rows of 17-64
-    # 0.72-1.0x, float32 65-128 0.76-0.84x
-    return _masked_rows(n, itemsize, 17 if itemsize == 8 else 65, 16)
+    # 0.72-1.0x, float32 65-128 0.76-0.84x.  Past 16 registers (fa_rows_mid
+    # loops over the pieces: fa_rows_loop) up to 64 float32 / 32 float64
+    # registers, against the row path, in cache (out of cache, 4M entries):
+    # float32 log_softmax rows of 257-300 0.55x (0.64x), 400-512 0.75-0.85x,
+    # 700-1000 0.75-0.83x (0.89x), logsumexp 257-300 0.54x (0.54x), 1000
+    # 0.84x (0.84x); float64 rows of 129 log_softmax 0.77x, logsumexp 0.7x,
+    # 200 0.92x / 0.87x.  Further out not: float32 log_softmax rows of 2000
+    # 1.33x as long out of cache, float64 rows of 1000 1.2x.  AVX2: float32
+    # rows of 129-512 0.6-0.85x, float64 rows of 65-128 0.75-0.88x
+    return _masked_rows(n, itemsize, 17 if itemsize == 8 else 65, 32 if itemsize == 8 else 64)
 
 
 cdef inline void _pk(int op, const real* a, const real* b, real* out, Py_ssize_t len,

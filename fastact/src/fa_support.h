@@ -1166,10 +1166,65 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
         fa_rstore_##SFX(out + i + last, va[np - 1], ql);                        \
     }                                                                           \
 }                                                                               \
+/* ops 8 (FA_PK_MAXREST) and 9 (FA_PK_SUB2) over rows of more than           \
+ * FA_MID_PIECES registers, the only ops the kernels send there: the pieces   \
+ * are loaded from memory (L1) in loops instead of kept in registers, into    \
+ * four maxima and four partial sums (fa_piecesum's tree over those).        \
+ * Against the row path (_rowmax, _restsum, whose 64 partial sums and       \
+ * counts a row cost ~250 cycles of set-up and trees), float32 rows of 300,  \
+ * Zen 5, in cache: logsumexp 434 -> 238 us per 1M entries, log_softmax     \
+ * 484 -> 270 (the limits in fastact's _rest_mid). */                       \
+static inline __attribute__((always_inline)) void                              \
+fa_rows_loop_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) \
+{                                                                               \
+    enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
+    const int np = (n + W - 1) / W, last = (np - 1) * W;                        \
+    fa_piece_##SFX ql = fa_piece_of_##SFX(n - last), qw = fa_piece_of_##SFX(W); \
+    V p[4], vl, s, s2;                                                          \
+    const T *x;                                                                 \
+    T t;                                                                        \
+    ptrdiff_t i, r, ra;                                                         \
+    int k, c, pad = op & 16;                                                    \
+    op &= 15;                                                                   \
+    for (i = 0, r = 0; i < len; i += n, r++) {                                  \
+        x = a + i;                                                              \
+        ra = pad ? 2 * W : FA_RLOAD_INSIDE ? len - i - last : 0;                \
+        vl = fa_rload_##SFX(x + last, ql, ra);                                  \
+        if (op == 9) {                                                          \
+            s = FA_OP(set1, PS)(b[2 * r]);                                      \
+            s2 = FA_OP(set1, PS)(b[2 * r + 1]);                                 \
+            for (k = 0; k < np - 1; k++)                                        \
+                FA_OP(storeu, PS)(out + i + k * W, FA_OP(sub, PS)(              \
+                    FA_OP(sub, PS)(FA_OP(loadu, PS)(x + k * W), s), s2));       \
+            fa_rstore_##SFX(out + i + last, FA_OP(sub, PS)(FA_OP(sub, PS)(vl, s), s2), ql); \
+            continue;                                                           \
+        }                                                                       \
+        p[0] = p[1] = p[2] = p[3] = fa_rfill_##SFX(vl, ql, -(T)INFINITY);       \
+        for (k = 0; k < np - 1; k++)                                            \
+            p[k & 3] = FA_OP(max, PS)(FA_OP(loadu, PS)(x + k * W), p[k & 3]);   \
+        t = fa_hmax_v##SFX(FA_OP(max, PS)(FA_OP(max, PS)(p[0], p[1]),          \
+                                          FA_OP(max, PS)(p[2], p[3])));         \
+        s = FA_OP(set1, PS)(t);                                                 \
+        c = 0;                                                                  \
+        p[0] = fa_rest_piece_##SFX(vl, s, ql, &c);                              \
+        p[1] = p[2] = p[3] = FA_OP(setzero, PS)();                              \
+        for (k = 0; k < np - 1; k++)                                            \
+            p[(k + 1) & 3] = FA_OP(add, PS)(p[(k + 1) & 3],                     \
+                fa_rest_piece_##SFX(FA_OP(loadu, PS)(x + k * W), s, qw, &c));   \
+        out[2 * r] = t;                                                         \
+        out[2 * r + 1] = (T)((double)fa_piecesum_##SFX(p, 4)                   \
+                             * (sizeof(T) == 8 ? 0x1p-600 : 0x1p-64)            \
+                             + (double)(c - 1));                                \
+    }                                                                           \
+}                                                                               \
 static inline __attribute__((always_inline)) void                              \
 fa_rows_mid_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n) \
 {                                                                               \
     enum { W = FA_VEC_BYTES / sizeof(T) };                                      \
+    if ((n + W - 1) / W > FA_MID_PIECES) {                                      \
+        fa_rows_loop_##SFX(op, a, b, out, len, n);                              \
+        return;                                                                 \
+    }                                                                           \
     switch ((n + W - 1) / W) {                                                  \
     case 3: fa_rows_np_##SFX(op, a, b, out, len, n, 3); break;                  \
     case 4: fa_rows_np_##SFX(op, a, b, out, len, n, 4); break;                  \
