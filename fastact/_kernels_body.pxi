@@ -1484,6 +1484,22 @@ cdef inline bint _masked_rows(Py_ssize_t n, size_t itemsize, Py_ssize_t nmin, Py
     return n * <Py_ssize_t>itemsize <= max(nregs, 2) * FA_VEC_BYTES
 
 
+cdef inline bint _loop_rows(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    # softmax rows of more than 192 bytes, up to 25 float32 / 32 float64
+    # registers, one at a time (fa_rows_mid: max, exps, sum and scale in
+    # registers up to 16 registers, past them loops over the pieces) instead
+    # of the tiles (float32) or the row path.  AMD Zen 5, AVX-512, us per 1M
+    # entries against the session-start tree: float32 rows of 64 0.9x, 80
+    # 0.82x, 128 0.68x, 200 0.65x, 257-300 0.7x (in cache too); over 4M
+    # entries the tiles fell apart (rows of 48-200 606-860 us against
+    # 200-280); float64 rows of 129 0.83x, 200 0.93x (4M: 0.75x).  Rows of
+    # 33 took 1.25x as long (48: the same), float32 rows of 512-1024 1.05-
+    # 1.1x.  AVX2: float32 rows of 64-200 0.78-0.93x (25-33: 1.2x slower:
+    # the bound is in bytes), float64 rows of 65-128 0.85-0.9x
+    return (FA_MASKED_ROWS and n * <Py_ssize_t>itemsize > 192
+            and n * <Py_ssize_t>itemsize <= (32 if itemsize == 8 else 25) * FA_VEC_BYTES)
+
+
 cdef inline bint _rest_mid(Py_ssize_t n, size_t itemsize) noexcept nogil:
     # log_softmax and logsumexp rows taken by _pk_rest_mid: float64 from 17
     # entries, float32 from 65, up to 16 registers.  1M entries, AMD Zen 5,
@@ -1987,6 +2003,8 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
             # 9-10 1.1-1.2x (they keep their tiles).  Through
             # fa_pack's blocks (max, a loop of exps, sums) rows of 33-128
             # were 1.1-1.3x slower; log_softmax and logsumexp that way too
+            _outline(_pk_softmax_mid[real], x, <const real*>NULL, out, outer, n)
+        elif _loop_rows(n, sizeof(real)):
             _outline(_pk_softmax_mid[real], x, <const real*>NULL, out, outer, n)
         elif n <= NSHORT and _rowwise(n, sizeof(real)):
             _short(<_SmRow*>NULL, x, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, outer)

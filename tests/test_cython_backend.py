@@ -232,22 +232,25 @@ def test_row_edge_values_in_tiles_and_lanes(kernel):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("kernel", ["log_softmax", "logsumexp", "softmax_backward", "log_softmax_backward"])
+@pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
+                                    "log_softmax_backward"])
 def test_rows_of_several_registers_in_registers(kernel, dtype):
     """Rows of 3-16 registers one at a time in registers (fa_pack_mid; AVX2
-    takes up to 16 of its registers): log_softmax / logsumexp by
-    PK_MAXREST and PK_SUB2 with log1p over blocks of 64 rows (float64 from
-    17 entries, float32 from 65; past 16 registers, up to 32 float64 / 64
-    float32 ones, the pieces reloaded in loops: fa_rows_loop), the backward
-    passes (float64 up to 128 entries since 2026-12-06).  Every length, in 5, 70 and 130 rows
+    takes up to 16 of its registers): softmax fused (PK_SOFTMAX, float64 from
+    17 entries, float32 from 49), log_softmax / logsumexp by PK_MAXREST and
+    PK_SUB2 with log1p over blocks of 64 rows (float64 from 17 entries,
+    float32 from 65); past 16 registers (up to 25-64 float32 / 32 float64
+    ones) the same ops with the pieces reloaded in loops (fa_rows_loop);
+    the backward passes (float64 up to 128 entries since 2026-12-06).
+    Every length, in 5, 70 and 130 rows
     (partial and whole blocks), with NaN, +inf, -inf entries, all -inf
     and all +inf rows (in g for the backward passes), two equal maxima, and
     a row whose terms but the max are tiny (the forward rest kept to full
     accuracy)."""
     if dtype == np.float64:
         lengths = list(range(17, 260))
-    else:  # past 16 registers (256) log_softmax / logsumexp loop over the pieces, up to 64
-        lengths = list(range(33, 258)) + list(range(258, 1030, 7)) + [511, 512, 513, 1023, 1024, 1025]
+    else:  # past 16 registers (256) softmax, log_softmax, logsumexp loop over the pieces
+        lengths = list(range(33, 258)) + list(range(258, 1030, 7)) + [399, 400, 401, 511, 512, 513, 1023, 1024, 1025]
     for n in lengths:
         for rows in ((5, 70, 130) if n % 8 in (0, 1) else (70,)):
             c = ft.case(kernel, (rows, n), dtype, -1, seed=n + rows)

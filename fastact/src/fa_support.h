@@ -1166,8 +1166,9 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
         fa_rstore_##SFX(out + i + last, va[np - 1], ql);                        \
     }                                                                           \
 }                                                                               \
-/* ops 8 (FA_PK_MAXREST) and 9 (FA_PK_SUB2) over rows of more than           \
- * FA_MID_PIECES registers, the only ops the kernels send there: the pieces   \
+/* ops 7 (FA_PK_SOFTMAX), 8 (FA_PK_MAXREST) and 9 (FA_PK_SUB2) over rows of  \
+ * more than FA_MID_PIECES registers, the only ops the kernels send there:    \
+ * the pieces                                                                 \
  * are loaded from memory (L1) in loops instead of kept in registers, into    \
  * four maxima and four partial sums (fa_piecesum's tree over those).        \
  * Against the row path (_rowmax, _restsum, whose 64 partial sums and       \
@@ -1205,6 +1206,25 @@ fa_rows_loop_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n)
         t = fa_hmax_v##SFX(FA_OP(max, PS)(FA_OP(max, PS)(p[0], p[1]),          \
                                           FA_OP(max, PS)(p[2], p[3])));         \
         s = FA_OP(set1, PS)(t);                                                 \
+        if (op == 7) {                                                          \
+            /* the exps (scaled, see fa_vexpn_big) into out as they are      \
+             * summed, then out scaled by 1 / sum (in double); out may be a: \
+             * each piece is read before it is written */                   \
+            vl = fa_rfill_##SFX(fa_vexpn_big_##SFX(FA_OP(sub, PS)(vl, s)), ql, (T)0); \
+            p[0] = vl;                                                          \
+            p[1] = p[2] = p[3] = FA_OP(setzero, PS)();                          \
+            for (k = 0; k < np - 1; k++) {                                      \
+                s2 = fa_vexpn_big_##SFX(FA_OP(sub, PS)(FA_OP(loadu, PS)(x + k * W), s)); \
+                FA_OP(storeu, PS)(out + i + k * W, s2);                         \
+                p[(k + 1) & 3] = FA_OP(add, PS)(p[(k + 1) & 3], s2);            \
+            }                                                                   \
+            s = FA_OP(set1, PS)((T)(1.0 / (double)fa_piecesum_##SFX(p, 4)));   \
+            for (k = 0; k < np - 1; k++)                                        \
+                FA_OP(storeu, PS)(out + i + k * W, FA_OP(mul, PS)(              \
+                    FA_OP(loadu, PS)(out + i + k * W), s));                     \
+            fa_rstore_##SFX(out + i + last, FA_OP(mul, PS)(vl, s), ql);         \
+            continue;                                                           \
+        }                                                                       \
         c = 0;                                                                  \
         p[0] = fa_rest_piece_##SFX(vl, s, ql, &c);                              \
         p[1] = p[2] = p[3] = FA_OP(setzero, PS)();                              \
