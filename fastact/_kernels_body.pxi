@@ -957,10 +957,6 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
     # the exps (log_softmax over rows of 300 1.3x, logsumexp 1.1x as long);
     # float32 in 32 lanes was no faster (rows of 1024 in cache 1.1x slower)
     cdef Py_ssize_t nl = 32 if real is double else NL
-    # register pieces to the row's end, the last one padded: unlike the
-    # other reductions (_pieces_end) no entry one by one -- a scalar exp
-    # each, ~17% of float32 logsumexp over rows of 300
-    cdef Py_ssize_t ne = n
     for k in range(NL):
         acc[k] = 0
         cacc[k] = 0
@@ -984,7 +980,10 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
     for k in range(nt):
         part[k] = 0
         cnt[k] = 0
-    for i from nb <= i < ne by nt:
+    # register pieces to the row's end, the last one padded: unlike the
+    # other reductions (_pieces_end) no entry one by one -- a scalar exp
+    # each, ~17% of float32 logsumexp over rows of 300
+    for i from nb <= i < n by nt:
         # pads of -inf: exp(-inf - m) = 0, and a maximum only if m is -inf
         # (taken out of the count below; a lane-index test here made GCC
         # split the float64 loop into half-width registers)
@@ -1005,7 +1004,7 @@ cdef inline acc_t _restsum(const real* x, Py_ssize_t n, real m, real* out, bint 
     for k in range(nt):
         acc[k] += part[k]
         cacc[k] += cnt[k]
-    w = (ne - nb) % nt
+    w = (n - nb) % nt
     pads = nt - w if w > 0 and m == -INFINITY else 0
     t = _hsum(cacc) - (1 + pads)   # trees of NL, as in _rowmax
     s = _hsum(acc)
