@@ -48,6 +48,7 @@ cdef extern from "fa_support.h" nogil:
     int fa_omp_team_size() noexcept
     double fa_wtime() noexcept
     void fa_prefetch_range(const void* p, Py_ssize_t nbytes) noexcept
+    void fa_prefetchw_range(void* p, Py_ssize_t nbytes) noexcept
     float fa_rowdot_f32(const float* a, const float* b, Py_ssize_t n) noexcept
     double fa_rowdot_f64(const double* a, const double* b, Py_ssize_t n) noexcept
     float fa_rowmax_f32(const float* a, Py_ssize_t n) noexcept
@@ -769,6 +770,19 @@ cdef inline void _prefetch_whole_row(const real* p, Py_ssize_t n) noexcept nogil
     fa_prefetch_range(p, _imin(n * <Py_ssize_t>sizeof(real), 8192))
 
 
+cdef inline bint _far(Py_ssize_t nbytes) noexcept nogil:
+    # whether the short-row paths prefetch ahead (_prefetch_tile, and
+    # _packed_rows for the backward passes' rows one at a time): an array
+    # past 8 MiB, whose rows come from memory.  The tiles read 64 rows in
+    # blocks of 16 x 16 and the rows of one or two registers load masked
+    # pieces: the hardware prefetcher did not run ahead of either, and
+    # the loads waited on memory (16M float32 entries, Zen 5: softmax over
+    # rows of 5-40 1.7-3x its time over 1M, logsumexp 2-2.6x).  In the
+    # caches the prefetches only cost (64K entries: log_softmax_backward
+    # rows of 5-12 1.1-1.2x the time)
+    return nbytes > (8 << 20)
+
+
 cdef inline Py_ssize_t _nt(size_t itemsize) noexcept nogil:
     # entries of a piece of _rpiece: one SIMD register, but 8 or more
     # (pieces of one AVX2 register of float64, 4 entries, were not
@@ -1355,6 +1369,18 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
         _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, R)
 
 
+
+cdef inline void _prefetch_tile(const real* x, real* out, Py_ssize_t r0, Py_ssize_t outer,
+                                Py_ssize_t n) noexcept nogil:
+    # the next tile's rows of x (and of out, for writing) when the array
+    # is past the caches (_far)
+    cdef Py_ssize_t m = _imin(TR, outer - r0 - TR) * n * <Py_ssize_t>sizeof(real)
+    if m > 0 and _tile_simd(n, sizeof(real)) and _far(outer * n * <Py_ssize_t>sizeof(real)):
+        fa_prefetch_range(x + (r0 + TR) * n, m)
+        if out != NULL:
+            fa_prefetchw_range(out + (r0 + TR) * n, m)
+
+
 # ---- packed short rows -------------------------------------------------------
 # Rows of 2, 4 or 8 entries several to a SIMD register (fa_pack_* in
 # fa_support.h: the rows' max and sums by in-register butterflies), and
@@ -1600,6 +1626,8 @@ cdef inline void _packed_rows(pk_op* op, const real* a, const real* b, real* out
     cdef Py_ssize_t len = rows * n, full = len - len % W, i0, i, per = n if pk_op is _PkLse else 1
     cdef Py_ssize_t step = PB - PB % n
     cdef int pad
+    cdef bint far = ((pk_op is _PkSmBwd or pk_op is _PkLsmBwd) and not _packed(n, sizeof(real))
+                     and _far(len * <Py_ssize_t>sizeof(real)))
     if not _packed(n, sizeof(real)):
         full = len      # rows one at a time: no partial register
     for i0 from 0 <= i0 < full by step:
@@ -1608,6 +1636,9 @@ cdef inline void _packed_rows(pk_op* op, const real* a, const real* b, real* out
         # without this the last rows of every block took a zero-padded
         # copy; AVX-512 keeps its masked loads)
         pad = PK_PADDED if FA_VEC_BYTES == 32 and i0 + step + 2 * W <= len else 0
+        if far and full - i0 > 4 * step:
+            fa_prefetch_range(a + i0 + 4 * step, _imin(step, full - i0 - 4 * step) * <Py_ssize_t>sizeof(real))
+            fa_prefetch_range(b + i0 + 4 * step, _imin(step, full - i0 - 4 * step) * <Py_ssize_t>sizeof(real))
         _pk_block(op, a + i0, b + i0 if b != NULL else b, out + i0 // per, _imin(step, full - i0), n, pad)
     if full < len:
         for i in range(W):
@@ -2010,6 +2041,7 @@ cdef void softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
         elif _tiled(n, sizeof(real), 256, 48):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
+                _prefetch_tile(x, out, r0, outer, n)
                 _to_tile(x + r0 * n, tile, n, R)
                 _softmax_lanes(tile, tile, n, TS, R)
                 _from_tile(tile, out + r0 * n, n, R)
@@ -2116,6 +2148,7 @@ cdef void log_softmax_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n
         elif _tiled(n, sizeof(real), 256, 100):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
+                _prefetch_tile(x, out, r0, outer, n)
                 _to_tile(x + r0 * n, tile, n, R)
                 _log_softmax_lanes(tile, tile, n, TS, R)
                 _from_tile(tile, out + r0 * n, n, R)
@@ -2185,6 +2218,7 @@ cdef void logsumexp_k(const real* x, real* out, Py_ssize_t outer, Py_ssize_t n,
         elif _tiled(n, sizeof(real), 256, 128):
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
+                _prefetch_tile(x, <real*>NULL, r0, outer, n)
                 _to_tile(x + r0 * n, tile, n, R)
                 _logsumexp_lanes(tile, out + r0, n, TS, R)
         else:

@@ -1435,6 +1435,27 @@ def _tile_move(src, dst, vl):
 
 
 @intrinsic
+def prefetch_line(typingctx, a, off, write):
+    """Prefetch the cache line of a[off] (a flat float array) into L1, for
+    writing if the literal ``write`` is 1.  A hint: never faults, so off
+    may be past the array's end (the callers keep it inside all the same)."""
+    w = _vl(write)
+    if not (_flat(a) and w in (0, 1)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        ptr = builder.bitcast(_out_ptr(context, builder, sig.args[0], args[0], args[1]), i8p)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, w), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(a, off, write), codegen
+
+
+@intrinsic
 def vtile_in(typingctx, x, off, cnt, n, t, toff, W, VL):
     """Entry c of the VL rows at x[off + k n] (k < VL; entries c >= cnt read
     as 0) to t[toff + c W + k], for every c < VL: t must have room for VL

@@ -193,17 +193,22 @@ static inline int fa_omp_max_threads(void)
 /* Prefetch the first `bytes` (rounded to lines) of the next row while the
  * current one is computed from L1: the row passes are compute-bound, and the
  * hardware prefetcher only starts on the next row's first demand misses. */
-static inline void fa_prefetch_range(const void *p, ptrdiff_t bytes)
-{
 #if defined(__GNUC__) || defined(__clang__)
-    const char *c = (const char *)p;
-    ptrdiff_t i;
-    for (i = 0; i < bytes; i += 64)
-        __builtin_prefetch(c + i, 0, 3);
-#else
-    (void)p; (void)bytes;
-#endif
+#define FA_PREFETCH_RANGE(NAME, Q, RW)                                          \
+static inline void NAME(Q void *p, ptrdiff_t bytes)                            \
+{                                                                               \
+    Q char *c = (Q char *)p;                                                    \
+    ptrdiff_t i;                                                                \
+    for (i = 0; i < bytes; i += 64)                                             \
+        __builtin_prefetch(c + i, RW, 3);                                       \
 }
+#else
+#define FA_PREFETCH_RANGE(NAME, Q, RW)                                          \
+static inline void NAME(Q void *p, ptrdiff_t bytes) { (void)p; (void)bytes; }
+#endif
+FA_PREFETCH_RANGE(fa_prefetch_range, const, 0)
+/* the same for lines about to be written (prefetchw) */
+FA_PREFETCH_RANGE(fa_prefetchw_range, , 1)
 
 /* wall-clock seconds (only used around parallel regions) */
 static inline double fa_wtime(void)
