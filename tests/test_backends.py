@@ -243,15 +243,17 @@ def test_packed_rows_with_nan_and_inf_anywhere(backend, dtype, kernel):
         _check_new_and_in_place(c, ulps_for(kernel, n), f"{backend} {kernel} rows of {n}")
 
 
-@pytest.mark.parametrize("n", [7, 24])
+@pytest.mark.parametrize("n", [7, 24, 200])
 @pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
                                     "log_softmax_backward"])
 def test_short_rows_past_the_caches(backend, dtype, kernel, n):
     """Short rows of arrays past 8 MiB, where the compiled kernels prefetch
     ahead (the float32 tiles; the backward passes' rows one at a time,
-    which Numba then takes 8 rows a step in a loop of its own), the last
-    rows not a whole tile or step: into a new array, against the
-    reference, NaN and inf rows among them."""
+    which Numba then takes 8 rows a step in a loop of its own;
+    log_softmax's and logsumexp's rows of a few registers, the Cython ones
+    with a flag in fa_rows_np's op), the last rows not a whole tile or
+    step: into a new array, against the reference, NaN and inf rows among
+    them."""
     rows = (8 << 20) // (n * np.dtype(dtype).itemsize) + 77
     c = ft.case(kernel, (rows, n), dtype, -1)
     x = c.arrays[-1] if KIND[kernel] == "rows_backward" else c.arrays[0]

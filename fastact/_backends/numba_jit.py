@@ -589,6 +589,7 @@ def _t_block_rest(xf, n, b0, b1, mb, lb, ib=None):
     always_inline()
     if _in_pieces(xf, n, PIECES_FWD):
         for r in range(b0, b1):
+            _ahead(xf, r * n + AHEAD, n, False)
             m, rest = vrowp_max_rest(xf, r * n, n, PIECES_FWD)
             mb[r - b0] = m
             lb[r - b0] = rest if _finite(m) else K(m, 0.0)

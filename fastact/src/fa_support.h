@@ -678,6 +678,10 @@ static inline void fa_tile_f32(const float *src, float *dst, ptrdiff_t n, ptrdif
  *                   entries just stored waits for the stores to reach the
  *                   cache: softmax over float64 rows of 3 took 8x as long
  *                   with masked loads of its exps)
+ *   op | 32         the same, each row prefetching the lines 1024 entries
+ *                   ahead (fa_rows_mid's rows of 3-16 registers, set for
+ *                   arrays past the caches: float32 logsumexp over rows of
+ *                   128-256 and 16M entries took 3-4x its in-cache time)
  * FA_PACK says whether a SIMD path exists (AVX-512, or AVX2: rows of 2, 4
  * and 8 float32, 2 and 4 float64), FA_MASKED_ROWS whether fa_rows_n has one
  * (AVX-512 with masked loads and stores; AVX2 with plain loads, lane masks
@@ -1079,9 +1083,11 @@ fa_rows_np_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t len, int n,  
     V va[FA_MID_PIECES], vb[FA_MID_PIECES], p[FA_MID_PIECES], s, s2;            \
     T t;                                                                        \
     ptrdiff_t i, r, ra;                                                         \
-    int k, c, pad = op & 16;                                                    \
+    int k, c, pad = op & 16, ahead = op & 32;                                   \
     op &= 15;                                                                   \
     for (i = 0, r = 0; i < len; i += n, r++) {                                  \
+        if (ahead)                                                              \
+            fa_prefetch_range(a + i + 1024, np * FA_VEC_BYTES);                 \
         if (op == 5) {                                                          \
             out[r] = a[i];                                                      \
             continue;                                                           \
