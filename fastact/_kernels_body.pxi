@@ -771,15 +771,17 @@ cdef inline void _prefetch_whole_row(const real* p, Py_ssize_t n) noexcept nogil
 
 
 cdef inline bint _far(Py_ssize_t nbytes) noexcept nogil:
-    # whether the short-row paths prefetch ahead (_prefetch_tile, and
-    # _packed_rows for the backward passes' rows one at a time): an array
-    # past 8 MiB, whose rows come from memory.  The tiles read 64 rows in
-    # blocks of 16 x 16 and the rows of one or two registers load masked
-    # pieces: the hardware prefetcher did not run ahead of either, and
-    # the loads waited on memory (16M float32 entries, Zen 5: softmax over
-    # rows of 5-40 1.7-3x its time over 1M, logsumexp 2-2.6x).  In the
-    # caches the prefetches only cost (64K entries: log_softmax_backward
-    # rows of 5-12 1.1-1.2x the time)
+    # whether the short-row paths prefetch ahead (_prefetch_tile,
+    # _packed_rows for the backward passes' rows one at a time, and
+    # _pk_rest_mid's register rows): an array past 8 MiB, whose rows come
+    # from memory.  The tiles read 64 rows in blocks of 16 x 16 and the
+    # rows of one or two registers load masked pieces: the hardware
+    # prefetcher did not run ahead of either, nor of the register rows at
+    # some lengths (128, 256), and the loads waited on memory (16M float32
+    # entries, Zen 5: softmax over rows of 5-40 1.7-3x its time over 1M,
+    # logsumexp 2-2.6x, over rows of 256 4x).  In the caches the
+    # prefetches only cost (64K entries: log_softmax_backward rows of 5-12
+    # 1.1-1.2x the time)
     return nbytes > (8 << 20)
 
 
@@ -1367,7 +1369,6 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
         fa_tile_f32(tile, out, n, R, TS, 0)
     else:
         _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, R)
-
 
 
 cdef inline void _prefetch_tile(const real* x, real* out, Py_ssize_t r0, Py_ssize_t outer,
