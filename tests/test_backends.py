@@ -203,14 +203,15 @@ def _check_new_and_in_place(c, ulps, what):
             assert_close(r, ref, ulps, what=f"{what} in place on array {i}")
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 10, 16, 17, 20, 31, 32])
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 8, 10, 15, 16, 17, 20, 31, 32])
 @pytest.mark.parametrize("kernel", [k for k in KERNELS if KIND[k] in ROWS])
 def test_short_rows(backend, dtype, kernel, n):
     """Contiguous short rows, which the Cython kernels compute row by row
     when they fill whole SIMD registers (4-32 entries, by vector width) and
     otherwise through transposed tiles of 64 rows, as the Numba kernels do
-    for float32 (70 rows: a whole tile and part of one; 17-31 entries: two
-    register columns, the second partial): random rows into a new array and
+    for some lengths (70 rows: a whole tile and part of one; rows of 3-7
+    moved into and out of the tile by loops compiled for each length; 17-31
+    entries: two register columns, the second partial): random rows into a new array and
     in place, and the edge rows' NaN/inf mixes repeated over 84 rows (the
     NaN and inf rows inside a whole tile)."""
     _check_new_and_in_place(ft.case(kernel, (70, n), dtype, -1), ulps_for(kernel, n),

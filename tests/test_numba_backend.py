@@ -688,25 +688,55 @@ def test_rows_in_register_pieces(kernel, dtype):
             assert err is None or err <= 4 * np.finfo(dtype).eps, (kernel, n, rows, err)
 
 
-def test_float64_logsumexp_in_tiles():
-    """float64 logsumexp over rows of 2-17 (3-16 through the tiles, from a
-    whole tile of rows): 64, 70 and 130 rows (whole tiles and rows left
-    over), NaN, +inf, -inf and all -inf rows inside a tile and after it,
-    and rows whose terms but the max are tiny (kept to full accuracy)."""
-    for n in range(2, 18):
+@pytest.mark.parametrize("kernel", [k for k in sorted(nj._TILE_MAX) if nj._TILE_MAX[k][8]])
+def test_float64_rows_in_tiles(kernel):
+    """float64 rows of 3 up to one past the tiles' limit (_TILE_MAX; from a
+    whole tile of rows, rows of 3-7 moved by numba_rows.tile_move_small):
+    64, 70 and 130 rows (whole tiles and rows left over), NaN, +inf, -inf
+    and all -inf rows inside a tile and after it, and a row whose terms but
+    the max are tiny (kept to full accuracy)."""
+    for n in range(3, nj._TILE_MAX[kernel][8] + 2):
         for rows in (64, 70, 130):
-            c = ft.case("logsumexp", (rows, n), np.float64, -1, seed=n * rows)
+            c = ft.case(kernel, (rows, n), np.float64, -1, seed=n * rows)
             x = c.arrays[0]
-            x[1, 0], x[2, -1], x[6, :], x[9, n // 2], x[rows - 2, :] = np.nan, np.inf, -np.inf, -np.inf, np.inf
-            x[rows - 1, n // 2] = np.nan
-            x[10, :], x[10, n - 1] = -80, 0
+            tiny = ft.plant_special_rows(x, not kernel.endswith("backward"))
+            x[rows - 2, :], x[rows - 1, n // 2] = np.inf, np.nan
             with fastact.use_backend("numba"):
                 got = ft.run(c)
             problem, err = ft.compare(got, ft.reference(c))
-            assert problem is None and err <= _registry.ulps_bound("logsumexp", n), (n, rows, problem, err)
-            if n > 1:
-                want = np.log1p((n - 1) * np.exp(-80.0))
-                assert abs(got[10] - want) <= 1e-15 * want, (n, rows, got[10], want)
+            assert problem is None and err <= _registry.ulps_bound(kernel, n), (kernel, n, rows, problem, err)
+            err = ft.tiny_rest_error(kernel, got, 1, tiny)
+            assert err is None or err <= 4 * np.finfo(np.float64).eps, (kernel, n, rows, err)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_tile_moves_of_short_rows(dtype):
+    """numba_rows.tile_move_small, at every length up to SMALL_TILE (those
+    written out and the loop for the others): into the tile, entry j of
+    row k at t[j W + k], nothing else of the tile written; back, the rows
+    and nothing past them."""
+    from numba import njit
+
+    from fastact._backends import numba_rows as nr
+
+    @njit
+    def move(rows, off, n, t, into):
+        if into:
+            nr.tile_move_small(rows, off, n, t, 8, 1)
+        else:
+            nr.tile_move_small(rows, off, n, t, 8, 0)
+
+    for n in range(1, nj.SMALL_TILE + 1):
+        rows = np.arange(3 + 8 * n + 5, dtype=dtype)
+        t = np.full(8 * n + 4, -7, dtype)
+        move(rows, 3, n, t, True)
+        block = rows[3:3 + 8 * n].reshape(8, n)
+        np.testing.assert_array_equal(t[:8 * n].reshape(n, 8), block.T, err_msg=f"into, n={n}")
+        assert (t[8 * n:] == -7).all(), n
+        back = np.full_like(rows, -5)
+        move(back, 3, n, t, False)
+        np.testing.assert_array_equal(back[3:3 + 8 * n], rows[3:3 + 8 * n], err_msg=f"back, n={n}")
+        assert (back[:3] == -5).all() and (back[3 + 8 * n:] == -5).all(), n
 
 
 def test_fewer_rows_than_a_tile_compile_no_tiles(tmp_path):

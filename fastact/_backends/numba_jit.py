@@ -15,8 +15,8 @@ How the kernels are built
   one of three ways, each its own compiled function so that a workload
   compiles only what it uses: short rows as masked vectors, several rows
   at a time, or one row of a few registers at a time in registers
-  (``_rt_*``, ``numba_rows``; the lengths by kernel in ``_SHORT_ROWS``; in
-  float32 with ``TWR`` rows or more of lengths the tiles take,
+  (``_rt_*``, ``numba_rows``; the lengths by kernel in ``_SHORT_ROWS``;
+  with ``TWR`` rows or more of lengths the tiles take (``_TILE_MAX``),
   ``_rtt_*``: transposed tiles first); longer rows
   as explicit vector loops (``_rl_*``: key max, exp-and-sum in blocks of
   ``BLK`` with sums in 16 lanes added in a fixed order, scale); and
@@ -87,6 +87,8 @@ from .numba_math import (
 )
 from .numba_rows import (
     MASKED_STORES,
+    SMALL_TILE_LENGTHS,
+    tile_move_small,
     vrow_ce_grad,
     vrow_ce_prob_grad,
     vrow_dot,
@@ -1199,7 +1201,7 @@ def _lanesr_logsumexp(x, out, u0, u1):
     _lanesr_forward(x, out, u0, u1, _lane_logsumexp, False)
 
 
-# float32 short rows through transposed tiles: TWR rows at a time go into a
+# Short rows through transposed tiles: TWR rows at a time go into a
 # tile whose row j holds entry j of each of them (vtile_in: blocks of VL x
 # VL through registers), the lane code above computes along the tile, and
 # vtile_out writes the rows back.  One row per vector instead leaves each
@@ -1208,12 +1210,24 @@ def _lanesr_logsumexp(x, out, u0, u1):
 # rows of 20 0.38-0.62x the time, rows of 3-4 0.36-0.61x, log_softmax and
 # logsumexp over rows of 10 0.69-0.71x; softmax over rows of 10 the same).
 # The tile (up to 2 VL rows of TWR) and the scratch live on the stack.
+# Rows of up to SMALL_TILE entries move by scalar loops instead, written
+# out for each length (tile_move_small): the VL x VL transposes cost the same for
+# 3 columns as for 16 (1M entries, AMD Zen 5, float32 log_softmax rows of
+# 3 / 5 / 6 / 7 1069 / 751 / 670 / 604 -> 752 / 525 / 493 / 525 us, float64
+# logsumexp 1539 / 1119 / 1020 / 947 -> 939 / 770 / 737 / 711; with n not a
+# constant, 1.1-1.7x slower than that; rows of 9-15 1.3-1.8x slower than
+# the transposes in float32, 0.9-1.15x in float64).  As the Cython tiles'
+# moves (_short), which GCC compiles for each n.
 
 TWR = 64
+SMALL_TILE = max(SMALL_TILE_LENGTHS)
 
 
 @njit(**_INL)
 def _tile_in(xf, r, n, tb):
+    if n <= SMALL_TILE:
+        tile_move_small(xf, r * n, n, tb, TWR, 1)
+        return
     for b0 in range(0, TWR, VL):
         for c0 in range(0, n, VL):
             vtile_in(xf, (r + b0) * n + c0, n - c0, n, tb, c0 * TWR + b0, TWR, VL)
@@ -1221,6 +1235,9 @@ def _tile_in(xf, r, n, tb):
 
 @njit(**_INL)
 def _tile_out(tb, r, n, of):
+    if n <= SMALL_TILE:
+        tile_move_small(of, r * n, n, tb, TWR, 0)
+        return
     for b0 in range(0, TWR, VL):
         for c0 in range(0, n, VL):
             vtile_out(tb, c0 * TWR + b0, TWR, of, (r + b0) * n + c0, n - c0, n, VL)
@@ -1273,12 +1290,12 @@ def _tiles_logsumexp(xf, of, n, r0, r1):
     return _tile_rows(xf, of, n, r0, r1, _lane_logsumexp, False)  # results straight to of
 
 
-def _tile_path(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0, nmax64=0):
+def _tile_path(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0, nmax64=0, small=0):
     """g(*arrays, n, r0, r1): tiles(...) for float32 rows of nmin <= n <=
-    nmax entries that are not whole vectors or are at least ``whole`` long
-    and are not packed (2, 4, ... up to ``packed``: see _packed), and for
-    float64 rows of nmin <= n <= nmax64 that are not packed; else r0 (no
-    row done).  Chosen when the caller is typed, so that a dtype without
+    nmax entries that are not whole vectors or are at least ``whole`` long,
+    or of n <= small, and are not packed (1, 2, 4, ... up to ``packed``:
+    see _packed), and for float64 rows of n <= nmax64 that are not packed;
+    else r0 (no row done).  Chosen when the caller is typed, so that a dtype without
     tiles never compiles the tile code (each tile function adds 1.5-2 s to
     a kernel's first compilation)."""
 
@@ -1290,13 +1307,13 @@ def _tile_path(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0, nmax64=0):
         if args[0].dtype == types.float32:
             def run(*args):
                 n = args[-3]
-                fits = nmin <= n <= nmax and (n % VL != 0 or n >= whole)
+                fits = (nmin <= n <= nmax and (n % VL != 0 or n >= whole)) or n <= small
                 return tiles(*args) if fits and not (n <= packed and n & (n - 1) == 0) else args[-2]
             return run
         if args[0].dtype == types.float64 and nmax64:
             def run64(*args):
                 n = args[-3]
-                fits = nmin <= n <= nmax64 and not (n <= packed and n & (n - 1) == 0)
+                fits = n <= nmax64 and not (n <= packed and n & (n - 1) == 0)
                 return tiles(*args) if fits else args[-2]
             return run64
         return lambda *args: args[-2]
@@ -1312,7 +1329,11 @@ def _tile_path(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0, nmax64=0):
 # 0.72-1.07x their tiles' time (packed rows of 2: 0.13x), so softmax tiles
 # only rows of 17-31; log_softmax and logsumexp tile neither packed rows
 # (0.3-0.7x) nor, for log_softmax, rows of 8 (fused rows 0.81-0.97x);
-# other rows of 3-14 stay tiled (rows 0.9-1.3x the tiles' time).
+# other rows of 3-14 stay tiled (rows 0.9-1.3x the tiles' time).  Since
+# the scalar moves of rows of up to SMALL_TILE (above), softmax tiles rows
+# of 3-7 as well (1M entries, Zen 5: rows of 3 / 5 / 6 / 7 1112 / 676 /
+# 563 / 485 -> 399 / 336 / 356 / 363 us; rows of 9-16, through transposes,
+# stay 1.0-1.3x faster in registers).
 #
 # Longer rows, up to _TILE_ROWS (the kernels' own drivers send float32
 # arrays of TWR rows or more with rows up to that long to the short-row
@@ -1323,16 +1344,20 @@ def _tile_path(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0, nmax64=0):
 # 406 -> 371 (200 1.05x); logsumexp 825 -> 301, 588 -> 265, 555 -> 262,
 # 100 460 -> 265, 160 342 -> 274 (200 1.0x)
 _TILE_ROWS = {"softmax": 64, "log_softmax": 160, "logsumexp": 160}
-#: and float64: logsumexp over rows of 3-16 (not 2 and 4: packed), which
-#: writes no tile back (1M entries, Zen 5, against 4 rows at a time in
-#: registers: rows of 3 0.60x the time, 5 0.60-0.68x, 7-11 0.73-0.89x, 14-16
-#: 0.85-1.0x).  log_softmax went both ways there (rows of 3-8 0.8-1.1x,
-#: 11-13 0.78-0.92x: its tiles go back through 16 x 16 float64
-#: transposes), softmax_backward and log_softmax_backward were slower.
-_TILE_ROWS64 = {"logsumexp": 16}
-_tiled_softmax = _tile_path(_tiles_softmax, _TILE_ROWS["softmax"], nmin=VL + 1)
+#: and float64 (rows of 2 and 4 are packed instead), against 4 rows at a
+#: time in registers, 1M entries, Zen 5: logsumexp over rows of 3-16, which
+#: writes no tile back (rows of 3 0.60x the time, 5 0.60-0.68x, 7-11
+#: 0.73-0.89x, 14-16 0.85-1.0x); since the scalar moves of rows of up to
+#: SMALL_TILE, log_softmax over rows of 3-15 (3 / 5 / 6 / 7 2652 / 1812 /
+#: 1518 / 1319 -> 1189 / 1048 / 977 / 999 us; 9 / 10 / 12 1543 / 1379 /
+#: 1252 -> 1173 / 1044 / 908 through 16 x 16 transposes; 16 0.9-1.15x,
+#: not tiled) and softmax over rows of 3-7 (1461 / 1086 / 872 / 776 -> 723
+#: / 730 / 707 / 722; 9-16 through transposes 0.83-1.4x, not tiled).
+_TILE_ROWS64 = {"softmax": SMALL_TILE, "log_softmax": 15, "logsumexp": 16}
+_tiled_softmax = _tile_path(_tiles_softmax, _TILE_ROWS["softmax"], nmin=VL + 1, packed=8,
+                            small=SMALL_TILE, nmax64=_TILE_ROWS64["softmax"])
 _tiled_log_softmax = _tile_path(_tiles_log_softmax, _TILE_ROWS["log_softmax"], whole=2 * VL,
-                                packed=2 * PACK_LSE)
+                                packed=2 * PACK_LSE, nmax64=_TILE_ROWS64["log_softmax"])
 _tiled_logsumexp = _tile_path(_tiles_logsumexp, _TILE_ROWS["logsumexp"], whole=VL, packed=PACK_LSE,
                               nmax64=_TILE_ROWS64["logsumexp"])
 
@@ -1502,9 +1527,14 @@ def _tiles_log_softmax_backward(gf, yf, of, n, r0, r1):
     return r
 
 
-# packed rows of 2, 4, 8 (_packed) take 0.2-0.63x the tiles' time
+# packed rows of 2, 4, 8 (_packed) take 0.2-0.63x the tiles' time.  Float64
+# rows of 3-6, with their scalar moves (SMALL_TILE), 0.7-0.82x the time of
+# one row at a time (1M entries, Zen 5: 1455 / 1154 / 976 -> 1053 / 799 /
+# 803 us for rows of 3 / 5 / 6; rows of 7 0.97-1.07x)
 _LSMBWD_TILE_ROWS = 8
-_tiled_log_softmax_backward = _tile_path(_tiles_log_softmax_backward, _LSMBWD_TILE_ROWS, packed=8)
+_LSMBWD_TILE_ROWS64 = 6
+_tiled_log_softmax_backward = _tile_path(_tiles_log_softmax_backward, _LSMBWD_TILE_ROWS, packed=8,
+                                         nmax64=_LSMBWD_TILE_ROWS64)
 
 
 # ---------------------------------------------------------------------------
@@ -1831,7 +1861,7 @@ def _paths(name):
         g[p + name] for p in ("_rl_", "_lanes_", "_prt_", "_prl_", "_pl_"))
 
 
-# The float32 tile path of short rows (_tiled_*) takes whole tiles of TWR
+# The tile path of short rows (_tiled_*) takes whole tiles of TWR
 # rows, so an array of fewer rows never runs it; its code is then left out:
 # _rt_* has no tiles and _rtt_* has them, used from TWR rows on.  The tile
 # code is most of a short-row kernel's first compilation (float32, empty
@@ -1859,7 +1889,7 @@ _SHORT_ROWS = {**{(k, 4): 16 * PIECES_FWD for k in ("softmax", "log_softmax", "l
 #: longest rows the tiles of a kernel take (_tiled_*), by itemsize
 _TILE_MAX = {name: {4: _TILE_ROWS.get(name, 0), 8: _TILE_ROWS64.get(name, 0)}
              for name in ("softmax", "log_softmax", "logsumexp")}
-_TILE_MAX["log_softmax_backward"] = {4: _LSMBWD_TILE_ROWS, 8: 0}
+_TILE_MAX["log_softmax_backward"] = {4: _LSMBWD_TILE_ROWS, 8: _LSMBWD_TILE_ROWS64}
 
 
 def _takes_tiles(x, longest):

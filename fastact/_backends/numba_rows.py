@@ -1476,6 +1476,60 @@ def vtile_out(typingctx, t, toff, W, out, off, cnt, n, VL):
     return types.none(t, toff, W, out, off, cnt, n, VL), _tile_move((0, 1, None, 2), (3, 4, 5, 6), vl)
 
 
+#: row lengths whose tile moves (tile_move_small) are written out for
+#: each length, the entries of a row one by one
+SMALL_TILE_LENGTHS = (3, 5, 6, 7)
+
+
+@intrinsic
+def tile_move_small(typingctx, rows, off, n, t, W, into):
+    """W rows of n entries, rows[off + k n + j], into a tile as t[j W + k]
+    (k < W, j < n) if the literal ``into`` is 1, else the tile back into the
+    rows: scalar loads and stores in a loop over k, the n of each row
+    written out for each length of SMALL_TILE_LENGTHS (a loop over j for
+    other lengths).  For rows this short the VL x VL transposes of vtile_in
+    cost as much as for VL columns; written as Numba loops with n a
+    constant at each call, these moves added 2-3 s to a tile kernel's first
+    compilation (Numba's front end), here next to nothing."""
+    w, d = _vl(W), _vl(into)
+    if not (_flat(rows) and _flat(t) and rows.dtype == t.dtype and w and d in (0, 1)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        b = builder
+        rp = _out_ptr(context, b, sig.args[0], args[0], args[1])
+        tp = _out_ptr(context, b, sig.args[3], args[3], ir.Constant(args[1].type, 0))
+        nn = b.sext(args[2], args[1].type) if args[2].type != args[1].type else args[2]
+        ity = nn.type
+
+        def move(k, j, L):
+            ri = b.add(b.mul(k, L), j)
+            ti = b.add(b.mul(j, ir.Constant(ity, w)), k)
+            src, dst = (b.gep(rp, [ri]), b.gep(tp, [ti])) if d else (b.gep(tp, [ti]), b.gep(rp, [ri]))
+            b.store(b.load(src), dst)
+
+        done = b.append_basic_block("tms.done")
+        other = b.append_basic_block("tms.other")
+        sw = b.switch(nn, other)
+        for L in SMALL_TILE_LENGTHS:
+            blk = b.append_basic_block(f"tms.n{L}")
+            sw.add_case(ir.Constant(ity, L), blk)
+            b.position_at_end(blk)
+            with cgutils.for_range(b, ir.Constant(ity, w)) as loop:
+                for j in range(L):
+                    move(loop.index, ir.Constant(ity, j), ir.Constant(ity, L))
+            b.branch(done)
+        b.position_at_end(other)
+        with cgutils.for_range(b, ir.Constant(ity, w)) as outer:
+            with cgutils.for_range(b, nn) as inner:
+                move(outer.index, inner.index, nn)
+        b.branch(done)
+        b.position_at_end(done)
+        return context.get_dummy_value()
+
+    return types.none(rows, off, n, t, W, into), codegen
+
+
 # ---------------------------------------------------------------------------
 # rows of a few registers, one row at a time in registers (the lengths by
 # kernel: numba_jit._SHORT_ROWS).  In pieces of VL lanes such a row paid a
