@@ -1351,9 +1351,11 @@ _TILE_ROWS = {"softmax": 64, "log_softmax": 160, "logsumexp": 160}
 #: SMALL_TILE, log_softmax over rows of 3-15 (3 / 5 / 6 / 7 2652 / 1812 /
 #: 1518 / 1319 -> 1189 / 1048 / 977 / 999 us; 9 / 10 / 12 1543 / 1379 /
 #: 1252 -> 1173 / 1044 / 908 through 16 x 16 transposes; 16 0.9-1.15x,
-#: not tiled) and softmax over rows of 3-7 (1461 / 1086 / 872 / 776 -> 723
-#: / 730 / 707 / 722; 9-16 through transposes 0.83-1.4x, not tiled).
-_TILE_ROWS64 = {"softmax": SMALL_TILE, "log_softmax": 15, "logsumexp": 16}
+#: not tiled) and softmax over rows of 3-6 (1461 / 1086 / 872 -> 723 / 730
+#: / 707; past the caches, 8M entries, 1515 / 1070 / 890 -> 803-852 / 800 /
+#: 860; rows of 7 the same in cache but 1.15-1.25x slower past it, and 9-16
+#: through transposes 0.83-1.4x: not tiled).
+_TILE_ROWS64 = {"softmax": 6, "log_softmax": 15, "logsumexp": 16}
 _tiled_softmax = _tile_path(_tiles_softmax, _TILE_ROWS["softmax"], nmin=VL + 1, packed=8,
                             small=SMALL_TILE, nmax64=_TILE_ROWS64["softmax"])
 _tiled_log_softmax = _tile_path(_tiles_log_softmax, _TILE_ROWS["log_softmax"], whole=2 * VL,
@@ -1528,11 +1530,12 @@ def _tiles_log_softmax_backward(gf, yf, of, n, r0, r1):
 
 
 # packed rows of 2, 4, 8 (_packed) take 0.2-0.63x the tiles' time.  Float64
-# rows of 3-6, with their scalar moves (SMALL_TILE), 0.7-0.82x the time of
-# one row at a time (1M entries, Zen 5: 1455 / 1154 / 976 -> 1053 / 799 /
-# 803 us for rows of 3 / 5 / 6; rows of 7 0.97-1.07x)
+# rows of 3 and 5, with their scalar moves (SMALL_TILE), 0.45-0.8x the time
+# of one row at a time (1M entries, Zen 5: 1364-1438 / ~1000 -> 621-654 /
+# 719-927 us); past the caches (8M entries) rows of 3 0.8x, 5 1.0-1.15x,
+# 6 1.45x (in cache 0.7-0.9x), 7 1.0x in cache: not tiled from 6
 _LSMBWD_TILE_ROWS = 8
-_LSMBWD_TILE_ROWS64 = 6
+_LSMBWD_TILE_ROWS64 = 5
 _tiled_log_softmax_backward = _tile_path(_tiles_log_softmax_backward, _LSMBWD_TILE_ROWS, packed=8,
                                          nmax64=_LSMBWD_TILE_ROWS64)
 
