@@ -1210,14 +1210,16 @@ def _lanesr_logsumexp(x, out, u0, u1):
 # rows of 20 0.38-0.62x the time, rows of 3-4 0.36-0.61x, log_softmax and
 # logsumexp over rows of 10 0.69-0.71x; softmax over rows of 10 the same).
 # The tile (up to 2 VL rows of TWR) and the scratch live on the stack.
-# Rows of up to SMALL_TILE entries move by scalar loops instead, written
-# out for each length (tile_move_small): the VL x VL transposes cost the same for
-# 3 columns as for 16 (1M entries, AMD Zen 5, float32 log_softmax rows of
-# 3 / 5 / 6 / 7 1069 / 751 / 670 / 604 -> 752 / 525 / 493 / 525 us, float64
-# logsumexp 1539 / 1119 / 1020 / 947 -> 939 / 770 / 737 / 711; with n not a
-# constant, 1.1-1.7x slower than that; rows of 9-15 1.3-1.8x slower than
-# the transposes in float32, 0.9-1.15x in float64).  As the Cython tiles'
-# moves (_short), which GCC compiles for each n.
+# Rows of up to SMALL_TILE entries move by scalar loads and stores
+# instead, written out for each length (tile_move_small): the VL x VL
+# transposes cost the same for 3 columns as for 16 (1M entries, AMD Zen 5,
+# float32 log_softmax rows of 3 / 5 / 6 / 7 1082-1107 / 744-758 / 647-668 /
+# 592-606 -> 651-752 / 513-575 / 509-551 / 497-578 us, float64 logsumexp
+# 1345-1368 / 1006-1014 / 919-930 / 860-878 -> 942-968 / 792-793 /
+# 750-802 / 702-746; as Numba loops with n not a constant 1.1-1.7x slower
+# than that; rows of 9-15 1.3-1.8x slower than the transposes in float32,
+# 0.9-1.15x in float64).  As the Cython tiles' moves (_short), which GCC
+# compiles for each n.
 
 TWR = 64
 SMALL_TILE = max(SMALL_TILE_LENGTHS)
@@ -1295,9 +1297,9 @@ def _tile_path(tiles, nmax=2 * VL, whole=3 * VL, nmin=1, packed=0, nmax64=0, sma
     nmax entries that are not whole vectors or are at least ``whole`` long,
     or of n <= small, and are not packed (1, 2, 4, ... up to ``packed``:
     see _packed), and for float64 rows of n <= nmax64 that are not packed;
-    else r0 (no row done).  Chosen when the caller is typed, so that a dtype without
-    tiles never compiles the tile code (each tile function adds 1.5-2 s to
-    a kernel's first compilation)."""
+    else r0 (no row done).  Chosen when the caller is typed, so that a
+    dtype without tiles never compiles the tile code (each tile function
+    adds 1.5-2 s to a kernel's first compilation)."""
 
     def g(*args):
         raise NotImplementedError  # only called from compiled code
