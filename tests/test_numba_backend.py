@@ -552,17 +552,22 @@ LOSS_KERNELS = [k for k, v in _registry.KERNELS.items() if v.kind.startswith("lo
 @pytest.mark.parametrize("kernel", LOSS_KERNELS)
 def test_losses_over_classes_of_each_vector_width(kernel, dtype):
     """Cross-entropy over C <= 16 classes takes each row's max and rest in
-    4, 8 or 16 lanes by C (4 rows at a time, then one by one): 37 samples
-    with NaN/inf logits inside and after the blocks of 4."""
-    k = _registry.KERNELS[kernel]
-    for C in (1, 2, 4, 5, 8, 9, 16, 17):
-        c = ft.case(kernel, (37, C), dtype, -1)
-        x = c.arrays[0]
-        x[1, 0], x[2, -1], x[6, :], x[35, 0] = np.nan, np.inf, -np.inf, np.inf
-        with fastact.use_backend("numba"):
-            got = ft.run(c)
-        problem, err = ft.compare(got, ft.reference(c))
-        assert problem is None and err <= _registry.ulps_bound(kernel, C), (kernel, C, problem, err)
+    4, 8 or 16 lanes by C (4 rows at a time, then one by one), and for
+    whole blocks of TWR samples of up to _CE_TILE32 / _CE_TILE64 classes
+    along the lanes of a transposed tile: 37 samples, and 150 (two whole
+    tiles and 22 samples), with NaN/inf logits inside and after the blocks
+    of 4 and in both tiles."""
+    for C in (1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 16, 17, 32, 33):
+        for S in (37, 150):
+            c = ft.case(kernel, (S, C), dtype, -1, seed=S + C)
+            x = c.arrays[0]
+            x[1, 0], x[2, -1], x[6, :], x[35, 0] = np.nan, np.inf, -np.inf, np.inf
+            if S > 100:
+                x[70, :], x[99, C // 2], x[127, -1] = -np.inf, np.nan, np.inf
+            with fastact.use_backend("numba"):
+                got = ft.run(c)
+            problem, err = ft.compare(got, ft.reference(c))
+            assert problem is None and err <= _registry.ulps_bound(kernel, C), (kernel, C, S, problem, err)
 
 
 def _compiled_signatures():
