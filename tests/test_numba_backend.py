@@ -554,7 +554,8 @@ def test_losses_over_classes_of_each_vector_width(kernel, dtype):
     """Cross-entropy over C <= 16 classes takes each row's max and rest in
     4, 8 or 16 lanes by C (4 rows at a time, then one by one), and for
     whole blocks of TWR samples of up to _CE_TILE32 / _CE_TILE64 classes
-    along the lanes of a transposed tile: 37 samples, and 150 (two whole
+    along the lanes of a transposed tile (and the gradients of index
+    targets over up to _CE_GRAD_TILE classes): 37 samples, and 150 (two whole
     tiles and 22 samples), with NaN/inf logits inside and after the blocks
     of 4 and in both tiles."""
     for C in (1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 16, 17, 32, 33):

@@ -1675,6 +1675,21 @@ def _t_block_rest_tile(xf, n, b0, tb, mb, lb, ib, rk, ck, pr, pc):
     _t_block_finish(lb, TWR, ib)
 
 
+@njit(**_INL)
+def _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index):
+    """_ce_grad of the TWR samples from b0 (class-index targets) along the
+    lanes of their tile tb (the logits, as _t_block_rest_tile left it),
+    then back into their rows of df."""
+    z = K(mb[0], 0.0)
+    for j in range(C):
+        row = tb[j * TWR:j * TWR + TWR]
+        for k in range(TWR):
+            t = tf[b0 + k]
+            g = sf[b0 + k] * (exp_neg(row[k] - mb[k]) * ib[k] - (qa if t == j else qb))
+            row[k] = z if t == ignore_index else g
+    _tile_out(tb, b0, C, df)
+
+
 #: longest rows (classes) of a cross-entropy whose blocks of TWR samples
 #: take their maxima and rest sums through a tile, float32 and float64.
 #: The loss alone over index targets, 1M logits, Zen 5, against 4 rows at a
@@ -1684,6 +1699,14 @@ def _t_block_rest_tile(xf, n, b0, tb, mb, lb, ib, rk, ck, pr, pc):
 #: 1455 / 1380 -> 2097 / 1625 / 1314 / 1222, but 16-32 1.13-1.16x slower
 _CE_TILE32 = 32
 _CE_TILE64 = 10
+#: and whose gradients are computed there too (index targets): the tile's
+#: scalar moves (SMALL_TILE) back into the rows.  1M logits, Zen 5, loss and
+#: gradient, us: float32 3 / 5 / 6 / 7 classes 4200-4251 / 2604-2679 /
+#: 2254-2277 / 1967-1976 -> 2631-2661 / 1970-2164 / 1795-1848 / 1736-1763;
+#: float64 6891-7035 / 4420-4441 / 3772-3786 / 3289-3300 -> 3391-3519 /
+#: 2836-2884 / 2627-2659 / 2502-2555; through the transposes (10-32
+#: classes, float32) 1.2-1.9x slower than a masked vector per sample
+_CE_GRAD_TILE = SMALL_TILE
 
 
 @njit(**_NONRT)
@@ -1708,7 +1731,8 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
         tiled = C <= (_CE_TILE32 if is_f32(xf) else _CE_TILE64)
         for b0 in range(s0, s1, _RB):
             b1 = min(b0 + _RB, s1)
-            if tiled and b1 - b0 == TWR:
+            whole = tiled and b1 - b0 == TWR
+            if whole:
                 _t_block_rest_tile(xf, C, b0, tb, mb, lb, ib, rk, ck, pr, pc)
             elif C <= VL:
                 _t_block_rest_short(xf, C, b0, b1, mb, lb, ib)
@@ -1719,7 +1743,9 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
                     mb[s - b0], lb[s - b0], ib[s - b0] = _ce_nonfinite(xf, s * C, C, mb[s - b0])
             for s in range(b0, b1):
                 lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, mb[s - b0], lb[s - b0], qa, qb, ignore_index, index)
-            if grad:
+            if grad and whole and index and C <= _CE_GRAD_TILE:
+                _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index)
+            elif grad:
                 for s in range(b0, b1):
                     _ce_grad(xf, tf, pf, sf, df, s, s * C, C, mb[s - b0], ib[s - b0], qa, qb, ignore_index, index)
     elif inner == 1:
