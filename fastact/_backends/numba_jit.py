@@ -1726,14 +1726,14 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
         tb = stack_array(2048, z)  # TWR x _CE_TILE32
         rk = stack_array(64, 0.0)
         ck = stack_array(64, 0.0)
-        pr = stack_array(64, z)
-        pc = stack_array(64, z)
+        lp = stack_array(64, z)  # the lanes' partial sums (_lane_rest)
+        lc = stack_array(64, z)
         tiled = C <= (_CE_TILE32 if is_f32(xf) else _CE_TILE64)
         for b0 in range(s0, s1, _RB):
             b1 = min(b0 + _RB, s1)
             whole = tiled and b1 - b0 == TWR
             if whole:
-                _t_block_rest_tile(xf, C, b0, tb, mb, lb, ib, rk, ck, pr, pc)
+                _t_block_rest_tile(xf, C, b0, tb, mb, lb, ib, rk, ck, lp, lc)
             elif C <= VL:
                 _t_block_rest_short(xf, C, b0, b1, mb, lb, ib)
             else:
