@@ -753,6 +753,12 @@ def _ahead(a, lo, cnt, w):
 
 
 @njit(**_INL)
+def _ahead_tile(a, r, r1, n, w):
+    """_ahead over the next tile's rows (r + TWR.., up to r1) of a."""
+    _ahead(a, (r + TWR) * n, min(TWR, r1 - r - TWR) * n, w)
+
+
+@njit(**_INL)
 def _ft_softmax(xf, of, n, r0, r1):
     if n <= VL:
         r = _packed((xf,), of, n, r0, r1, vpack_softmax, _no_fix, VL)
@@ -1260,9 +1266,9 @@ def _tile_rows(xf, of, n, r0, r1, lane, back):
     dst = tb if back else of
     r = r0
     while r + TWR <= r1:
-        _ahead(xf, (r + TWR) * n, min(TWR, r1 - r - TWR) * n, False)  # the next tile
+        _ahead_tile(xf, r, r1, n, False)
         if back:
-            _ahead(of, (r + TWR) * n, min(TWR, r1 - r - TWR) * n, True)
+            _ahead_tile(of, r, r1, n, True)
         _tile_in(xf, r, n, tb)
         lane(tb, dst, 0, TWR, n, TWR, r, mk, lk, pk, rk, ck)
         if back:
@@ -1521,8 +1527,8 @@ def _tiles_log_softmax_backward(gf, yf, of, n, r0, r1):
     ek = stack_array(64, gf[0])
     r = r0
     while r + TWR <= r1:
-        _ahead(gf, (r + TWR) * n, min(TWR, r1 - r - TWR) * n, False)
-        _ahead(yf, (r + TWR) * n, min(TWR, r1 - r - TWR) * n, False)
+        _ahead_tile(gf, r, r1, n, False)
+        _ahead_tile(yf, r, r1, n, False)
         _tile_in(gf, r, n, tg)
         _tile_in(yf, r, n, ty)
         _lane_rows_backward(tg, ty, tg, 0, TWR, n, TWR, dk, ek, _log_softmax_bwd_term, _log_softmax_bwd_update)
