@@ -1625,7 +1625,7 @@ cdef inline void _packed_rows(pk_op* op, const real* a, const real* b, real* out
     cdef real pa[VWMAX]
     cdef real pb[VWMAX]
     cdef Py_ssize_t W = FA_VEC_BYTES // sizeof(real)
-    cdef Py_ssize_t len = rows * n, full = len - len % W, i0, i, per = n if pk_op is _PkLse else 1
+    cdef Py_ssize_t len = rows * n, full = len - len % W, i0, i, ahead, per = n if pk_op is _PkLse else 1
     cdef Py_ssize_t step = PB - PB % n
     cdef int pad
     # the backward passes' rows one at a time (masked loads) prefetch both
@@ -1642,8 +1642,9 @@ cdef inline void _packed_rows(pk_op* op, const real* a, const real* b, real* out
         # copy; AVX-512 keeps its masked loads)
         pad = PK_PADDED if FA_VEC_BYTES == 32 and i0 + step + 2 * W <= len else 0
         if far and full - i0 > 4 * step:
-            fa_prefetch_range(a + i0 + 4 * step, _imin(step, full - i0 - 4 * step) * <Py_ssize_t>sizeof(real))
-            fa_prefetch_range(b + i0 + 4 * step, _imin(step, full - i0 - 4 * step) * <Py_ssize_t>sizeof(real))
+            ahead = _imin(step, full - i0 - 4 * step) * <Py_ssize_t>sizeof(real)
+            fa_prefetch_range(a + i0 + 4 * step, ahead)
+            fa_prefetch_range(b + i0 + 4 * step, ahead)
         _pk_block(op, a + i0, b + i0 if b != NULL else b, out + i0 // per, _imin(step, full - i0), n, pad)
     if full < len:
         for i in range(W):
