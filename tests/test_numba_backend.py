@@ -557,18 +557,21 @@ def test_losses_over_classes_of_each_vector_width(kernel, dtype):
     along the lanes of a transposed tile (and the gradients of index
     targets over up to _CE_GRAD_TILE classes): 37 samples, and 150 (two whole
     tiles and 22 samples), with NaN/inf logits inside and after the blocks
-    of 4 and in both tiles."""
+    of 4 and in both tiles, and a -inf logit in a finite row (its term
+    counts 0 where q is 0: no smoothing, a zero probability); with and
+    without label smoothing."""
     for C in (1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 16, 17, 32, 33):
-        for S in (37, 150):
+        for S, eps in ((37, 0.1), (150, 0.1), (150, 0.0)):
             c = ft.case(kernel, (S, C), dtype, -1, seed=S + C)
+            c.kwargs["label_smoothing"] = eps
             x = c.arrays[0]
             x[1, 0], x[2, -1], x[6, :], x[35, 0] = np.nan, np.inf, -np.inf, np.inf
             if S > 100:
-                x[70, :], x[99, C // 2], x[127, -1] = -np.inf, np.nan, np.inf
+                x[70, :], x[99, C // 2], x[127, -1], x[80, 0] = -np.inf, np.nan, np.inf, -np.inf
             with fastact.use_backend("numba"):
                 got = ft.run(c)
             problem, err = ft.compare(got, ft.reference(c))
-            assert problem is None and err <= _registry.ulps_bound(kernel, C), (kernel, C, S, problem, err)
+            assert problem is None and err <= _registry.ulps_bound(kernel, C), (kernel, C, S, eps, problem, err)
 
 
 def _compiled_signatures():

@@ -1681,18 +1681,85 @@ def _t_block_rest_tile(xf, n, b0, tb, mb, lb, ib, rk, ck, pr, pc):
     _t_block_finish(lb, TWR, ib)
 
 
+# The tile functions below index the block's samples through slices from b0
+# (tt = tf[b0:b0 + TWR]; tt[k]): tf[b0 + k] in a lane loop kept Numba's
+# negative-index wraparound, and LLVM gathered the targets and scales one
+# address per lane (float32 loss over 3 classes, 1M logits: 1588 -> 845-892
+# us)
+
+
 @njit(**_INL)
 def _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index):
     """_ce_grad of the TWR samples from b0 (class-index targets) along the
     lanes of their tile tb (the logits, as _t_block_rest_tile left it),
     then back into their rows of df."""
     z = K(mb[0], 0.0)
+    tt = tf[b0:b0 + TWR]
+    st = sf[b0:b0 + TWR]
     for j in range(C):
         row = tb[j * TWR:j * TWR + TWR]
         for k in range(TWR):
-            t = tf[b0 + k]
-            g = sf[b0 + k] * (exp_neg(row[k] - mb[k]) * ib[k] - (qa if t == j else qb))
+            t = tt[k]
+            g = st[k] * (exp_neg(row[k] - mb[k]) * ib[k] - (qa if t == j else qb))
             row[k] = z if t == ignore_index else g
+    _tile_out(tb, b0, C, df)
+
+
+@njit(**_INL)
+def _ce_loss_tile(tb, pt, tf, lf, b0, C, mb, lb, qa, qb, ignore_index, index, acc, part):
+    """_ce_loss of the TWR samples from b0 along the lanes of their tile tb
+    (the logits) and, unless index, pt (their target probabilities); acc
+    (float64) and part: scratch.  The terms are those of _ce_loss (q == 0
+    counts 0 whatever the log-probability), summed in the data type over
+    blocks of JB classes, then in float64."""
+    z = K(mb[0], 0.0)
+    tt = tf[b0:b0 + TWR] if index else tf[:0]
+    for k in range(TWR):
+        acc[k] = 0.0
+    for j0 in range(0, C, JB):
+        for k in range(TWR):
+            part[k] = z
+        for j in range(j0, min(j0 + JB, C)):
+            row = tb[j * TWR:j * TWR + TWR]
+            if index:
+                for k in range(TWR):
+                    q = qa if tt[k] == j else qb
+                    part[k] += z if q == z else q * ((row[k] - mb[k]) - lb[k])
+            else:
+                prow = pt[j * TWR:j * TWR + TWR]
+                for k in range(TWR):
+                    q = qa * prow[k] + qb
+                    part[k] += z if q == z else q * ((row[k] - mb[k]) - lb[k])
+        for k in range(TWR):
+            acc[k] += np.float64(part[k])
+    lt = lf[b0:b0 + TWR]
+    for k in range(TWR):
+        lt[k] = -K(z, acc[k])
+    if index:
+        for k in range(TWR):
+            lt[k] = z if tt[k] == ignore_index else lt[k]
+
+
+@njit(**_INL)
+def _ce_prob_grad_tile(tb, pt, sf, df, b0, C, mb, ib, qa, qb, qs):
+    """_ce_grad of the TWR samples from b0 (probability targets, their tile
+    pt) along the lanes of tb, then back into their rows of df; qs: float64
+    scratch (sum(q) of each sample)."""
+    st = sf[b0:b0 + TWR]
+    for k in range(TWR):
+        qs[k] = 0.0
+    for j in range(C):
+        prow = pt[j * TWR:j * TWR + TWR]
+        for k in range(TWR):
+            qs[k] += np.float64(prow[k])
+    for k in range(TWR):
+        qs[k] = np.float64(qa) * qs[k] + np.float64(qb) * C
+    for j in range(C):
+        row = tb[j * TWR:j * TWR + TWR]
+        prow = pt[j * TWR:j * TWR + TWR]
+        for k in range(TWR):
+            e = exp_neg(row[k] - mb[k]) * ib[k]
+            row[k] = st[k] * (e * K(e, qs[k]) - (qa * prow[k] + qb))
     _tile_out(tb, b0, C, df)
 
 
@@ -1730,6 +1797,7 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
         lb = stack_array(64, z)
         ib = stack_array(64, z)
         tb = stack_array(2048, z)  # TWR x _CE_TILE32
+        pt = stack_array(2048, z)  # their target probabilities
         rk = stack_array(64, 0.0)
         ck = stack_array(64, 0.0)
         lp = stack_array(64, z)  # the lanes' partial sums (_lane_rest)
@@ -1747,10 +1815,18 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
             for s in range(b0, b1):
                 if not _finite(mb[s - b0]):
                     mb[s - b0], lb[s - b0], ib[s - b0] = _ce_nonfinite(xf, s * C, C, mb[s - b0])
-            for s in range(b0, b1):
-                lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, mb[s - b0], lb[s - b0], qa, qb, ignore_index, index)
-            if grad and whole and index and C <= _CE_GRAD_TILE:
-                _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index)
+            if whole:
+                if not index:
+                    _tile_in(pf, b0, C, pt)
+                _ce_loss_tile(tb, pt, tf, lf, b0, C, mb, lb, qa, qb, ignore_index, index, ck, lp)
+            else:
+                for s in range(b0, b1):
+                    lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, mb[s - b0], lb[s - b0], qa, qb, ignore_index, index)
+            if grad and whole and C <= _CE_GRAD_TILE:
+                if index:
+                    _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index)
+                else:
+                    _ce_prob_grad_tile(tb, pt, sf, df, b0, C, mb, ib, qa, qb, rk)
             elif grad:
                 for s in range(b0, b1):
                     _ce_grad(xf, tf, pf, sf, df, s, s * C, C, mb[s - b0], ib[s - b0], qa, qb, ignore_index, index)
