@@ -554,9 +554,9 @@ def test_losses_over_classes_of_each_vector_width(kernel, dtype):
     """Cross-entropy over C <= 16 classes takes each row's max and rest in
     4, 8 or 16 lanes by C (4 rows at a time, then one by one), and for
     whole blocks of TWR samples of up to _CE_TILE32 / _CE_TILE64 classes
-    along the lanes of a transposed tile (and the gradients of index
-    targets over up to _CE_GRAD_TILE classes): 37 samples, and 150 (two whole
-    tiles and 22 samples), with NaN/inf logits inside and after the blocks
+    along the lanes of a transposed tile, with their losses (and their
+    gradients, float32 up to _CE_GRAD_TILE32 classes): 37 samples, and 150
+    (two whole tiles and 22 samples), with NaN/inf logits inside and after the blocks
     of 4 and in both tiles, and a -inf logit in a finite row (its term
     counts 0 where q is 0: no smoothing, a zero probability); with and
     without label smoothing."""

@@ -1587,8 +1587,9 @@ from .numba_gen import *  # noqa: E402,F401,F403 - the generated functions (see 
 # or qa at the target class and qb elsewhere (index targets).
 # Contiguous rows are computed in place with the row intrinsics, short ones
 # in blocks of _RB rows: their m, L and inv from the vectorized block step
-# of log_softmax (or along the lanes of a transposed tile: _CE_TILE32),
-# then the block's losses, then its gradients.  With
+# of log_softmax, then the block's losses, then its gradients; whole blocks
+# of up to _CE_TILE32 classes take all three along the lanes of a transposed
+# tile (the gradients up to _CE_GRAD_TILE32).  With
 # inner > 1 each sample's logits are gathered into a contiguous buffer
 # first and its gradient scattered back.
 
@@ -1772,14 +1773,21 @@ def _ce_prob_grad_tile(tb, pt, sf, df, b0, C, mb, ib, qa, qb, qs):
 #: 1455 / 1380 -> 2097 / 1625 / 1314 / 1222, but 16-32 1.13-1.16x slower
 _CE_TILE32 = 32
 _CE_TILE64 = 10
-#: and whose gradients are computed there too (index targets): the tile's
-#: scalar moves (SMALL_TILE) back into the rows.  1M logits, Zen 5, loss and
-#: gradient, us: float32 3 / 5 / 6 / 7 classes 4200-4251 / 2604-2679 /
+#: and whose gradients are computed there too, float32 (float64: all of
+#: _CE_TILE64), then go back into the rows (scalar moves up to SMALL_TILE
+#: classes, then the transposes).  1M logits, Zen 5, loss and gradient of
+#: index targets, us: float32 3 / 5 / 6 / 7 classes 4200-4251 / 2604-2679 /
 #: 2254-2277 / 1967-1976 -> 2631-2661 / 1970-2164 / 1795-1848 / 1736-1763;
 #: float64 6891-7035 / 4420-4441 / 3772-3786 / 3289-3300 -> 3391-3519 /
-#: 2836-2884 / 2627-2659 / 2502-2555; through the transposes (10-32
-#: classes, float32) 1.2-1.9x slower than a masked vector per sample
-_CE_GRAD_TILE = SMALL_TILE
+#: 2836-2884 / 2627-2659 / 2502-2555.  Through the transposes, against a
+#: masked vector per sample (the gather-free tile functions): float32 8 / 10
+#: / 16 classes 1790 / 1496-1659 / 1044-1059 -> 1129-1253 / 980-1061 /
+#: 859-931 (probability targets 2383-2539 / 2124-2331 / 1153-1190 ->
+#: 1931-2026 / 1230-1484 / 1047-1198), 16M logits 40060-41140 / - /
+#: 26804-27099 -> 31661-32590 / - / 25493-25576; float64 8M logits, 8 / 10
+#: classes 34657-35858 / 29545-29726 -> 29878-31159 / 27399-29257; float32
+#: 32 classes 5% slower past the caches
+_CE_GRAD_TILE32 = 16
 
 
 @njit(**_NONRT)
@@ -1822,7 +1830,7 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
             else:
                 for s in range(b0, b1):
                     lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, mb[s - b0], lb[s - b0], qa, qb, ignore_index, index)
-            if grad and whole and C <= _CE_GRAD_TILE:
+            if grad and whole and C <= (_CE_GRAD_TILE32 if is_f32(xf) else _CE_TILE64):
                 if index:
                     _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index)
                 else:
