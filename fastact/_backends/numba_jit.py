@@ -1820,9 +1820,9 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
                 _t_block_rest_short(xf, C, b0, b1, mb, lb, ib)
             else:
                 _t_block_rest(xf, C, b0, b1, mb, lb, ib)
-            for s in range(b0, b1):
-                if not _finite(mb[s - b0]):
-                    mb[s - b0], lb[s - b0], ib[s - b0] = _ce_nonfinite(xf, s * C, C, mb[s - b0])
+            for i in range(b1 - b0):
+                if not _finite(mb[i]):
+                    mb[i], lb[i], ib[i] = _ce_nonfinite(xf, (b0 + i) * C, C, mb[i])
             if whole:
                 if not index:
                     _tile_in(pf, b0, C, pt)
