@@ -8,8 +8,14 @@ accuracy regressions show up next to speed.  Unavailable implementations
 raise NotImplementedError in setup (asv skips them); JIT compilation and
 warm-up happen in setup and are never timed.
 
-FASTACT_ASV_SHAPES (e.g. "64x10") and FASTACT_ASV_KERNELS (e.g.
-"softmax,sigmoid") restrict the shapes and kernels; FASTACT_ASV_SMOKE=1
+Row kernels and losses also get a ``TimeShortRows_<kernel>`` class: 1M
+entries in rows (classes) of 3 to 32 along the last axis, single-threaded,
+fastact's compiled backends against PyTorch: the shapes that take the
+backends' tiled and blocked short-row paths, which the main shapes miss.
+
+FASTACT_ASV_SHAPES (e.g. "64x10"), FASTACT_ASV_SHORT_SHAPES and
+FASTACT_ASV_KERNELS (e.g. "softmax,sigmoid") restrict the shapes and
+kernels; FASTACT_ASV_SMOKE=1
 shrinks the suite to one small case per kind of benchmark (CI smoke run:
 asv starts a process per parameter combination).
 """
@@ -28,11 +34,16 @@ DTYPES = ["float32", "float64"]
 # small; cache-resident (fits the 2 MiB per-core L2); larger than L2
 SHAPES = os.environ.get("FASTACT_ASV_SHAPES", "64x10,256x512,4096x1024").split(",")
 THREADS = [1, 2]
+# 1M entries each; rows of 3, 7 and 12 are odd lengths, 16 and 32 whole vectors
+SHORT_SHAPES = os.environ.get("FASTACT_ASV_SHORT_SHAPES",
+                              "349525x3,149796x7,87381x12,65536x16,32768x32").split(",")
+SHORT_IMPLS = ["fastact-cython", "fastact-numba", "torch"]
 KERNELS = [k for k in os.environ.get("FASTACT_ASV_KERNELS", ",".join(_registry.KERNELS)).split(",")
            if k in _registry.KERNELS]
 if SMOKE:
     IMPLS, DTYPES, SHAPES, THREADS = [f"fastact-{fastact.backends()[0]}", "torch"], ["float32"], ["64x10"], [1]
     KERNELS = ["softmax", "logsumexp_backward", "cross_entropy_index_grad"]
+    SHORT_IMPLS, SHORT_SHAPES = IMPLS, ["200x3"]
 AXIS_KINDS = ("rows", "rows_reduce", "rows_backward", "rows_reduce_backward",
               "loss_index", "loss_index_grad", "loss_prob", "loss_prob_grad")
 
@@ -89,8 +100,17 @@ def _timing_class(name, kernel, api=None):
     })
 
 
+def _short_rows_class(name, kernel):
+    return type(name, (_Timing,), {
+        "kernel": kernel, "api": None,
+        "params": [SHORT_IMPLS, DTYPES, SHORT_SHAPES, [-1], [1]],
+    })
+
+
 for _name in KERNELS:
     globals()[f"Time_{_name}"] = _timing_class(f"Time_{_name}", _name)
+    if _registry.KERNELS[_name].kind in AXIS_KINDS:
+        globals()[f"TimeShortRows_{_name}"] = _short_rows_class(f"TimeShortRows_{_name}", _name)
 if "cross_entropy_index_grad" in KERNELS:
     # the fused loss-and-gradient call on the same inputs as the CE backward
     Time_cross_entropy_with_grad = _timing_class(
