@@ -748,6 +748,28 @@ def test_tile_moves_of_short_rows(dtype):
         assert (back[:3] == -5).all() and (back[3 + 8 * n:] == -5).all(), n
 
 
+def test_stack_arrays_start_on_a_cache_line():
+    """numba_rows.stack_array's buffers are 64-byte aligned: the tiles'
+    row vectors are whole cache lines (at the stack's 16-byte alignment
+    three rows in four split two, and the kernels' times varied with the
+    call depth: float64 log_softmax over rows of 12 0.85x the time aligned)."""
+    from numba import njit
+
+    from fastact._backends import numba_rows as nr
+
+    @njit
+    def addr(v):
+        a = nr.stack_array(64, v)
+        b = nr.stack_array(48, v)
+        a[0] = v
+        b[0] = v
+        return a.ctypes.data, b.ctypes.data
+
+    for v in (np.float32(1.0), np.float64(1.0)):
+        assert all(p % 64 == 0 for p in addr(v)), v
+        assert "align 64" in next(iter(addr.inspect_llvm().values()))
+
+
 def test_fewer_rows_than_a_tile_compile_no_tiles(tmp_path):
     """The tile code doubles a short-row kernel's first compilation; a call
     with fewer than TWR rows cannot use it and does not compile it."""

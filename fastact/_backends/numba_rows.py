@@ -505,6 +505,7 @@ def stack_array(typingctx, N, like):
     def codegen(context, builder, sig, args):
         ety = context.get_value_type(like)
         buf = cgutils.alloca_once(builder, ety, size=count)
+        buf.align = 64  # whole cache lines: the tiles' 64-byte row vectors never split one
         ary = context.make_array(arrty)(context, builder)
         itemsize = context.get_constant(types.intp, context.get_abi_sizeof(ety))
         populate_array(
