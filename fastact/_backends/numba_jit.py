@@ -1589,7 +1589,7 @@ from .numba_gen import *  # noqa: E402,F401,F403 - the generated functions (see 
 # in blocks of _RB rows: their m, L and inv from the vectorized block step
 # of log_softmax, then the block's losses, then its gradients; whole blocks
 # of up to _CE_TILE32 classes take all three along the lanes of a transposed
-# tile (the gradients up to _CE_GRAD_TILE32).  With
+# tile (float32 gradients up to _CE_GRAD_TILE32 classes).  With
 # inner > 1 each sample's logits are gathered into a contiguous buffer
 # first and its gradient scattered back.
 
