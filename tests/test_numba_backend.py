@@ -574,6 +574,41 @@ def test_losses_over_classes_of_each_vector_width(kernel, dtype):
             assert problem is None and err <= _registry.ulps_bound(kernel, C), (kernel, C, S, eps, problem, err)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kernel", LOSS_KERNELS)
+def test_losses_along_the_inner_axis(kernel, dtype):
+    """Cross-entropy with the classes not last ((outer, C, inner), axis=1):
+    from inner = _CE_LANES_MIN up to TW samples of one outer index side by
+    side along inner, narrower inners one sample at a time: inners about
+    the limit and past TW, NaN/inf logits, with and without smoothing; then
+    a call large enough for two threads, whose halves split an outer
+    index's samples."""
+    lim = nj._CE_LANES_MIN[np.dtype(dtype).itemsize]
+    for (outer, C, inner), eps in (((3, 1, 5), 0.1), ((3, 3, lim - 1), 0.1), ((3, 3, lim), 0.1),
+                                   ((3, 4, 9), 0.0), ((2, 17, nj.TW + 44), 0.1), ((2, 5, nj.TW + 44), 0.0)):
+        c = ft.case(kernel, (outer, C, inner), dtype, 1, seed=C + inner)
+        c.kwargs["label_smoothing"] = eps
+        x = c.arrays[0]
+        x[0, 0, 1], x[1, :, 2], x[1, C // 2, 3 % inner], x[2 % outer, 0, inner - 1] = np.nan, -np.inf, np.inf, -np.inf
+        with fastact.use_backend("numba"):
+            got = ft.run(c)
+        problem, err = ft.compare(got, ft.reference(c))
+        assert problem is None and err <= _registry.ulps_bound(kernel, C), ((outer, C, inner), eps, problem, err)
+    n0 = fastact.get_num_threads()
+    try:
+        fastact.set_num_threads(2)
+        if nj._NT[0] < 2:
+            return
+        c = ft.case(kernel, (3, 17, 6000), dtype, 1, seed=5)
+        assert c.arrays[0].nbytes > nj._CEG_LIMIT
+        with fastact.use_backend("numba"):
+            got = ft.run(c)
+        problem, err = ft.compare(got, ft.reference(c))
+        assert problem is None and err <= _registry.ulps_bound(kernel, 17), ("two threads", problem, err)
+    finally:
+        fastact.set_num_threads(n0)
+
+
 def _compiled_signatures():
     """Every (function, argument types) the backend has compiled or loaded."""
     return {(name, sig) for name, f in vars(nj).items() if isinstance(f, numba.core.dispatcher.Dispatcher)

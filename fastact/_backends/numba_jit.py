@@ -1590,8 +1590,9 @@ from .numba_gen import *  # noqa: E402,F401,F403 - the generated functions (see 
 # of log_softmax, then the block's losses, then its gradients; whole blocks
 # of up to _CE_TILE32 classes take all three along the lanes of a transposed
 # tile (float32 gradients up to _CE_GRAD_TILE32 classes).  With
-# inner > 1 each sample's logits are gathered into a contiguous buffer
-# first and its gradient scattered back.
+# inner >= _CE_LANES_MIN up to TW samples of one outer index go side by side
+# along inner (_ce_lanes); with a narrower inner each sample's logits are
+# gathered into a contiguous buffer first and its gradient scattered back.
 
 
 @njit(**_INL)
@@ -1682,86 +1683,82 @@ def _t_block_rest_tile(xf, n, b0, tb, mb, lb, ib, rk, ck, pr, pc):
     _t_block_finish(lb, TWR, ib)
 
 
-# The tile functions below index the block's samples through slices from b0
-# (tt = tf[b0:b0 + TWR]; tt[k]): tf[b0 + k] in a lane loop kept Numba's
-# negative-index wraparound, and LLVM gathered the targets and scales one
-# address per lane (float32 loss over 3 classes, 1M logits: 1588 -> 845-892
-# us)
+# The lane functions below compute w samples side by side, their logits
+# (and target probabilities) at xs[base + j S + k] for class j and lane k:
+# TWR samples of a transposed tile (S = w = TWR), or w consecutive samples
+# of an (outer, C, inner) array (S = inner).  Their targets, scales and
+# losses come as slices tt, st, lt of the samples: tf[b0 + k] in a lane
+# loop kept Numba's negative-index wraparound, and LLVM gathered them one
+# address per lane (float32 loss over 3 classes, 1M logits: 1588 ->
+# 845-892 us).
 
 
 @njit(**_INL)
-def _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index):
-    """_ce_grad of the TWR samples from b0 (class-index targets) along the
-    lanes of their tile tb (the logits, as _t_block_rest_tile left it),
-    then back into their rows of df."""
+def _ce_grad_lanes(xs, ds, base, S, w, tt, st, C, mb, ib, qa, qb, ignore_index):
+    """_ce_grad of w samples with class-index targets tt into ds, laid
+    out as xs (ds may be xs)."""
     z = K(mb[0], 0.0)
-    tt = tf[b0:b0 + TWR]
-    st = sf[b0:b0 + TWR]
     for j in range(C):
-        row = tb[j * TWR:j * TWR + TWR]
-        for k in range(TWR):
+        row = xs[base + j * S:base + j * S + w]
+        drow = ds[base + j * S:base + j * S + w]
+        for k in range(w):
             t = tt[k]
             g = st[k] * (exp_neg(row[k] - mb[k]) * ib[k] - (qa if t == j else qb))
-            row[k] = z if t == ignore_index else g
-    _tile_out(tb, b0, C, df)
+            drow[k] = z if t == ignore_index else g
 
 
 @njit(**_INL)
-def _ce_loss_tile(tb, pt, tf, lf, b0, C, mb, lb, qa, qb, ignore_index, index, acc, part):
-    """_ce_loss of the TWR samples from b0 along the lanes of their tile tb
-    (the logits) and, unless index, pt (their target probabilities); acc
-    (float64) and part: scratch.  The terms are those of _ce_loss (q == 0
-    counts 0 whatever the log-probability), summed in the data type over
-    blocks of JB classes, then in float64."""
+def _ce_loss_lanes(xs, ps, base, S, w, tt, lt, C, mb, lb, qa, qb, ignore_index, index, acc, part):
+    """_ce_loss of w samples into lt: class-index targets tt if index, else
+    the target probabilities ps, laid out as xs; acc (float64) and part:
+    scratch.  The terms are those of _ce_loss (q == 0 counts 0 whatever the
+    log-probability), summed in the data type over blocks of JB classes,
+    then in float64."""
     z = K(mb[0], 0.0)
-    tt = tf[b0:b0 + TWR] if index else tf[:0]
-    for k in range(TWR):
+    for k in range(w):
         acc[k] = 0.0
     for j0 in range(0, C, JB):
-        for k in range(TWR):
+        for k in range(w):
             part[k] = z
         for j in range(j0, min(j0 + JB, C)):
-            row = tb[j * TWR:j * TWR + TWR]
+            row = xs[base + j * S:base + j * S + w]
             if index:
-                for k in range(TWR):
+                for k in range(w):
                     q = qa if tt[k] == j else qb
                     part[k] += z if q == z else q * ((row[k] - mb[k]) - lb[k])
             else:
-                prow = pt[j * TWR:j * TWR + TWR]
-                for k in range(TWR):
+                prow = ps[base + j * S:base + j * S + w]
+                for k in range(w):
                     q = qa * prow[k] + qb
                     part[k] += z if q == z else q * ((row[k] - mb[k]) - lb[k])
-        for k in range(TWR):
+        for k in range(w):
             acc[k] += np.float64(part[k])
-    lt = lf[b0:b0 + TWR]
-    for k in range(TWR):
+    for k in range(w):
         lt[k] = -K(z, acc[k])
     if index:
-        for k in range(TWR):
+        for k in range(w):
             lt[k] = z if tt[k] == ignore_index else lt[k]
 
 
 @njit(**_INL)
-def _ce_prob_grad_tile(tb, pt, sf, df, b0, C, mb, ib, qa, qb, qs):
-    """_ce_grad of the TWR samples from b0 (probability targets, their tile
-    pt) along the lanes of tb, then back into their rows of df; qs: float64
-    scratch (sum(q) of each sample)."""
-    st = sf[b0:b0 + TWR]
-    for k in range(TWR):
+def _ce_prob_grad_lanes(xs, ps, ds, base, S, w, st, C, mb, ib, qa, qb, qs):
+    """_ce_grad of w samples with target probabilities ps into ds, laid
+    out as xs (ds may be xs); qs: float64 scratch (each sample's sum(q))."""
+    for k in range(w):
         qs[k] = 0.0
     for j in range(C):
-        prow = pt[j * TWR:j * TWR + TWR]
-        for k in range(TWR):
+        prow = ps[base + j * S:base + j * S + w]
+        for k in range(w):
             qs[k] += np.float64(prow[k])
-    for k in range(TWR):
+    for k in range(w):
         qs[k] = np.float64(qa) * qs[k] + np.float64(qb) * C
     for j in range(C):
-        row = tb[j * TWR:j * TWR + TWR]
-        prow = pt[j * TWR:j * TWR + TWR]
-        for k in range(TWR):
+        row = xs[base + j * S:base + j * S + w]
+        prow = ps[base + j * S:base + j * S + w]
+        drow = ds[base + j * S:base + j * S + w]
+        for k in range(w):
             e = exp_neg(row[k] - mb[k]) * ib[k]
-            row[k] = st[k] * (e * K(e, qs[k]) - (qa * prow[k] + qb))
-    _tile_out(tb, b0, C, df)
+            drow[k] = st[k] * (e * K(e, qs[k]) - (qa * prow[k] + qb))
 
 
 #: longest rows (classes) of a cross-entropy whose blocks of TWR samples
@@ -1790,11 +1787,61 @@ _CE_TILE64 = 10
 _CE_GRAD_TILE32 = 16
 
 
+#: the narrowest inner axis whose samples go side by side along it
+#: (_ce_lanes) rather than one at a time, gathered into a row, by itemsize.
+#: 1M logits, 10 classes, loss / with the gradient (index targets), us:
+#: float32 inner 2 6454 / 7423 -> 8387 / 11690, 3 6451 / 7439 -> 6931 /
+#: 9895, 4 6451 / 7394 -> 3838 / 6793, 100 6389 / 7273 -> 567 / 1028;
+#: float64 4 6883 / 8254 -> 7366 / 11155, 6 6817 / 8118 -> 6481 / 10456, 8
+#: 6792 / 8164 -> 2554 / 3357, 100 6705 / 9236 -> 1007 / 1695; float32 over
+#: 3 classes, inner 8 17782 / 20146 -> 4504 / 5135, 16384 13369 / 15138 ->
+#: 674 / 1026
+_CE_LANES_MIN = {4: 4, 8: 8}
+_CE_LANES32, _CE_LANES64 = _CE_LANES_MIN[4], _CE_LANES_MIN[8]  # (compiled code reads no dicts)
+
+
+@njit(**_INL)
+def _ce_lanes(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, grad, index, qa, qb):
+    """Samples s0..s1 of an (outer, C, inner > 1) problem (as _ce_run),
+    up to TW consecutive samples of one outer index at a time, side by side
+    along inner: the lane functions with stride inner."""
+    z = KA(lf, 0.0)
+    mb = stack_array(256, z)  # TW
+    lb = stack_array(256, z)
+    ib = stack_array(256, z)
+    lp = stack_array(256, z)
+    lc = stack_array(256, z)
+    rk = stack_array(256, 0.0)
+    ck = stack_array(256, 0.0)
+    s = s0
+    while s < s1:
+        o = s // inner
+        k0 = s - o * inner
+        w = min(TW, inner - k0, s1 - s)
+        base = o * C * inner + k0
+        _lane_max(xf, base, w, C, inner, mb)
+        _lane_rest(xf, base, w, C, inner, mb, rk, ck, lp, lc)
+        for k in range(w):
+            lb[k] = K(mb[k], rk[k]) if _finite(mb[k]) else K(mb[k], 0.0)
+        _t_block_finish(lb, w, ib)
+        for k in range(w):
+            if not _finite(mb[k]):  # as _ce_nonfinite (a NaN lane's max is NaN already)
+                lb[k], ib[k] = K(mb[k], 0.0), K(mb[k], math.nan)
+        tt = tf[s:s + w] if index else tf[:0]
+        _ce_loss_lanes(xf, pf, base, inner, w, tt, lf[s:s + w], C, mb, lb, qa, qb, ignore_index, index, ck, lp)
+        if grad:
+            if index:
+                _ce_grad_lanes(xf, df, base, inner, w, tt, sf[s:s + w], C, mb, ib, qa, qb, ignore_index)
+            else:
+                _ce_prob_grad_lanes(xf, pf, df, base, inner, w, sf[s:s + w], C, mb, ib, qa, qb, rk)
+        s += w
+
+
 @njit(**_NONRT)
 def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, index, buf):
     """Samples s0..s1 of an (outer, C, inner) problem, C >= 1: class-index
     targets tf if index, else probabilities pf (the other one is not read);
-    buf: 3 C elements of scratch (inner > 1)."""
+    buf: 3 C elements of scratch (1 < inner < _CE_LANES_MIN)."""
     never_inline()
     wide()
     z = KA(lf, 0.0)
@@ -1823,18 +1870,21 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
             for i in range(b1 - b0):
                 if not _finite(mb[i]):
                     mb[i], lb[i], ib[i] = _ce_nonfinite(xf, (b0 + i) * C, C, mb[i])
+            tt = tf[b0:b0 + TWR] if index else tf[:0]
             if whole:
                 if not index:
                     _tile_in(pf, b0, C, pt)
-                _ce_loss_tile(tb, pt, tf, lf, b0, C, mb, lb, qa, qb, ignore_index, index, ck, lp)
+                _ce_loss_lanes(tb, pt, 0, TWR, TWR, tt, lf[b0:b0 + TWR], C, mb, lb, qa, qb, ignore_index, index,
+                               ck, lp)
             else:
                 for s in range(b0, b1):
                     lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, mb[s - b0], lb[s - b0], qa, qb, ignore_index, index)
             if grad and whole and C <= (_CE_GRAD_TILE32 if is_f32(xf) else _CE_TILE64):
                 if index:
-                    _ce_grad_tile(tb, tf, sf, df, b0, C, mb, ib, qa, qb, ignore_index)
+                    _ce_grad_lanes(tb, tb, 0, TWR, TWR, tt, sf[b0:b0 + TWR], C, mb, ib, qa, qb, ignore_index)
                 else:
-                    _ce_prob_grad_tile(tb, pt, sf, df, b0, C, mb, ib, qa, qb, rk)
+                    _ce_prob_grad_lanes(tb, pt, tb, 0, TWR, TWR, sf[b0:b0 + TWR], C, mb, ib, qa, qb, rk)
+                _tile_out(tb, b0, C, df)
             elif grad:
                 for s in range(b0, b1):
                     _ce_grad(xf, tf, pf, sf, df, s, s * C, C, mb[s - b0], ib[s - b0], qa, qb, ignore_index, index)
@@ -1844,6 +1894,8 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
             lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, m, L, qa, qb, ignore_index, index)
             if grad:
                 _ce_grad(xf, tf, pf, sf, df, s, s * C, C, m, inv, qa, qb, ignore_index, index)
+    elif inner >= (_CE_LANES32 if is_f32(xf) else _CE_LANES64):
+        _ce_lanes(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, grad, index, qa, qb)
     else:
         xr = buf[:C]
         pr = buf[C:2 * C]
@@ -2211,7 +2263,7 @@ def _cross_entropy(x, target, p, scale, loss, dx, ignore_index, label_smoothing)
     args = (xf, _NO_TARGET if tf is None else tf, xf if p is None else p.reshape(-1),
             scale.reshape(-1) if grad else lf, lf, dx.reshape(-1) if grad else lf, C, i,
             int(ignore_index), float(label_smoothing), grad, tf is not None)
-    buf = np.empty((_NT[0], 3 * C if i > 1 else 0), x.dtype)
+    buf = np.empty((_NT[0], 3 * C if 1 < i < _CE_LANES_MIN[x.itemsize] else 0), x.dtype)
     limit = _CEG_LIMIT if grad else _CE_LIMIT
     if x.nbytes < limit or _NT[0] < 2 or not _parallel(_p_ce, args + (buf,)):
         _ce_run(*args[:8], 0, lf.size, *args[8:], buf[0])
