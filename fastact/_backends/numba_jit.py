@@ -1797,15 +1797,26 @@ _CE_GRAD_TILE32 = 16
 #: 3 classes, inner 8 17782 / 20146 -> 4504 / 5135, 16384 13369 / 15138 ->
 #: 674 / 1026
 _CE_LANES_MIN = {4: 4, 8: 8}
-_CE_LANES32, _CE_LANES64 = _CE_LANES_MIN[4], _CE_LANES_MIN[8]  # (compiled code reads no dicts)
 
 
-@njit(**_INL)
-def _ce_lanes(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, grad, index, qa, qb):
-    """Samples s0..s1 of an (outer, C, inner > 1) problem (as _ce_run),
-    up to TW consecutive samples of one outer index at a time, side by side
-    along inner: the lane functions with stride inner."""
+@njit(**_HLP)
+def _ce_q(lf, eps, C, index):
+    """(qa, qb): q = qa p + qb, or qa at the target class and qb elsewhere."""
+    always_inline()
+    qb = KA(lf, eps / C) if eps != 0.0 else KA(lf, 0.0)
+    return (KA(lf, 1.0 - eps) + qb if index else KA(lf, 1.0 - eps)), qb
+
+
+@njit(**_NONRT)
+def _ce_lanes(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, index, buf):
+    """_ce_run for inner >= _CE_LANES_MIN (buf unused): up to TW
+    consecutive samples of one outer index at a time, side by side along
+    inner, through the lane functions with stride inner.  A compiled
+    function of its own: a call on rows (inner 1) does not compile it."""
+    never_inline()
+    wide()
     z = KA(lf, 0.0)
+    qa, qb = _ce_q(lf, eps, C, index)
     mb = stack_array(256, z)  # TW
     lb = stack_array(256, z)
     ib = stack_array(256, z)
@@ -1845,8 +1856,7 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
     never_inline()
     wide()
     z = KA(lf, 0.0)
-    qb = KA(lf, eps / C) if eps != 0.0 else z
-    qa = KA(lf, 1.0 - eps) + qb if index else KA(lf, 1.0 - eps)
+    qa, qb = _ce_q(lf, eps, C, index)
     if inner == 1 and C <= TINY:
         mb = stack_array(64, z)
         lb = stack_array(64, z)
@@ -1894,8 +1904,6 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
             lf[s] = _ce_loss(xf, tf, pf, s, s * C, C, m, L, qa, qb, ignore_index, index)
             if grad:
                 _ce_grad(xf, tf, pf, sf, df, s, s * C, C, m, inv, qa, qb, ignore_index, index)
-    elif inner >= (_CE_LANES32 if is_f32(xf) else _CE_LANES64):
-        _ce_lanes(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, grad, index, qa, qb)
     else:
         xr = buf[:C]
         pr = buf[C:2 * C]
@@ -1923,6 +1931,15 @@ def _p_ce(xf, tf, pf, sf, lf, df, C, inner, ignore_index, eps, grad, index, buf,
     for c in prange(nt):
         _ce_run(xf, tf, pf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, ignore_index, eps, grad, index,
                 buf[c])
+
+
+@njit(**_PAR)
+def _p_ce_lanes(xf, tf, pf, sf, lf, df, C, inner, ignore_index, eps, grad, index, buf, nt):
+    nt = min(nt, buf.shape[0])
+    S = lf.size
+    for c in prange(nt):
+        _ce_lanes(xf, tf, pf, sf, lf, df, C, inner, c * S // nt, (c + 1) * S // nt, ignore_index, eps, grad, index,
+                  buf[c])
 
 
 # ---------------------------------------------------------------------------
@@ -2263,10 +2280,12 @@ def _cross_entropy(x, target, p, scale, loss, dx, ignore_index, label_smoothing)
     args = (xf, _NO_TARGET if tf is None else tf, xf if p is None else p.reshape(-1),
             scale.reshape(-1) if grad else lf, lf, dx.reshape(-1) if grad else lf, C, i,
             int(ignore_index), float(label_smoothing), grad, tf is not None)
-    buf = np.empty((_NT[0], 3 * C if 1 < i < _CE_LANES_MIN[x.itemsize] else 0), x.dtype)
+    lanes = i >= _CE_LANES_MIN[x.itemsize]
+    run, par = (_ce_lanes, _p_ce_lanes) if lanes else (_ce_run, _p_ce)
+    buf = np.empty((_NT[0], 3 * C if i > 1 and not lanes else 0), x.dtype)
     limit = _CEG_LIMIT if grad else _CE_LIMIT
-    if x.nbytes < limit or _NT[0] < 2 or not _parallel(_p_ce, args + (buf,)):
-        _ce_run(*args[:8], 0, lf.size, *args[8:], buf[0])
+    if x.nbytes < limit or _NT[0] < 2 or not _parallel(par, args + (buf,)):
+        run(*args[:8], 0, lf.size, *args[8:], buf[0])
 
 
 def cross_entropy_index(x, target, loss, ignore_index, label_smoothing):
@@ -2301,7 +2320,7 @@ _LONG = 16 * max(PIECES_FWD, PIECES_BWD) + 44
 _WARM_SERIAL = {
     "elementwise": [((16,), -1)],
     "rows": [((8, 10), -1), ((TWR, 10), -1), ((8, _LONG), -1), ((8, 10, 3), 1)],
-    "loss": [((8, 10), -1), ((8, 10, 3), 1)],
+    "loss": [((8, 10), -1), ((8, 10, 3), 1), ((8, 10, 8), 1)],
 }
 #: and the parallel versions: work above every kernel's serial limit
 _WARM_PARALLEL = {
