@@ -201,8 +201,9 @@ def _torch_autograd_peer(c, torch):
             return F.binary_cross_entropy_with_logits(xr, t, reduction=kw["reduction"])
         grad = torch.tensor(float(kw.get("grad", 1.0)), dtype=x.dtype)
     else:
-        if kw.get("axis", -1) not in (-1, 1) or x.ndim != 2:
-            return None
+        axis = kw.get("axis", -1)
+        if not (x.ndim == 2 and axis in (-1, 1) or x.ndim > 2 and axis == 1):
+            return None  # PyTorch's class axis is 1
         opts = {key: kw[key] for key in ("ignore_index", "label_smoothing") if key in kw}
 
         def loss(xr):

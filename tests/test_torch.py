@@ -112,3 +112,18 @@ def test_cross_entropy_reductions_and_class_axis_match_torch(backend, reduction)
         loss, d = fastact.cross_entropy_with_grad(x, t, axis=1, reduction=reduction, label_smoothing=eps)
         np.testing.assert_allclose(loss, ref.item(), rtol=1e-13)
         np.testing.assert_allclose(d, xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kernel", ["cross_entropy_index", "cross_entropy_index_grad",
+                                    "cross_entropy_prob", "cross_entropy_prob_grad"])
+def test_benchmark_peer_takes_pytorchs_class_axis(kernel):
+    """The benchmark's PyTorch peer of the losses takes (N, C, d) arrays
+    with the classes on axis 1 (PyTorch's layout) and computes what
+    fastact does; other class axes have no peer."""
+    from fastact import _bench
+
+    c = ft.case(kernel, (4, 5, 7), np.float64, 1, seed=3)
+    peer = _bench.PEERS["torch"](c)
+    assert peer is not None
+    np.testing.assert_allclose(peer().numpy(), ft.reference(c), rtol=1e-12, atol=1e-14)
+    assert _bench.PEERS["torch"](ft.case(kernel, (4, 5, 7), np.float64, 2)) is None
