@@ -1672,15 +1672,22 @@ def _ce_grad(xf, tf, pf, sf, df, s, off, C, m, inv, qa, qb, ignore_index, index)
 
 
 @njit(**_INL)
+def _lane_block_rest(src, base, w, n, S, mb, lb, ib, rk, ck, pr, pc):
+    """_t_block_rest for w rows side by side, entry j of row k at
+    src[base + j S + k]: their maxima and rest sums along the lanes."""
+    _lane_max(src, base, w, n, S, mb)
+    _lane_rest(src, base, w, n, S, mb, rk, ck, pr, pc)
+    for k in range(w):
+        lb[k] = K(mb[k], rk[k]) if _finite(mb[k]) else K(mb[k], 0.0)
+    _t_block_finish(lb, w, ib)
+
+
+@njit(**_INL)
 def _t_block_rest_tile(xf, n, b0, tb, mb, lb, ib, rk, ck, pr, pc):
     """_t_block_rest_short for the TWR rows from b0 through a transposed
     tile: their maxima and rest sums along its lanes."""
     _tile_in(xf, b0, n, tb)
-    _lane_max(tb, 0, TWR, n, TWR, mb)
-    _lane_rest(tb, 0, TWR, n, TWR, mb, rk, ck, pr, pc)
-    for k in range(TWR):
-        lb[k] = K(mb[k], rk[k]) if _finite(mb[k]) else K(mb[k], 0.0)
-    _t_block_finish(lb, TWR, ib)
+    _lane_block_rest(tb, 0, TWR, n, TWR, mb, lb, ib, rk, ck, pr, pc)
 
 
 # The lane functions below compute w samples side by side, their logits
@@ -1830,11 +1837,7 @@ def _ce_lanes(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad,
         k0 = s - o * inner
         w = min(TW, inner - k0, s1 - s)
         base = o * C * inner + k0
-        _lane_max(xf, base, w, C, inner, mb)
-        _lane_rest(xf, base, w, C, inner, mb, rk, ck, lp, lc)
-        for k in range(w):
-            lb[k] = K(mb[k], rk[k]) if _finite(mb[k]) else K(mb[k], 0.0)
-        _t_block_finish(lb, w, ib)
+        _lane_block_rest(xf, base, w, C, inner, mb, lb, ib, rk, ck, lp, lc)
         for k in range(w):
             if not _finite(mb[k]):  # as _ce_nonfinite (a NaN lane's max is NaN already)
                 lb[k], ib[k] = K(mb[k], 0.0), K(mb[k], math.nan)
