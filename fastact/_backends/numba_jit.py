@@ -728,14 +728,22 @@ AHEAD = 1024
 
 @njit(**_INL)
 def _far(a):
-    """Whether a is past 8 MiB (see _ahead)."""
-    return a.size * (4 if is_f32(a) else 8) > (8 << 20)
+    """Whether a is 8 MiB or more (see _ahead): 1M float64 entries, 2M
+    float32.  Exactly 8 MiB (the benchmarks' 1M float64) was once left to
+    the hardware prefetcher, and the times varied 1.5-2.5x between
+    processes and within one over seconds (float64 softmax rows of 12:
+    768-2104 us, prefetched 731-750; log_softmax_backward rows of 12 847-1289
+    -> 648-753, float32 over 2M 662-723 -> 273-274).  Arrays of 2-4 MiB
+    (6-12 MiB with their outputs) gained nothing from it: float32
+    softmax_backward rows of 3-32 over 1M entries 1.1-1.4x slower, float64
+    log_softmax_backward over 256K 1.2x."""
+    return a.size * (4 if is_f32(a) else 8) >= (8 << 20)
 
 
 @njit(**_INL)
 def _ahead(a, lo, cnt, w):
     """Prefetch the lines of a[lo:lo + cnt] (those inside a), for writing
-    if w, when a is past 8 MiB.  The short rows below (a row or a few at a
+    if w, when a is 8 MiB or more.  The short rows below (a row or a few at a
     time in masked vectors) and the tiles kept their loads waiting on
     memory past the caches: the hardware prefetcher did not run ahead of
     them (see docs/benchmarks.md, 2026-12-06 from 08:48).  In the caches
