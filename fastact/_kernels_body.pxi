@@ -773,16 +773,20 @@ cdef inline void _prefetch_whole_row(const real* p, Py_ssize_t n) noexcept nogil
 cdef inline bint _far(Py_ssize_t nbytes) noexcept nogil:
     # whether the short-row paths prefetch ahead (_prefetch_tile,
     # _packed_rows for the backward passes' rows one at a time, and
-    # _pk_rest_mid's register rows): an array past 8 MiB, whose rows come
-    # from memory.  The tiles read 64 rows in blocks of 16 x 16 and the
+    # _pk_rest_mid's register rows): an array of 6 MiB or more, whose rows
+    # come from memory or an L3 shared with the host's other guests.  The tiles read 64 rows in blocks of 16 x 16 and the
     # rows of one or two registers load masked pieces: the hardware
     # prefetcher did not run ahead of either, nor of the register rows at
     # some lengths (128, 256), and the loads waited on memory (16M float32
     # entries, Zen 5: softmax over rows of 5-40 1.7-3x its time over 1M,
     # logsumexp 2-2.6x, over rows of 256 4x).  In the caches the
     # prefetches only cost (64K entries: log_softmax_backward rows of 5-12
-    # 1.1-1.2x the time)
-    return nbytes > (8 << 20)
+    # 1.1-1.2x the time).  Arrays of 6-8 MiB, once left to the hardware
+    # prefetcher, took up to 3x their time in the caches (float32
+    # log_softmax rows of 5 over 1.5M entries 1202 -> 693 us prefetched,
+    # float64 softmax_backward rows of 5 over 1M (7.6 MiB) 772-1170 ->
+    # 391-485); at 4-5 MiB the prefetches gained nothing
+    return nbytes >= (6 << 20)
 
 
 cdef inline Py_ssize_t _nt(size_t itemsize) noexcept nogil:

@@ -248,7 +248,7 @@ def test_packed_rows_with_nan_and_inf_anywhere(backend, dtype, kernel):
 @pytest.mark.parametrize("kernel", ["softmax", "log_softmax", "logsumexp", "softmax_backward",
                                     "log_softmax_backward"])
 def test_short_rows_past_the_caches(backend, dtype, kernel, n):
-    """Short rows of arrays past 8 MiB, where the compiled kernels prefetch
+    """Short rows of arrays past 6 MiB, where the compiled kernels prefetch
     ahead (the float32 tiles; the backward passes' rows one at a time,
     which Numba then takes 8 rows a step in a loop of its own;
     log_softmax's and logsumexp's rows of a few registers, the Cython ones

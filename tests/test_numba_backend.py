@@ -1084,13 +1084,13 @@ def test_without_numba_the_backend_is_reported_missing():
     assert lines[3] == "compile: 1"  # (the reason goes to stderr)
 
 
-def test_short_rows_prefetch_from_8_mib():
-    """The short-row paths prefetch ahead from arrays of 8 MiB on (_far):
-    the benchmarks' 1M float64 entries are exactly 8 MiB, and left to the
-    hardware prefetcher their times varied 1.5-2.5x (see _far)."""
+def test_short_rows_prefetch_from_6_mib():
+    """The short-row paths prefetch ahead from arrays of 6 MiB on (_far):
+    left to the hardware prefetcher, 6-8 MiB arrays (the benchmarks' 1M
+    float64 entries are 8) took up to 3x their time in the caches."""
     from fastact._backends import numba_jit as nj
 
     for dtype in (np.float32, np.float64):
-        n = (8 << 20) // np.dtype(dtype).itemsize
+        n = (6 << 20) // np.dtype(dtype).itemsize
         assert nj._far(np.empty(n, dtype)), dtype
         assert not nj._far(np.empty(n - 1, dtype)), dtype

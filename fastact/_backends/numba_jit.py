@@ -728,22 +728,26 @@ AHEAD = 1024
 
 @njit(**_INL)
 def _far(a):
-    """Whether a is 8 MiB or more (see _ahead): 1M float64 entries, 2M
-    float32.  Exactly 8 MiB (the benchmarks' 1M float64) was once left to
-    the hardware prefetcher, and the times varied 1.5-2.5x between
-    processes and within one over seconds (float64 softmax rows of 12:
-    768-2104 us, prefetched 731-750; log_softmax_backward rows of 12 847-1289
-    -> 648-753, float32 over 2M 662-723 -> 273-274).  Arrays of 2-4 MiB
-    (6-12 MiB with their outputs) gained nothing from it: float32
-    softmax_backward rows of 3-32 over 1M entries 1.1-1.4x slower, float64
-    log_softmax_backward over 256K 1.2x."""
-    return a.size * (4 if is_f32(a) else 8) >= (8 << 20)
+    """Whether a is 6 MiB or more (see _ahead).  Left to the hardware
+    prefetcher, the short rows of arrays of 6-8 MiB took 1.5-3x their time
+    in the caches, in phases (times varied 1.5-2.5x between processes and
+    over seconds within one; the 32 MiB L3 is shared with the host's other
+    guests): float64 softmax rows of 12 over 1M entries (8 MiB) 768-2104
+    us, prefetched 731-750; float32 softmax_backward rows of 3 over 2M
+    entries (7.6 MiB) 1494 -> 408.  At 6 MiB, in quiet phases, the
+    forward rows take 1.03-1.08x as long with the prefetches (float32
+    softmax rows of 3 289-302 -> 313-317 us) and the backward passes
+    0.75-0.9x (float64 softmax_backward rows of 5 510-704 -> 368-396);
+    arrays of 4-5 MiB took 1.05-1.15x as long with them (float32 logsumexp
+    rows of 3 over 1.2M entries 484 -> 574), of 2-4 MiB 1.1-1.4x (float32
+    softmax_backward over 1M)."""
+    return a.size * (4 if is_f32(a) else 8) >= (6 << 20)
 
 
 @njit(**_INL)
 def _ahead(a, lo, cnt, w):
     """Prefetch the lines of a[lo:lo + cnt] (those inside a), for writing
-    if w, when a is 8 MiB or more.  The short rows below (a row or a few at a
+    if w, when a is 6 MiB or more.  The short rows below (a row or a few at a
     time in masked vectors) and the tiles kept their loads waiting on
     memory past the caches: the hardware prefetcher did not run ahead of
     them (see docs/benchmarks.md, 2026-12-06 from 08:48).  In the caches
