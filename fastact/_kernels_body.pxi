@@ -2652,6 +2652,7 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
     cdef const real* ps
     cdef real* pd
     cdef real scv
+    cdef bint ahead
     if outer <= 0 or ni <= 0:
         return
     if n <= 0:
@@ -2667,8 +2668,18 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
     q.qoff = eps / n if q.smooth else 0.0
     if st == 1:
         if _tiled(n, sizeof(real), 200, 100):
+            # the next tile's samples prefetched past the caches, as the
+            # row kernels' tiles: 16M float32 logits, 10 classes, loss 18.9-19.9
+            # -> 9.7-9.9 ms (the tile loads waited on memory); decided once
+            # here: with the unguarded call in the loop, probability targets
+            # over 3 classes (no prefetch) took 1.1x as long
+            ahead = _tile_simd(n, sizeof(real)) and _far(outer * n * <Py_ssize_t>sizeof(real))
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
+                if ahead:
+                    _prefetch_tile(x, dx, r0, outer, n)
+                    if p != NULL:
+                        _prefetch_tile(p, <real*>NULL, r0, outer, n)
                 _to_tile(x + r0 * n, tx, n, R)
                 pt = NULL
                 pp = NULL

@@ -262,6 +262,22 @@ def test_short_rows_past_the_caches(backend, dtype, kernel, n):
     assert_close(ft.run(c), ft.reference(c), ulps_for(kernel, n), what=f"{backend} {kernel} {rows} rows of {n}")
 
 
+@pytest.mark.parametrize("C", [10, 24])
+@pytest.mark.parametrize("kernel", [k for k, v in _registry.KERNELS.items() if v.kind.startswith("loss")])
+def test_losses_past_the_caches(backend, dtype, kernel, C):
+    """Cross-entropy over logits past 6 MiB, where the compiled kernels
+    prefetch the next block of samples (logits, probability targets, the
+    gradient's rows for writing; the prefetches themselves change no
+    result, the blocks' bounds around them could), the last block not
+    whole, NaN and inf logits among them, against the reference."""
+    rows = (6 << 20) // (C * np.dtype(dtype).itemsize) + 77
+    c = ft.case(kernel, (rows, C), dtype, -1, seed=C)
+    x = c.arrays[0]
+    x[[5, rows // 2, rows - 3], 0] = np.array([np.nan, np.inf, -np.inf], dtype)
+    x[rows - 40, :] = -np.inf
+    assert_close(ft.run(c), ft.reference(c), ulps_for(kernel, C), what=f"{backend} {kernel} {rows} samples of {C}")
+
+
 @pytest.mark.parametrize("n", [300, 1000, 1001, 1007, 4099])
 @pytest.mark.parametrize("kernel", ["log_softmax_backward", "logsumexp_backward"])
 def test_long_row_exps_at_the_range_ends(backend, dtype, kernel, n):

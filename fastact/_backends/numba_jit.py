@@ -1883,8 +1883,21 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
         lp = stack_array(64, z)  # the lanes' partial sums (_lane_rest)
         lc = stack_array(64, z)
         tiled = C <= (_CE_TILE32 if is_f32(xf) else _CE_TILE64)
+        # the next block's rows prefetched past the caches (_far): samples
+        # of up to 128 bytes waited on memory (16M float32 logits, 10
+        # classes: the loss 1.9x, 8.6 ms in the caches per 16M, 17.1 ms
+        # past them -> 8.2-8.6 prefetched); longer ones, which the hardware
+        # prefetcher follows, took 1.05-1.45x as long with it (float64 32
+        # classes, float32 48-64)
+        ahead = C <= (32 if is_f32(xf) else 16)
         for b0 in range(s0, s1, _RB):
             b1 = min(b0 + _RB, s1)
+            if ahead:
+                _ahead(xf, b1 * C, min(_RB, s1 - b1) * C, False)
+                if not index:
+                    _ahead(pf, b1 * C, min(_RB, s1 - b1) * C, False)
+                if grad:
+                    _ahead(df, b1 * C, min(_RB, s1 - b1) * C, True)
             whole = tiled and b1 - b0 == TWR
             if whole:
                 _t_block_rest_tile(xf, C, b0, tb, mb, lb, ib, rk, ck, lp, lc)
