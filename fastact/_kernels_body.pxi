@@ -774,10 +774,11 @@ cdef inline bint _far(Py_ssize_t nbytes) noexcept nogil:
     # whether the short-row paths prefetch ahead (_prefetch_tile,
     # _packed_rows for the backward passes' rows one at a time, and
     # _pk_rest_mid's register rows): an array of 6 MiB or more, whose rows
-    # come from memory or an L3 shared with the host's other guests.  The tiles read 64 rows in blocks of 16 x 16 and the
-    # rows of one or two registers load masked pieces: the hardware
-    # prefetcher did not run ahead of either, nor of the register rows at
-    # some lengths (128, 256), and the loads waited on memory (16M float32
+    # come from memory or an L3 shared with the host's other guests.  The
+    # tiles read 64 rows in blocks of 16 x 16 and the rows of one or two
+    # registers load masked pieces: the hardware prefetcher did not run
+    # ahead of either, nor of the register rows at some lengths (128,
+    # 256), and the loads waited on memory (16M float32
     # entries, Zen 5: softmax over rows of 5-40 1.7-3x its time over 1M,
     # logsumexp 2-2.6x, over rows of 256 4x).  In the caches the
     # prefetches only cost (64K entries: log_softmax_backward rows of 5-12

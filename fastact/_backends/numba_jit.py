@@ -1893,11 +1893,12 @@ def _ce_run(xf, tf, pf, sf, lf, df, C, inner, s0, s1, ignore_index, eps, grad, i
         for b0 in range(s0, s1, _RB):
             b1 = min(b0 + _RB, s1)
             if ahead:
-                _ahead(xf, b1 * C, min(_RB, s1 - b1) * C, False)
+                cnt = min(_RB, s1 - b1) * C
+                _ahead(xf, b1 * C, cnt, False)
                 if not index:
-                    _ahead(pf, b1 * C, min(_RB, s1 - b1) * C, False)
+                    _ahead(pf, b1 * C, cnt, False)
                 if grad:
-                    _ahead(df, b1 * C, min(_RB, s1 - b1) * C, True)
+                    _ahead(df, b1 * C, cnt, True)
             whole = tiled and b1 - b0 == TWR
             if whole:
                 _t_block_rest_tile(xf, C, b0, tb, mb, lb, ib, rk, ck, lp, lc)
