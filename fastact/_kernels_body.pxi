@@ -1376,15 +1376,22 @@ cdef inline void _from_tile(const real* tile, real* out, Py_ssize_t n, Py_ssize_
         _short(<_FromTile*>NULL, tile, <const real*>NULL, <const real*>NULL, out, <acc_t*>NULL, n, R)
 
 
-cdef inline void _prefetch_tile(const real* x, real* out, Py_ssize_t r0, Py_ssize_t outer,
-                                Py_ssize_t n) noexcept nogil:
-    # the next tile's rows of x (and of out, for writing) when the array
-    # is past the caches (_far)
+cdef inline void _prefetch_next_tile(const real* x, real* out, Py_ssize_t r0, Py_ssize_t outer,
+                                     Py_ssize_t n) noexcept nogil:
+    # the next tile's rows of x (and of out, for writing)
     cdef Py_ssize_t m = _imin(TR, outer - r0 - TR) * n * <Py_ssize_t>sizeof(real)
-    if m > 0 and _tile_simd(n, sizeof(real)) and _far(outer * n * <Py_ssize_t>sizeof(real)):
+    if m > 0:
         fa_prefetch_range(x + (r0 + TR) * n, m)
         if out != NULL:
             fa_prefetchw_range(out + (r0 + TR) * n, m)
+
+
+cdef inline void _prefetch_tile(const real* x, real* out, Py_ssize_t r0, Py_ssize_t outer,
+                                Py_ssize_t n) noexcept nogil:
+    # _prefetch_next_tile for the register-transposed tiles of arrays past
+    # the caches (_far)
+    if _tile_simd(n, sizeof(real)) and _far(outer * n * <Py_ssize_t>sizeof(real)):
+        _prefetch_next_tile(x, out, r0, outer, n)
 
 
 # ---- packed short rows -------------------------------------------------------
@@ -2669,18 +2676,22 @@ cdef void cross_entropy_k(const real* x, const npy_intp* tidx, const real* p, co
     q.qoff = eps / n if q.smooth else 0.0
     if st == 1:
         if _tiled(n, sizeof(real), 200, 100):
-            # the next tile's samples prefetched past the caches, as the
-            # row kernels' tiles: 16M float32 logits, 10 classes, loss 18.9-19.9
-            # -> 9.7-9.9 ms (the tile loads waited on memory); decided once
-            # here: with the unguarded call in the loop, probability targets
-            # over 3 classes (no prefetch) took 1.1x as long
-            ahead = _tile_simd(n, sizeof(real)) and _far(outer * n * <Py_ssize_t>sizeof(real))
+            # the next tile's samples prefetched past the caches (_far)
+            # where the tiles transpose in registers (float32, 5+ classes)
+            # and for samples of up to 32 bytes: the tile loads waited on
+            # memory.  16M float32 logits, 10 classes, loss 18.9-19.9 ->
+            # 9.7-9.9 ms; 4 classes 17.7-18.7 -> 13.2-13.3, probability
+            # targets over 3 25.4-25.9 -> 13.9; 8M float64 logits, 3
+            # classes 16.2 -> 9.9-10.3.  Float64 samples of 10 classes took
+            # 1.1-1.3x as long with it, of 16-32 about the same
+            ahead = ((_tile_simd(n, sizeof(real)) or n * <Py_ssize_t>sizeof(real) <= 32)
+                     and _far(outer * n * <Py_ssize_t>sizeof(real)))
             for r0 from 0 <= r0 < outer by TR:
                 R = _imin(TR, outer - r0)
                 if ahead:
-                    _prefetch_tile(x, dx, r0, outer, n)
+                    _prefetch_next_tile(x, dx, r0, outer, n)
                     if p != NULL:
-                        _prefetch_tile(p, <real*>NULL, r0, outer, n)
+                        _prefetch_next_tile(p, <real*>NULL, r0, outer, n)
                 _to_tile(x + r0 * n, tx, n, R)
                 pt = NULL
                 pp = NULL

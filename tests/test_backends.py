@@ -262,7 +262,7 @@ def test_short_rows_past_the_caches(backend, dtype, kernel, n):
     assert_close(ft.run(c), ft.reference(c), ulps_for(kernel, n), what=f"{backend} {kernel} {rows} rows of {n}")
 
 
-@pytest.mark.parametrize("C", [10, 24])
+@pytest.mark.parametrize("C", [3, 10, 24])
 @pytest.mark.parametrize("kernel", [k for k, v in _registry.KERNELS.items() if v.kind.startswith("loss")])
 def test_losses_past_the_caches(backend, dtype, kernel, C):
     """Cross-entropy over logits past 6 MiB, where the compiled kernels
