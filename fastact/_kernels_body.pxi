@@ -66,8 +66,8 @@ cdef extern from "fa_support.h" nogil:
     const double FA_EXP64_LOG2E, FA_EXP64_MAGIC, FA_LN2HI_F64, FA_LN2LO_F64
     const double FA_EXP64_C0, FA_EXP64_C1, FA_EXP64_C2, FA_EXP64_C3, FA_EXP64_C4
     const double FA_EXP64_C5, FA_EXP64_C6, FA_EXP64_C7, FA_EXP64_C8, FA_EXP64_C9
-    const float FA_EXP32_LO, FA_EXP32_HI
-    const double FA_EXP64_LO, FA_EXP64_HI
+    const float FA_EXP32_LO, FA_EXP32_HI, FA_EXP32_ZERO
+    const double FA_EXP64_LO, FA_EXP64_HI, FA_EXP64_ZERO
     int FA_TILE_SIMD
     int FA_PACK
     int FA_PACK_MAX_BYTES
@@ -145,31 +145,38 @@ cdef inline (double, double) _expm1r_f64(double x) noexcept nogil:
 
 # exp for any x: 2^n applied as two factors 2^n1 * 2^n2 (n1 = floor(n/2))
 # so that the result underflows gradually into subnormals with a single
-# rounding and overflows to inf.  x is clamped first (NaN passes the clamps
-# untouched).
+# rounding and overflows to inf.  x is clamped above first (NaN passes the
+# clamp untouched).  Below FA_EXP*_ZERO, where the result rounds to 0, it is
+# computed as exp(0) and replaced by 0: reached through an underflow, 0
+# costs a ~150-cycle assist for the whole vector on Intel cores
+# (fa_support.h); the vectorized loops compute both sides of the select.
 
 cdef inline float exp_f32(float x) noexcept nogil:
-    cdef float lo = FA_EXP32_LO, hi = FA_EXP32_HI, one = 1.0
+    cdef float hi = FA_EXP32_HI, one = 1.0
     cdef float q, t
     cdef uint32_t ub, h
-    x = lo if x < lo else x
+    cdef bint zero = x < FA_EXP32_ZERO
+    x = 0 if zero else x
     x = hi if x > hi else x
     q, t = _expm1r_f32(x)
     ub = fa_f32_bits(t) - (0x4B400000U - 160U)        # n + 160 >= 0
     h = ub >> 1                                        # n1 + 80
-    return ((one + q) * fa_bits_f32((h + (127U - 80U)) << 23)) * fa_bits_f32((ub - h + (127U - 80U)) << 23)
+    q = ((one + q) * fa_bits_f32((h + (127U - 80U)) << 23)) * fa_bits_f32((ub - h + (127U - 80U)) << 23)
+    return 0 if zero else q
 
 
 cdef inline double exp_f64(double x) noexcept nogil:
-    cdef double lo = FA_EXP64_LO, hi = FA_EXP64_HI, one = 1.0
+    cdef double hi = FA_EXP64_HI, one = 1.0
     cdef double q, t
     cdef uint64_t ub, h
-    x = lo if x < lo else x
+    cdef bint zero = x < FA_EXP64_ZERO
+    x = 0 if zero else x
     x = hi if x > hi else x
     q, t = _expm1r_f64(x)
     ub = fa_f64_bits(t) - (0x4338000000000000ULL - 1100ULL)
     h = ub >> 1
-    return ((one + q) * fa_bits_f64((h + (1023ULL - 550ULL)) << 52)) * fa_bits_f64((ub - h + (1023ULL - 550ULL)) << 52)
+    q = ((one + q) * fa_bits_f64((h + (1023ULL - 550ULL)) << 52)) * fa_bits_f64((ub - h + (1023ULL - 550ULL)) << 52)
+    return 0 if zero else q
 
 
 # exp for x <= 0 (or NaN) only -- every exp in the row kernels and the
@@ -184,11 +191,15 @@ cdef inline float expn_f32(float x) noexcept nogil:
 cdef inline float expn_big_f32(float x) noexcept nogil:
     # exp(x) * 2^64, a normal number for every x <= 0: expn_f32 without its
     # last factor
-    cdef float lo = FA_EXP32_LO, one = 1.0
+    # (0 where exp(x) rounds to 0, computed as exp(0) like exp_f32's: the
+    # vectorized loops compute both sides of the select, and the callers'
+    # products by 2^-64 may be moved into it)
+    cdef float one = 1.0
     cdef float q, t
-    x = lo if x < lo else x
-    q, t = _expm1r_f32(x)
-    return (one + q) * fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 191U)) << 23)
+    cdef bint zero = x < FA_EXP32_ZERO
+    q, t = _expm1r_f32(0 if zero else x)
+    q = (one + q) * fa_bits_f32((fa_f32_bits(t) - (0x4B400000U - 191U)) << 23)
+    return 0 if zero else q
 
 
 cdef inline double expn_f64(double x) noexcept nogil:
@@ -197,11 +208,12 @@ cdef inline double expn_f64(double x) noexcept nogil:
 
 cdef inline double expn_big_f64(double x) noexcept nogil:
     # exp(x) * 2^600, normal for every x <= 0
-    cdef double lo = FA_EXP64_LO, one = 1.0
+    cdef double one = 1.0
     cdef double q, t
-    x = lo if x < lo else x
-    q, t = _expm1r_f64(x)
-    return (one + q) * fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1623ULL)) << 52)
+    cdef bint zero = x < FA_EXP64_ZERO
+    q, t = _expm1r_f64(0 if zero else x)
+    q = (one + q) * fa_bits_f64((fa_f64_bits(t) - (0x4338000000000000ULL - 1623ULL)) << 52)
+    return 0 if zero else q
 
 
 # ---- expm1 for x <= 0 (tanh) ------------------------------------------------

@@ -13,8 +13,14 @@ entries in rows (classes) of 3 to 32 along the last axis, single-threaded,
 fastact's compiled backends against PyTorch: the shapes that take the
 backends' tiled and blocked short-row paths, which the main shapes miss.
 
-FASTACT_ASV_SHAPES (e.g. "64x10"), FASTACT_ASV_SHORT_SHAPES and
-FASTACT_ASV_KERNELS (e.g. "softmax,sigmoid") restrict the shapes and
+Every kernel whose inputs may be any real also gets a ``TimeFar_<kernel>``
+class: every other entry along the last axis far below the rest (-1e4: a
+masked attention score, a saturated pre-activation), whose exps round to 0
+-- computed through an underflow, those cost Intel cores a microcode assist
+a vector (7-10x the time) -- in rows of 12 and 1024, single-threaded.
+
+FASTACT_ASV_SHAPES (e.g. "64x10"), FASTACT_ASV_SHORT_SHAPES,
+FASTACT_ASV_FAR_SHAPES and FASTACT_ASV_KERNELS (e.g. "softmax,sigmoid") restrict the shapes and
 kernels; FASTACT_ASV_SMOKE=1
 shrinks the suite to one small case per kind of benchmark (CI smoke run:
 asv starts a process per parameter combination).
@@ -38,12 +44,14 @@ THREADS = [1, 2]
 SHORT_SHAPES = os.environ.get("FASTACT_ASV_SHORT_SHAPES",
                               "349525x3,149796x7,87381x12,65536x16,32768x32").split(",")
 SHORT_IMPLS = ["fastact-cython", "fastact-numba", "torch"]
+FAR_SHAPES = os.environ.get("FASTACT_ASV_FAR_SHAPES", "87381x12,1024x1024").split(",")
+FAR = -1e4
 KERNELS = [k for k in os.environ.get("FASTACT_ASV_KERNELS", ",".join(_registry.KERNELS)).split(",")
            if k in _registry.KERNELS]
 if SMOKE:
     IMPLS, DTYPES, SHAPES, THREADS = [f"fastact-{fastact.backends()[0]}", "torch"], ["float32"], ["64x10"], [1]
     KERNELS = ["softmax", "logsumexp_backward", "cross_entropy_index_grad"]
-    SHORT_IMPLS, SHORT_SHAPES = IMPLS, ["200x3"]
+    SHORT_IMPLS, SHORT_SHAPES, FAR_SHAPES = IMPLS, ["200x3"], ["200x3"]
 AXIS_KINDS = ("rows", "rows_reduce", "rows_backward", "rows_reduce_backward",
               "loss_index", "loss_index_grad", "loss_prob", "loss_prob_grad")
 
@@ -55,6 +63,7 @@ def _shape(text):
 class _Timing:
     kernel = None
     api = None  # call another public function on the same case (fused CE)
+    far = False  # every other entry along the last axis at FAR
     param_names = ["impl", "dtype", "shape", "axis", "threads"]
     timeout = 120
 
@@ -62,7 +71,11 @@ class _Timing:
         shp = _shape(shape)
         if threads > 1 and np.prod(shp) < 1 << 16:
             raise NotImplementedError("small arrays run single-threaded")
-        case = ft.case(self.kernel, shp, dtype, axis)
+        x = None
+        if self.far:
+            x = np.random.default_rng(0).standard_normal(shp).astype(dtype)
+            x[..., 1::2] = FAR
+        case = ft.case(self.kernel, shp, dtype, axis, x=x)
         if impl.startswith("fastact-"):
             backend = impl[len("fastact-"):]
             if backend not in fastact.backends():
@@ -100,10 +113,10 @@ def _timing_class(name, kernel, api=None):
     })
 
 
-def _short_rows_class(name, kernel):
+def _short_rows_class(name, kernel, far=False):
     return type(name, (_Timing,), {
-        "kernel": kernel, "api": None,
-        "params": [SHORT_IMPLS, DTYPES, SHORT_SHAPES, [-1], [1]],
+        "kernel": kernel, "api": None, "far": far,
+        "params": [SHORT_IMPLS, DTYPES, FAR_SHAPES if far else SHORT_SHAPES, [-1], [1]],
     })
 
 
@@ -111,6 +124,8 @@ for _name in KERNELS:
     globals()[f"Time_{_name}"] = _timing_class(f"Time_{_name}", _name)
     if _registry.KERNELS[_name].kind in AXIS_KINDS:
         globals()[f"TimeShortRows_{_name}"] = _short_rows_class(f"TimeShortRows_{_name}", _name)
+    if _registry.KERNELS[_name].domain[0] < 0:
+        globals()[f"TimeFar_{_name}"] = _short_rows_class(f"TimeFar_{_name}", _name, far=True)
 if "cross_entropy_index_grad" in KERNELS:
     # the fused loss-and-gradient call on the same inputs as the CE backward
     Time_cross_entropy_with_grad = _timing_class(

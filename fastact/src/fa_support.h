@@ -88,6 +88,14 @@ static inline double fa_bits_f64(uint64_t u) { double x; memcpy(&x, &u, sizeof x
 #define FA_EXP32_HI 100.0f
 #define FA_EXP64_LO -760.0
 #define FA_EXP64_HI 720.0
+/* below ZERO exp(x) rounds to 0 (ln 2^-150 = -103.972, ln 2^-1075 =
+ * -745.133).  The vector exps give those lanes 0 outright: computed
+ * through an underflow (or a subnormal on the way to 0), they cost a
+ * microcode assist of ~150 cycles for the whole vector on Intel cores
+ * (Xeon, AVX-512: float32 softmax of rows half -inf, as attention masks
+ * make them, 2.65 ns an entry against 0.39; Zen 5 has no such assist). */
+#define FA_EXP32_ZERO -103.98f
+#define FA_EXP64_ZERO -745.2
 #if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA) \
     || defined(__powerpc64__) || defined(__s390x__)
 #define FA_HAVE_FMA 1
@@ -997,6 +1005,12 @@ static inline __attribute__((always_inline)) float fa_piecesum_f32(FA_VF32 *p, c
 #endif
 #define FA_C64(c) FA_OP(set1, pd)(c)
 #define FA_C32(c) FA_OP(set1, ps)(c)
+/* v where x >= lo or x is NaN, else 0 */
+#if FA_VEC_BYTES == 64
+#define FA_ZERO_BELOW(PS, x, lo, v) _mm512_maskz_mov_##PS(_mm512_cmp_##PS##_mask(x, lo, _CMP_NLT_UQ), v)
+#else
+#define FA_ZERO_BELOW(PS, x, lo, v) _mm256_and_##PS(_mm256_cmp_##PS(x, lo, _CMP_NLT_UQ), v)
+#endif
 /* 1 + expm1(r) for x = n ln2 + r (x clamped by the caller), and t: n in its
  * low bits (t - MAGIC = n) */
 static inline __attribute__((always_inline)) FA_VF64 fa_vexp1r_f64(FA_VF64 x, FA_VF64 *tp)
@@ -1035,15 +1049,18 @@ static inline __attribute__((always_inline)) FA_VF64 fa_vexpn_big_f64(FA_VF64 x)
 {
     FA_VF64 t, p;
     p = fa_vexp1r_f64(FA_OP(max, pd)(FA_C64(FA_EXP64_LO), x), &t);     /* a NaN x passes */
-    return FA_OP(mul, pd)(p, FA_F64(FA_IOP(slli_epi64)(
+    p = FA_OP(mul, pd)(p, FA_F64(FA_IOP(slli_epi64)(
         FA_IOP(sub_epi64)(FA_I64(t), FA_SET1_I64((long long)(0x4338000000000000ULL - 1623ULL))), 52)));
+    /* normal, but the caller's unscaling would underflow (FA_EXP64_ZERO) */
+    return FA_ZERO_BELOW(pd, x, FA_C64(FA_EXP64_ZERO), p);
 }
 static inline __attribute__((always_inline)) FA_VF32 fa_vexpn_big_f32(FA_VF32 x)
 {
     FA_VF32 t, p;
     p = fa_vexp1r_f32(FA_OP(max, ps)(FA_C32(FA_EXP32_LO), x), &t);
-    return FA_OP(mul, ps)(p, FA_F32(FA_IOP(slli_epi32)(
+    p = FA_OP(mul, ps)(p, FA_F32(FA_IOP(slli_epi32)(
         FA_IOP(sub_epi32)(FA_I32(t), FA_IOP(set1_epi32)((int)(0x4B400000U - 191U))), 23)));
+    return FA_ZERO_BELOW(ps, x, FA_C32(FA_EXP32_ZERO), p);
 }
 /* a piece's terms of a rest sum (FA_PK_MAXREST): exp(v - m) scaled as
  * fa_vexpn_big's, 0 at the lanes equal to m (counted into *c) and past the
@@ -1322,21 +1339,23 @@ FA_ROWS_OPS(double, f64)
 /* exp over a contiguous row with 2^n applied by one vscalef (AVX-512):
  *   op 0  out = a - exp(b) * c     (log_softmax_backward: g - exp(y) sum(g))
  *   op 1  out = c * exp(a - d)     (logsumexp_backward: g exp(x - lse))
- * exp is exp_f32/f64 of _kernels_body.pxi (x clamped to [FA_EXP*_LO,
- * FA_EXP*_HI], NaN passing, fa_vexp1r's reduction and polynomial); vscalef
+ * exp is exp_f32/f64 of _kernels_body.pxi (x clamped to FA_EXP*_HI, 0
+ * below FA_EXP*_ZERO, NaN passing, fa_vexp1r's reduction and polynomial); vscalef
  * rounds p 2^n once, subnormal and overflowing results included, as the
  * pxi's two integer scalings do: the same bits.  GCC's vectorized loop of
  * the pxi's exp took 1.4x Numba's time (which scales by vscalef) over
  * float32 rows of 1000. */
 #define FA_SCALEF 1
-#define FA_EXP_ROW(T, V, SFX, PS, MASK, LO, HI)                                 \
+#define FA_EXP_ROW(T, V, SFX, PS, MASK, ZERO, HI)                               \
 static inline __attribute__((always_inline)) V fa_vexp_##SFX(V x)              \
 {                                                                               \
     V t, p;                                                                     \
-    x = _mm512_min_##PS(_mm512_set1_##PS(HI), _mm512_max_##PS(_mm512_set1_##PS(LO), x)); \
+    /* the lanes whose exp is 0 computed as exp(0), then zeroed (see ZERO) */   \
+    MASK keep = _mm512_cmp_##PS##_mask(x, _mm512_set1_##PS(ZERO), _CMP_NLT_UQ); \
+    x = _mm512_min_##PS(_mm512_set1_##PS(HI), _mm512_maskz_mov_##PS(keep, x)); \
     p = fa_vexp1r_##SFX(x, &t);                                                 \
-    return _mm512_scalef_##PS(p, _mm512_sub_##PS(t, _mm512_set1_##PS(sizeof(T) == 4 \
-                              ? (T)FA_EXP32_MAGIC : (T)FA_EXP64_MAGIC)));       \
+    return _mm512_maskz_scalef_##PS(keep, p, _mm512_sub_##PS(t, _mm512_set1_##PS(sizeof(T) == 4 \
+                                    ? (T)FA_EXP32_MAGIC : (T)FA_EXP64_MAGIC))); \
 }                                                                               \
 static inline __attribute__((always_inline)) V                                 \
 fa_exp_op_##SFX(int op, V va, V vb, V vc, V vd)                                 \
@@ -1364,8 +1383,8 @@ fa_exp_row_##SFX(int op, const T *a, const T *b, T *out, ptrdiff_t n, T c, T d) 
                                                           vb, vc, vd));         \
     }                                                                           \
 }
-FA_EXP_ROW(float, __m512, f32, ps, __mmask16, FA_EXP32_LO, FA_EXP32_HI)
-FA_EXP_ROW(double, __m512d, f64, pd, __mmask8, FA_EXP64_LO, FA_EXP64_HI)
+FA_EXP_ROW(float, __m512, f32, ps, __mmask16, FA_EXP32_ZERO, FA_EXP32_HI)
+FA_EXP_ROW(double, __m512d, f64, pd, __mmask8, FA_EXP64_ZERO, FA_EXP64_HI)
 #else
 /* no vscalef: the kernels keep their own loops (they test FA_SCALEF first,
  * so these are never reached) */
