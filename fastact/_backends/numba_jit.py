@@ -70,6 +70,8 @@ from .numba_math import (
     exp,
     exp_neg,
     exp_neg_sub,
+    exp_neg_sub_zx,
+    exp_neg_zx,
     fabs,
     fkey,
     from_fkey,
@@ -395,7 +397,7 @@ def _b_leaky_relu(g, x, slope):
 @njit(**_HLP)
 def _b_gelu(g, x):
     always_inline()
-    pdf = exp_neg_sub(K(x, -0.5) * x * x) * K(x, _INV_SQRT_2PI)
+    pdf = exp_neg_sub_zx(K(x, -0.5) * x * x) * K(x, _INV_SQRT_2PI)
     d = _ndtr(x) + x * pdf
     return g * _limit(x, d, K(x, 0.0), K(x, 1.0))
 
@@ -1680,7 +1682,7 @@ def _ce_grad(xf, tf, pf, sf, df, s, off, C, m, inv, qa, qb, ignore_index, index)
     else:
         vmap_ce_grad(xf, off, C, m, inv, sc, qb, df)
     if 0 <= t < C:
-        df[off + t] = sc * (exp_neg(xf[off + t] - m) * inv - qa)
+        df[off + t] = sc * (exp_neg_zx(xf[off + t] - m) * inv - qa)
 
 
 @njit(**_INL)
@@ -1722,7 +1724,7 @@ def _ce_grad_lanes(xs, ds, base, S, w, tt, st, C, mb, ib, qa, qb, ignore_index):
         drow = ds[base + j * S:base + j * S + w]
         for k in range(w):
             t = tt[k]
-            g = st[k] * (exp_neg(row[k] - mb[k]) * ib[k] - (qa if t == j else qb))
+            g = st[k] * (exp_neg_zx(row[k] - mb[k]) * ib[k] - (qa if t == j else qb))
             drow[k] = z if t == ignore_index else g
 
 
@@ -1776,7 +1778,7 @@ def _ce_prob_grad_lanes(xs, ps, ds, base, S, w, st, C, mb, ib, qa, qb, qs):
         prow = ps[base + j * S:base + j * S + w]
         drow = ds[base + j * S:base + j * S + w]
         for k in range(w):
-            e = exp_neg(row[k] - mb[k]) * ib[k]
+            e = exp_neg_zx(row[k] - mb[k]) * ib[k]
             drow[k] = st[k] * (e * K(e, qs[k]) - (qa * prow[k] + qb))
 
 

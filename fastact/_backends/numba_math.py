@@ -444,7 +444,7 @@ def emit_exp(b, x):
 _EXP_NORMAL = {32: -87.33654, 64: -708.39641}
 
 
-def emit_exp_neg(b, x, subnormals=False):
+def emit_exp_neg(b, x, subnormals=False, zero_x=False):
     """e**x for x <= 0 (or NaN), <= 1 ULP on normal results.  No overflow
     handling.  For the arguments the kernels build as x - max(x), -|x|,
     -x^2, whose results are summed with or compared to numbers near 1.
@@ -455,20 +455,25 @@ def emit_exp_neg(b, x, subnormals=False):
     where ``emit_exp`` takes two -- about 30% fewer instructions -- unless
     ``subnormals``: two steps (~10% more work), for products x * e**-|x|
     that are normal numbers when e**-|x| is not (silu's x * sigmoid(x) near
-    x = -90).  Either way the lanes below the bound are computed as e**0 and
-    replaced by 0, never underflowed (see ``emit_exp``)."""
+    x = -90).  Either way the lanes below the bound give 0, never an
+    underflow (see ``emit_exp``): computed as e**0 and replaced by 0, or
+    (scalar code with SCALEF, unless ``zero_x``) through a zero-masked
+    vscalef."""
     ty = x.type
     bits = _fbits(ty)
     lo = _EXP_ZERO[bits] if SCALEF or subnormals else _EXP_NORMAL[bits]
     under = b.fcmp_ordered("<", x, const(ty, lo))
-    if SCALEF and not isinstance(ty, ir.VectorType):
+    if SCALEF and not (zero_x or isinstance(ty, ir.VectorType)):
         # scalar code: x clamped, and LLVM's vectors fold the select into a
         # zero-masked vscalef, whose masked lanes take no assist (sigmoid,
-        # softplus of -1e4: as fast as of 0; zeroing x as below cost the
-        # element-wise kernels 8-15%).  The explicit vectors of the row
-        # kernels zero x: there LLVM merged the select with the kernels'
-        # own and kept the assist (Numba float64 cross-entropy over 12
-        # classes: 7.4 ns a logit against 1.8).
+        # softplus of -1e4: as fast as of 0; zeroing x instead cost sigmoid
+        # 6-18% and silu_backward 5-17%).  But where the caller multiplies
+        # the result (e * c), LLVM may move the select past the product and
+        # leave the vscalef unmasked: such callers ask for ``zero_x``
+        # (gelu_backward of -1e4: 5.2 ns an entry against 0.9 zeroed).  The
+        # explicit vectors of the row kernels always zero x (there LLVM
+        # merged the select with the kernels' own: float64 cross-entropy
+        # over 12 classes 7.4 ns a logit against 1.8).
         z, r = emit_reduce(b, x, _EXP_LO[bits], None)
         return emit_ldexp(b, _exp_poly(b, r), z, b.not_(under))
     z, r = emit_reduce(b, b.select(under, const(ty, 0.0), x), None, None)
@@ -800,6 +805,32 @@ def exp_neg_sub(typingctx, x):
 
     def codegen(context, builder, sig, args):
         return emit_exp_neg(builder, args[0], subnormals=True)
+
+    return x(x), codegen
+
+
+@intrinsic
+def exp_neg_zx(typingctx, x):
+    """``exp_neg`` for callers that multiply its result: lanes whose result
+    is 0 computed from x = 0 (see ``emit_exp_neg``)."""
+    if not _is_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_exp_neg(builder, args[0], zero_x=True)
+
+    return x(x), codegen
+
+
+@intrinsic
+def exp_neg_sub_zx(typingctx, x):
+    """``exp_neg_sub`` for callers that multiply its result (see
+    ``exp_neg_zx``)."""
+    if not _is_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return emit_exp_neg(builder, args[0], subnormals=True, zero_x=True)
 
     return x(x), codegen
 
