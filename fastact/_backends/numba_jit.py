@@ -1788,9 +1788,17 @@ def _ce_prob_grad_lanes(xs, ps, ds, base, S, w, st, C, mb, ib, qa, qb, qs):
 #: time in registers (_t_block_rest_short), us: float32 3 / 5 / 7 / 10 / 24
 #: / 32 classes 2708 / 1628 / 1180 / 922 / 584 / 433 -> 1639 / 1091 / 925 /
 #: 682 / 457 / 384 (16: the same); float64 3 / 5 / 7 / 10 3302 / 2023 /
-#: 1455 / 1380 -> 2097 / 1625 / 1314 / 1222, but 16-32 1.13-1.16x slower
+#: 1455 / 1380 -> 2097 / 1625 / 1314 / 1222, but 16-32 1.13-1.16x slower.
+#: On the Intel Xeon VM (2026-12-06) float64 11-16 classes gained too, ns a
+#: logit, 240K logits: loss over 11 / 12 / 14 classes 2.01-2.06 / 1.84-1.89
+#: / 1.62-1.64 -> 1.53-1.57 / 1.46-1.53 / 1.44-1.46, with the gradient
+#: 3.73-3.97 / 3.50-3.63 / 3.02-3.08 -> 2.92-2.94 / 2.88-3.06 / 2.79-2.81,
+#: probability targets with the gradient 4.03-4.12 / 3.68-3.71 / 3.22-3.23
+#: -> 2.94-3.05 / 2.80-2.94 / 2.82-2.95; 16 classes the same in the caches
+#: (index gradient 2.65-2.74 -> 2.78-2.87) and faster past them (4M logits:
+#: 3.74-3.79 -> 3.18-3.51); Zen 5 was not measured again.
 _CE_TILE32 = 32
-_CE_TILE64 = 10
+_CE_TILE64 = 16
 #: and whose gradients are computed there too, float32 (float64: all of
 #: _CE_TILE64), then go back into the rows (scalar moves up to SMALL_TILE
 #: classes, then the transposes).  1M logits, Zen 5, loss and gradient of
