@@ -423,21 +423,24 @@ def emit_pow2(b, z):
 def emit_exp(b, x):
     """e**x, <= 1 ULP (overflow inf, underflow through subnormals to 0).
 
-    Arguments whose result is 0 (-inf included) are computed as e**0 and
-    replaced by 0: no lane goes through a subnormal intermediate or an
-    underflow, which costs a ~150-cycle microcode assist for the whole
-    vector on Intel cores -- vscalef's underflow to 0 too (Xeon, AVX-512:
-    float64 softmax rows of 12, whose masked lanes are exp(-inf), 6.3 ns an
-    entry against 0.9; Zen 5 has no such assist).  Only lanes whose result
-    is itself subnormal pay it.  2**n by one vscalef with SCALEF, else by
-    two exact integer steps.
+    No lane whose result is 0 (-inf included) goes through a subnormal
+    intermediate or an underflow, which costs a ~150-cycle microcode assist
+    for the whole vector on Intel cores -- vscalef's underflow to 0 too
+    (Xeon, AVX-512: float64 softmax rows of 12, whose masked lanes are
+    exp(-inf), 6.3 ns an entry against 0.9; Zen 5 has no such assist).
+    Only lanes whose result is itself subnormal pay it.  With SCALEF, x
+    clamped and one zero-masked vscalef (see ``emit_exp_neg``; its callers
+    here do not merge the mask away: log_softmax_backward and
+    logsumexp_backward of -inf entries as fast as of others); otherwise
+    those lanes are computed as e**0 and replaced by 0, 2**n applied in two
+    exact integer steps.
     """
     ty = x.type
     zero = b.fcmp_ordered("<", x, const(ty, _EXP_ZERO[_fbits(ty)]))
     if SCALEF:
-        return emit_ldexp(b, *emit_exp_parts(b, x), b.not_(zero))  # see emit_exp_neg
+        return emit_ldexp(b, *emit_exp_parts(b, x), b.not_(zero))
     p, z = emit_exp_parts(b, b.select(zero, const(ty, 0.0), x))
-    return b.select(zero, const(ty, 0.0), emit_ldexp(b, p, z) if SCALEF else emit_scale2(b, p, z))
+    return b.select(zero, const(ty, 0.0), emit_scale2(b, p, z))
 
 
 # below this e**x is subnormal (exp_neg gives 0 there)
